@@ -1,0 +1,61 @@
+"""Checks: the project's own commands (tests, lint) run in a worktree, output kept."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .procs import ChildGroups
+
+TAIL_CHARS = 4000
+
+
+@dataclass
+class CheckResult:
+    command: str
+    exit_code: int
+    timed_out: bool
+    duration: float
+    log: str
+    tail: str
+
+    @property
+    def passed(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "passed": self.passed}
+
+
+def run_checks(commands: Sequence[str], *, cwd: Path, log_dir: Path, timeout: float,
+               children: ChildGroups, env: Mapping[str, str] | None = None,
+               label: str = "check") -> list[CheckResult]:
+    """Run every command (stopping at the first failure) and keep each one's output in a log."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for index, command in enumerate(commands, 1):
+        log = log_dir / f"{label}-{index}.log"
+        finished, output = children.run(["bash", "-c", command], cwd=cwd,
+                                        env={**os.environ, **(env or {})}, timeout=timeout)
+        note = f"\n[timed out after {timeout:.0f} s]\n" if finished.timed_out else ""
+        log.write_text(f"$ {command}\n{output}{note}[exit {finished.exit_code}]\n")
+        result = CheckResult(command, finished.exit_code, finished.timed_out,
+                             round(finished.duration, 3), str(log), (output + note)[-TAIL_CHARS:])
+        results.append(result)
+        if not result.passed:
+            break
+    return results
+
+
+def all_passed(results: Sequence[CheckResult]) -> bool:
+    return all(r.passed for r in results)
+
+
+def describe_failure(results: Sequence[CheckResult]) -> str:
+    for result in results:
+        if not result.passed:
+            why = "timed out" if result.timed_out else f"exited {result.exit_code}"
+            return f"`{result.command}` {why}:\n{result.tail}"
+    return ""

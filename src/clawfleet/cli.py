@@ -1,0 +1,489 @@
+"""The `claw` command line: parses, calls the library, prints. Nothing else lives here."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+
+from . import __version__, git
+from .errors import ClawError, UsageError
+from .models import AttemptState, Importance, Task, TaskState
+from .project import Project, initialize
+from .runner import AttemptStatus
+from .scheduler import waiting_reason
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Run a fleet of coding agents on one git repository, in parallel, and land "
+                       "their work on the target branch through checks, review and a merge queue.")
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+TaskId = Annotated[int, typer.Argument(help="Task id, as printed by `claw add` and `claw status`.")]
+
+STATE_STYLE = {
+    "queued": "dim", "running": "cyan", "review": "yellow", "approved": "green",
+    "merged": "bold green", "failed": "red", "rejected": "red", "cancelled": "dim",
+}
+
+
+def _styled(state: str) -> str:
+    return f"[{STATE_STYLE.get(state, 'default')}]{state}[/]"
+
+
+def _project() -> Project:
+    return Project.find()
+
+
+def _print_json(data: object) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _task_json(project: Project, task: Task) -> dict:
+    data = asdict(task)
+    attempt = project.store.latest_attempt(task.id)
+    data["latest_attempt"] = asdict(attempt) if attempt else None
+    if task.state == TaskState.queued:
+        data["waiting"] = waiting_reason(project.store, task)
+    return data
+
+
+# -- setup --------------------------------------------------------------------------------
+
+@app.command()
+def init(
+    target: Annotated[Optional[str], typer.Option(help="Branch that work lands on (default: the current one).")] = None,
+    check: Annotated[list[str], typer.Option("--check", help="A check command, e.g. 'pytest -q'. Repeatable.")] = [],
+) -> None:
+    """Set up clawfleet in this git repository: config, AGENTS.md, SOUL.md, git exclude."""
+    written = initialize(Path.cwd(), target=target, checks=check or None)
+    for path in written:
+        console.print(f"[green]wrote[/] {escape(path)}")
+    if not written:
+        console.print("already initialised: nothing to write")
+    console.print("next: `claw add \"TITLE\"` to queue a task, then `claw run`")
+
+
+# -- tasks --------------------------------------------------------------------------------
+
+@app.command()
+def add(
+    title: Annotated[Optional[str], typer.Argument(help="What to do, in a line.")] = None,
+    body: Annotated[Optional[str], typer.Option("-b", "--body", help="Details, in markdown.")] = None,
+    file: Annotated[Optional[Path], typer.Option("-f", "--file", help="Markdown file: the body, or one task per `## ` section.")] = None,
+    agent: Annotated[Optional[str], typer.Option(help="Agent name from config (default: fleet.default_agent).")] = None,
+    priority: Annotated[int, typer.Option(help="Higher runs first.")] = 0,
+    importance: Annotated[Importance, typer.Option(help="Drives review: low tasks can be auto-approved.")] = Importance.normal,
+    kind: Annotated[str, typer.Option(help="feature, fix, research, plan or experiment.")] = "feature",
+    footprint: Annotated[list[str], typer.Option("--footprint", help="Path glob the task expects to touch. Repeatable.")] = [],
+    depends: Annotated[list[int], typer.Option("--depends", help="Task id that must land first. Repeatable.")] = [],
+    check: Annotated[list[str], typer.Option("--check", help="Extra check command for this task. Repeatable.")] = [],
+    as_json: JsonOption = False,
+) -> None:
+    """Queue a task (or one per `## ` section of a file); prints the new id."""
+    from .taskfile import parse_task_file, title_from_body
+
+    if body is not None and file is not None:
+        raise UsageError("give the body with -b or -f, not both")
+    entries: list[tuple[str, str]] = []
+    if file is not None:
+        try:
+            text = file.read_text()
+        except OSError as error:
+            raise UsageError(f"cannot read {file}: {error.strerror}", hint="check the path") from None
+        sections = parse_task_file(text)
+        if sections and title is None:
+            entries = sections
+        else:
+            entries = [(title or title_from_body(text) or "", text)]
+    else:
+        entries = [(title or "", body or "")]
+    if any(not t.strip() for t, _ in entries):
+        raise UsageError("a task needs a title", hint='claw add "Add a slugify helper" -b "details"')
+    project = _project()
+    if agent is not None:
+        project.config.agent(agent)
+    ids = []
+    for entry_title, entry_body in entries:
+        task = project.store.add_task(entry_title.strip(), body=entry_body, kind=kind, agent=agent,
+                                      priority=priority, importance=importance,
+                                      footprint=footprint, checks=check, depends_on=depends)
+        ids.append(task.id)
+    if as_json:
+        _print_json({"ids": ids})
+    else:
+        for task_id in ids:
+            print(task_id)
+
+
+@app.command()
+def status(
+    all_tasks: Annotated[bool, typer.Option("--all", "-a", help="Include merged, rejected and cancelled tasks.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """List tasks with their state, agent, time and tokens."""
+    project = _project()
+    tasks = project.store.list_tasks()
+    if not all_tasks:
+        tasks = [t for t in tasks if t.state not in (TaskState.merged, TaskState.cancelled, TaskState.rejected)]
+    if as_json:
+        _print_json([_task_json(project, t) for t in tasks])
+        return
+    if not tasks:
+        console.print("no tasks" + ("" if all_tasks else " open (`claw status --all` shows landed ones)"))
+        return
+    console.print(_task_table(project, tasks))
+
+
+def _task_table(project: Project, tasks: list[Task]) -> Table:
+    table = Table(box=None, pad_edge=False)
+    for column in ("id", "task", "agent", "state", "elapsed", "tokens", "note"):
+        table.add_column(column, no_wrap=column != "task" and column != "note",
+                         justify="right" if column in ("id", "tokens", "elapsed") else "left")
+    now = time.time()
+    for task in tasks:
+        attempt = project.store.latest_attempt(task.id)
+        elapsed = ""
+        if attempt:
+            elapsed = _ago((attempt.finished_at or now) - attempt.started_at)
+        note = task.reason or ""
+        if task.state == TaskState.queued:
+            note = waiting_reason(project.store, task) or note
+        table.add_row(str(task.id), escape(task.title[:60]),
+                      escape(attempt.agent if attempt else task.agent or project.config.fleet.default_agent),
+                      _styled(task.state), elapsed,
+                      f"{attempt.tokens:,}" if attempt and attempt.tokens else "",
+                      escape(note.splitlines()[0][:70] if note else ""))
+    return table
+
+
+@app.command()
+def show(task_id: TaskId, as_json: JsonOption = False) -> None:
+    """Show a task: its body, attempts, check results and history."""
+    project = _project()
+    task = project.store.get_task(task_id)
+    attempts = project.store.attempts(task_id=task_id)
+    events = project.store.events(task_id=task_id)
+    checks = {}
+    for attempt in attempts:
+        status = AttemptStatus.read(project.attempt_dir(attempt.id))
+        checks[attempt.id] = status.checks if status else []
+    if as_json:
+        _print_json({**asdict(task), "attempts": [{**asdict(a), "checks": checks[a.id]} for a in attempts],
+                     "events": events})
+        return
+    console.print(f"[bold]task {task.id}[/]: {escape(task.title)}  {_styled(task.state)}")
+    console.print(f"kind {task.kind} · importance {task.importance} · priority {task.priority}"
+                  + (f" · depends on {', '.join(map(str, task.depends_on))}" if task.depends_on else ""))
+    if task.reason:
+        console.print(f"reason: {escape(task.reason)}")
+    if task.body:
+        console.print(escape(task.body.strip()))
+    for attempt in attempts:
+        console.print(f"\n[bold]attempt {attempt.number}[/] (#{attempt.id}) {attempt.agent} "
+                      f"{_styled(attempt.state)} on {escape(attempt.branch)}"
+                      f" from {attempt.base_commit[:10]}")
+        if attempt.summary:
+            console.print(f"  summary: {escape(attempt.summary)}")
+        if attempt.reason:
+            console.print(f"  reason: {escape(attempt.reason.splitlines()[0])}")
+        if attempt.tokens:
+            console.print(f"  tokens: {attempt.input_tokens:,} in, {attempt.output_tokens:,} out")
+        for check in checks[attempt.id]:
+            mark = "[green]pass[/]" if check["passed"] else "[red]fail[/]"
+            console.print(f"  check {mark} {escape(check['command'])} ({check['duration']:.1f}s)")
+        console.print(f"  logs: {project.attempt_dir(attempt.id)}")
+
+
+def _latest_attempt(project: Project, task_id: int):
+    project.store.get_task(task_id)
+    attempt = project.store.latest_attempt(task_id)
+    if attempt is None:
+        raise ClawError(f"task {task_id} has no attempt yet", hint="`claw run` starts queued tasks")
+    return attempt
+
+
+@app.command()
+def log(
+    task_id: TaskId,
+    follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing until the attempt ends.")] = False,
+) -> None:
+    """Print the agent's log of the task's latest attempt."""
+    project = _project()
+    attempt = _latest_attempt(project, task_id)
+    path = project.attempt_dir(attempt.id) / "agent.log"
+    position = 0
+    while True:
+        if path.exists():
+            with open(path, errors="replace") as handle:
+                handle.seek(position)
+                chunk = handle.read()
+                position = handle.tell()
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+        if not follow or project.store.get_attempt(attempt.id).state != AttemptState.running:
+            break
+        time.sleep(0.3)
+    if not path.exists() and not follow:
+        err_console.print(f"no agent log yet at {path}")
+
+
+@app.command()
+def diff(
+    task_id: TaskId,
+    stat: Annotated[bool, typer.Option("--stat", help="Only the files and line counts.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the changes of the task's latest attempt against its base commit."""
+    project = _project()
+    attempt = _latest_attempt(project, task_id)
+    head = attempt.head_commit or git.branch_tip(project.root, attempt.branch) or attempt.base_commit
+    stats = git.diff_stats(project.root, attempt.base_commit, head)
+    if as_json:
+        _print_json({"base": attempt.base_commit, "head": head, "files": [asdict(s) for s in stats],
+                     "diff": "" if stat else git.diff(project.root, attempt.base_commit, head)})
+        return
+    for entry in stats:
+        console.print(f"{entry.added:>6} [green]+[/] {entry.deleted:>6} [red]-[/]  {escape(entry.path)}")
+    if not stat:
+        sys.stdout.write(git.diff(project.root, attempt.base_commit, head, color=console.is_terminal))
+
+
+@app.command()
+def cancel(task_id: TaskId) -> None:
+    """Cancel a task; a running attempt is stopped (its work so far stays on its branch)."""
+    from .executors.local import LocalExecutor
+
+    project = _project()
+    task = project.store.get_task(task_id)
+    project.store.move_task(task_id, TaskState.cancelled, "task.cancelled", reason="cancelled by person")
+    attempt = project.store.latest_attempt(task_id)
+    if task.state == TaskState.running and attempt and attempt.state == AttemptState.running:
+        LocalExecutor().stop(attempt.id, project.attempt_dir(attempt.id), attempt.pid)
+    console.print(f"task {task_id} cancelled")
+
+
+@app.command()
+def retry(
+    task_id: TaskId,
+    feedback: Annotated[Optional[str], typer.Option(help="What the next attempt should do differently.")] = None,
+) -> None:
+    """Queue a failed, rejected or cancelled task again for a new attempt."""
+    project = _project()
+    project.store.move_task(task_id, TaskState.queued, "task.retried", reason="retry requested",
+                            feedback=feedback,
+                            expect=[TaskState.failed, TaskState.rejected, TaskState.cancelled])
+    console.print(f"task {task_id} queued again")
+
+
+# -- running ------------------------------------------------------------------------------
+
+@app.command()
+def run(
+    slots: Annotated[Optional[int], typer.Option(min=1, help="Agents at once (default: fleet.slots).")] = None,
+    merge: Annotated[Optional[bool], typer.Option("--merge/--no-merge", help="Land approved attempts as they come (default: review.merge_on_approve).")] = None,
+) -> None:
+    """Run queued tasks in parallel until nothing runnable is left."""
+    from .orchestrator import Orchestrator
+
+    project = _project()
+    events: list[str] = []
+    live_mode = console.is_terminal
+
+    def on_event(message: str) -> None:
+        if live_mode:
+            events.append(message)
+        else:
+            console.print(f"{time.strftime('%H:%M:%S')} {escape(message)}")
+
+    orchestrator = Orchestrator(project, slots=slots, merge=merge, on_event=on_event)
+    started = time.time()
+    if live_mode:
+        with Live(console=console, refresh_per_second=4, transient=False) as live:
+            def refresh() -> None:
+                live.update(_live_view(project, events, started))
+            orchestrator.run(on_tick=refresh)
+            refresh()
+    else:
+        orchestrator.run()
+    _print_run_summary(project, started)
+
+
+def _live_view(project: Project, events: list[str], started: float):
+    from rich.console import Group
+
+    active = [t for t in project.store.list_tasks()
+              if t.state in (TaskState.running, TaskState.queued) or t.updated_at >= started]
+    return Group(_task_table(project, active), *[escape(e) for e in events[-6:]])
+
+
+def _print_run_summary(project: Project, started: float) -> None:
+    tasks = [t for t in project.store.list_tasks() if t.updated_at >= started]
+    counts: dict[str, int] = {}
+    for task in tasks:
+        counts[task.state] = counts.get(task.state, 0) + 1
+    summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+    console.print(f"done in {_ago(time.time() - started)}: {summary or 'nothing to run'}")
+    if counts.get("review"):
+        console.print("`claw review` to decide on what waits for you")
+
+
+# -- review and merge ---------------------------------------------------------------------
+
+@app.command()
+def approve(task_id: TaskId) -> None:
+    """Approve the attempt that waits for review; `claw merge` (or `claw run`) lands it."""
+    from .review import approve as approve_attempt
+
+    approve_attempt(_project().store, task_id)
+    console.print(f"task {task_id} approved")
+
+
+@app.command()
+def reject(
+    task_id: TaskId,
+    feedback: Annotated[Optional[str], typer.Option(help="Send it back: a new attempt gets this feedback.")] = None,
+) -> None:
+    """Reject the attempt that waits for review; with --feedback, send it back for a new attempt."""
+    from .review import reject as reject_attempt
+
+    reject_attempt(_project().store, task_id, feedback)
+    console.print(f"task {task_id} " + ("sent back with feedback" if feedback else "rejected"))
+
+
+@app.command()
+def review(as_json: JsonOption = False) -> None:
+    """Go through attempts waiting for review, most important first: approve, reject or send back."""
+    from .review import approve as approve_attempt, reject as reject_attempt
+
+    project = _project()
+    waiting = project.store.list_tasks([TaskState.review])
+    waiting.sort(key=lambda t: (-t.importance.rank, -t.priority, t.id))
+    if as_json:
+        _print_json([_task_json(project, t) for t in waiting])
+        return
+    if not waiting:
+        console.print("nothing waits for review")
+        return
+    interactive = sys.stdin.isatty()
+    for task in waiting:
+        attempt = project.store.latest_attempt(task.id)
+        console.rule(f"task {task.id}: {escape(task.title)} ({task.importance})")
+        show(task.id, as_json=False)
+        if attempt and attempt.head_commit:
+            console.print()
+            diff(task.id, stat=False, as_json=False)
+        if not interactive:
+            console.print("[dim](not a terminal: decide with `claw approve ID` or `claw reject ID`)[/]")
+            continue
+        choice = typer.prompt("[a]pprove, [r]eject, [s]end back with feedback, s[k]ip, [q]uit",
+                              default="k").strip().lower()
+        if choice.startswith("a"):
+            approve_attempt(project.store, task.id)
+            console.print("[green]approved[/]")
+        elif choice.startswith("r"):
+            reject_attempt(project.store, task.id)
+            console.print("[red]rejected[/]")
+        elif choice.startswith("s"):
+            text = typer.prompt("feedback")
+            reject_attempt(project.store, task.id, text)
+            console.print("sent back: a new attempt will get your feedback")
+        elif choice.startswith("q"):
+            break
+
+
+@app.command()
+def merge(as_json: JsonOption = False) -> None:
+    """Land approved attempts on the target branch: rebase, re-check, fast-forward."""
+    from .mergequeue import MergeQueue
+    from .orchestrator import OrchestratorLock
+
+    project = _project()
+    with OrchestratorLock(project.run_dir):
+        results = MergeQueue(project).land_all()
+    if as_json:
+        _print_json([asdict(r) for r in results])
+        return
+    if not results:
+        console.print("nothing approved to land")
+    for result in results:
+        if result.outcome == "merged":
+            console.print(f"[green]landed[/] task {result.task_id} as {result.commit[:10]}")
+        elif result.outcome == "bounced":
+            console.print(f"[red]bounced[/] task {result.task_id}: {escape(result.reason)}")
+        else:
+            console.print(f"[yellow]waiting[/]: {escape(result.reason)}")
+    if any(r.outcome != "merged" for r in results):
+        raise typer.Exit(1)
+
+
+# -- offline model and demo ---------------------------------------------------------------
+
+@app.command("fake-llm")
+def fake_llm(
+    script: Annotated[Path, typer.Option(help="TOML script of rules (see README: 'Scripted model').")],
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 picks a free one).")] = 0,
+) -> None:
+    """Serve a scripted model (OpenAI chat + Anthropic messages) on 127.0.0.1, for tests and demos."""
+    from .llm.scripted import Script, ScriptedServer
+
+    server = ScriptedServer(Script.load(script), port=port)
+    server.start()
+    console.print(f"scripted model at {server.url}  (OpenAI base URL {server.openai_base_url}); Ctrl-C stops")
+    try:
+        server.wait()
+    finally:
+        server.stop()
+
+
+@app.command()
+def demo(
+    directory: Annotated[Optional[Path], typer.Option("--dir", help="Where to build the sample project (default: a temporary folder).")] = None,
+    slots: Annotated[int, typer.Option(min=1, help="Agents at once.")] = 3,
+) -> None:
+    """Offline demo: a sample project, six tasks, three agents on a scripted model, all landed."""
+    from .demo import run_demo
+
+    run_demo(directory, slots=slots, console=console)
+
+
+@app.command()
+def version() -> None:
+    """Print clawfleet's version."""
+    print(__version__)
+
+
+def main() -> None:
+    try:
+        app()
+    except ClawError as error:
+        err_console.print(f"[red]error:[/] {escape(error.message)}")
+        if error.hint:
+            err_console.print(f"[dim]hint:[/] {escape(error.hint)}")
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted: running attempts go on; `claw run` again reattaches to them")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""`.claw/config.toml` read into pydantic models; every error names the file, the key and the fix."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import ConfigError
+from .models import Importance
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FleetConfig(_Section):
+    slots: int = Field(3, ge=1, le=256, description="agents running at once")
+    target: str = Field("main", description="branch that approved work lands on")
+    default_agent: str = "builtin"
+    attempt_timeout: float = Field(1800.0, gt=0, description="seconds before an attempt is killed")
+    max_attempts: int = Field(2, ge=1, description="automatic attempts after a crash or timeout")
+    pool_size: int = Field(2, ge=0, description="ready worktrees kept for quick starts")
+
+
+class ChecksConfig(_Section):
+    commands: list[str] = Field(default_factory=list)
+    timeout: float = Field(600.0, gt=0)
+    fix_rounds: int = Field(1, ge=0, description="times a failure is fed back to the agent")
+    on_failure: Literal["fail", "review"] = "fail"
+
+
+class ReviewConfig(_Section):
+    auto_approve: list[Importance] = Field(default_factory=lambda: [Importance.low])
+    merge_on_approve: bool = True
+
+
+class BuiltinAgentConfig(_Section):
+    kind: Literal["builtin"] = "builtin"
+    provider: str | None = None
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    max_steps: int = Field(40, ge=1)
+    max_tokens: int = Field(400_000, ge=1, description="input + output tokens for one attempt")
+    command_timeout: float = Field(300.0, gt=0)
+    output_limit: int = Field(10_000, ge=200, description="characters of command output shown")
+    request_timeout: float = Field(120.0, gt=0)
+
+
+class CommandAgentConfig(_Section):
+    kind: Literal["command"]
+    command: list[str] = Field(min_length=1)
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+AgentConfig = Annotated[Union[BuiltinAgentConfig, CommandAgentConfig], Field(discriminator="kind")]
+
+
+class Config(_Section):
+    fleet: FleetConfig = Field(default_factory=FleetConfig)
+    checks: ChecksConfig = Field(default_factory=ChecksConfig)
+    review: ReviewConfig = Field(default_factory=ReviewConfig)
+    agents: dict[str, AgentConfig] = Field(default_factory=dict)
+
+    def agent(self, name: str) -> BuiltinAgentConfig | CommandAgentConfig:
+        if name in self.agents:
+            return self.agents[name]
+        if name == "builtin":
+            return BuiltinAgentConfig()
+        known = ", ".join(sorted({"builtin", *self.agents}))
+        raise ConfigError(f"unknown agent '{name}' (known: {known})",
+                          hint="add it under [agents.NAME] in .claw/config.toml, or pick a known one")
+
+
+def load_config(path: Path) -> Config:
+    if not path.exists():
+        return Config()
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}",
+                          hint="fix the syntax, or move the file away and run `claw init`") from error
+    try:
+        return Config.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(f"{path}: {_describe(error)}",
+                          hint="see the commented defaults that `claw init` writes") from None
+
+
+def _describe(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors()[:3]:
+        key = ".".join(str(part) for part in item["loc"] if not str(part).startswith(("function-", "tagged-union")))
+        if item["type"] == "extra_forbidden":
+            problems.append(f"unknown key `{key}`")
+        elif item["type"] == "union_tag_invalid":
+            problems.append(f"`{key}.kind` must be one of 'builtin', 'command'")
+        else:
+            problems.append(f"`{key}`: {item['msg']} (got {item.get('input')!r})")
+    return "; ".join(problems)
+
+
+DEFAULT_CONFIG = '''\
+# clawfleet configuration. Every key is optional; the values shown are the defaults.
+# Docs: README.md ("Configuration").
+
+[fleet]
+slots = 3                 # agents running at once
+target = "{target}"           # branch that approved work lands on
+default_agent = "builtin" # agent used when a task names none
+attempt_timeout = 1800    # seconds; the attempt's whole process group is killed after this
+max_attempts = 2          # automatic attempts after a crash or timeout
+pool_size = 2             # ready worktrees kept so attempts start without a checkout
+
+[checks]
+# Commands run in the attempt's worktree after the agent, and again before merging.
+commands = [{checks}]
+timeout = 600
+fix_rounds = 1            # times a failing check's output is fed back to the agent
+on_failure = "fail"       # "fail" the attempt, or send it to "review" anyway
+
+[review]
+auto_approve = ["low"]    # importance levels approved without a person when checks pass
+merge_on_approve = true   # `claw run` lands approved attempts as it goes
+
+# The built-in agent: one shell command per turn, on any OpenAI-compatible or Anthropic model.
+# Unset keys fall back to CLAW_MODEL, OPENAI_MODEL/OPENAI_BASE_URL/OPENAI_API_KEY or
+# ANTHROPIC_MODEL/ANTHROPIC_BASE_URL/ANTHROPIC_API_KEY.
+[agents.builtin]
+kind = "builtin"
+# provider = "openai"     # or "anthropic"
+# model = "gpt-4.1"
+# base_url = "http://127.0.0.1:8080/v1"
+# api_key_env = "OPENAI_API_KEY"
+max_steps = 40
+max_tokens = 400000
+command_timeout = 300
+output_limit = 10000
+
+# Any program can be an agent: it runs in the worktree with CLAW_TASK_ID and CLAW_PROMPT_FILE set.
+# [agents.my-agent]
+# kind = "command"
+# command = ["my-agent", "--prompt-file", "{{prompt_file}}"]
+'''

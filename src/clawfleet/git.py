@@ -1,0 +1,258 @@
+"""The only module that runs git. Everything here calls the real `git` program."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+import subprocess
+import unicodedata
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ClawError, GitError
+
+GIT_TIMEOUT_S = 300.0
+# Commits made by clawfleet must not depend on the person's global git identity being set.
+_IDENTITY = {
+    "GIT_AUTHOR_NAME": "clawfleet", "GIT_AUTHOR_EMAIL": "claw@localhost",
+    "GIT_COMMITTER_NAME": "clawfleet", "GIT_COMMITTER_EMAIL": "claw@localhost",
+}
+
+
+def git(*args: str, cwd: Path, check: bool = True, input: str | None = None,
+        timeout: float = GIT_TIMEOUT_S, identity: bool = False) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+    if identity and not _has_identity(cwd):
+        env.update(_IDENTITY)
+    try:
+        result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
+                                input=input, timeout=timeout, env=env)
+    except FileNotFoundError as error:
+        raise ClawError("git is not installed", hint="install git (apt-get install git)") from error
+    except subprocess.TimeoutExpired as error:
+        raise GitError(f"`git {' '.join(args[:3])}` took more than {timeout:.0f} s in {cwd}") from error
+    if check and result.returncode != 0:
+        raise GitError(f"`git {' '.join(args[:4])}` failed in {cwd}: {result.stderr.strip() or result.stdout.strip()}")
+    return result
+
+
+def _has_identity(cwd: Path) -> bool:
+    result = subprocess.run(["git", "config", "user.email"], cwd=cwd, capture_output=True, text=True)
+    return result.returncode == 0 and bool(result.stdout.strip())
+
+
+def out(*args: str, cwd: Path) -> str:
+    return git(*args, cwd=cwd).stdout.strip()
+
+
+# -- the repository ---------------------------------------------------------------------
+
+def toplevel(path: Path) -> Path:
+    result = git("rev-parse", "--show-toplevel", cwd=path, check=False)
+    if result.returncode != 0:
+        raise ClawError(f"{path} is not inside a git repository",
+                        hint="run claw in a git repository, or `git init` one first")
+    return Path(result.stdout.strip())
+
+
+def common_dir(repo: Path) -> Path:
+    return Path(out("rev-parse", "--path-format=absolute", "--git-common-dir", cwd=repo))
+
+
+def has_commits(repo: Path) -> bool:
+    return git("rev-parse", "--verify", "-q", "HEAD^{commit}", cwd=repo, check=False).returncode == 0
+
+
+def rev(repo: Path, name: str) -> str | None:
+    result = git("rev-parse", "--verify", "-q", f"{name}^{{commit}}", cwd=repo, check=False)
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def branch_tip(repo: Path, branch: str) -> str | None:
+    return rev(repo, f"refs/heads/{branch}")
+
+
+def current_branch(worktree: Path) -> str | None:
+    result = git("symbolic-ref", "--short", "-q", "HEAD", cwd=worktree, check=False)
+    return result.stdout.strip() or None
+
+
+def delete_branch(repo: Path, branch: str) -> None:
+    git("branch", "-D", branch, cwd=repo, check=False)
+
+
+def update_ref(repo: Path, branch: str, new: str, old: str, message: str) -> None:
+    """Move a branch only if it still points at `old` (compare-and-swap)."""
+    git("update-ref", "-m", message, f"refs/heads/{branch}", new, old, cwd=repo)
+
+
+@contextmanager
+def repo_lock(repo: Path) -> Iterator[None]:
+    """Serialise operations that take repository-wide locks (worktrees, refs) across processes."""
+    path = common_dir(repo) / "claw.lock"
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# -- branch names -----------------------------------------------------------------------
+
+def slugify(title: str, max_length: int = 40) -> str:
+    """A lowercase ascii slug of a title; '' when nothing usable is left."""
+    text = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
+    text = re.sub(r"[^a-zA-Z0-9]+", "-", text).strip("-").lower()
+    return text[:max_length].rstrip("-")
+
+
+def branch_name(task_id: int, title: str, attempt: int = 1) -> str:
+    """`claw/<id>-<slug>` (with `-<n>` for later attempts): safe for any title."""
+    slug = slugify(title) or hashlib.sha1(title.encode()).hexdigest()[:8]
+    name = f"claw/{task_id}-{slug}" + (f"-{attempt}" if attempt > 1 else "")
+    return name
+
+
+def valid_branch_name(name: str, cwd: Path) -> bool:
+    return git("check-ref-format", "--branch", name, cwd=cwd, check=False).returncode == 0
+
+
+# -- worktrees --------------------------------------------------------------------------
+
+@dataclass
+class WorktreeInfo:
+    path: Path
+    head: str | None
+    branch: str | None
+
+
+def worktrees(repo: Path) -> list[WorktreeInfo]:
+    found, current = [], {}
+    for line in out("worktree", "list", "--porcelain", cwd=repo).splitlines() + [""]:
+        if not line:
+            if current:
+                branch = current.get("branch", "")
+                found.append(WorktreeInfo(Path(current["worktree"]), current.get("HEAD"),
+                                          branch.removeprefix("refs/heads/") or None))
+            current = {}
+            continue
+        key, _, value = line.partition(" ")
+        current[key] = value
+    return found
+
+
+def worktree_of_branch(repo: Path, branch: str) -> Path | None:
+    for info in worktrees(repo):
+        if info.branch == branch:
+            return info.path
+    return None
+
+
+def add_detached_worktree(repo: Path, path: Path, commit: str) -> None:
+    with repo_lock(repo):
+        git("worktree", "add", "--detach", "--quiet", str(path), commit, cwd=repo)
+
+
+def remove_worktree(repo: Path, path: Path) -> None:
+    with repo_lock(repo):
+        git("worktree", "remove", "--force", "--force", str(path), cwd=repo, check=False)
+        git("worktree", "prune", cwd=repo, check=False)
+
+
+def start_branch(worktree: Path, branch: str, base: str) -> None:
+    """Put a (clean, detached) pooled worktree on a new branch at `base`."""
+    git("switch", "--quiet", "--force-create", branch, base, cwd=worktree)
+
+
+def reset_worktree(worktree: Path, commit: str) -> None:
+    """Return a worktree to a clean detached state at `commit` (for reuse by the pool)."""
+    git("switch", "--quiet", "--detach", "--discard-changes", commit, cwd=worktree)
+    git("clean", "-fdxq", cwd=worktree)
+
+
+def is_dirty(worktree: Path) -> bool:
+    """Tracked files changed (untracked files are the person's business and never block)."""
+    return bool(out("status", "--porcelain", "--untracked-files=no", cwd=worktree))
+
+
+def commit_all(worktree: Path, message: str) -> str | None:
+    """Commit every change in the worktree; return the new commit, or None when nothing changed."""
+    git("add", "--all", cwd=worktree)
+    if git("diff", "--cached", "--quiet", cwd=worktree, check=False).returncode == 0:
+        return None
+    git("commit", "--quiet", "--no-verify", "-m", message, cwd=worktree, identity=True)
+    return out("rev-parse", "HEAD", cwd=worktree)
+
+
+# -- diffs ------------------------------------------------------------------------------
+
+@dataclass
+class FileStat:
+    path: str
+    added: int
+    deleted: int
+
+
+def diff_stats(repo: Path, base: str, head: str) -> list[FileStat]:
+    stats = []
+    for line in out("diff", "--numstat", f"{base}..{head}", cwd=repo).splitlines():
+        added, deleted, path = line.split("\t", 2)
+        stats.append(FileStat(path, int(added) if added != "-" else 0,
+                              int(deleted) if deleted != "-" else 0))
+    return stats
+
+
+def diff(repo: Path, base: str, head: str, color: bool = False) -> str:
+    return git("diff", "--color=always" if color else "--no-color", f"{base}..{head}",
+               cwd=repo).stdout
+
+
+def commits_between(repo: Path, base: str, head: str) -> list[str]:
+    return out("rev-list", "--reverse", f"{base}..{head}", cwd=repo).split()
+
+
+def is_ancestor(repo: Path, older: str, newer: str) -> bool:
+    return git("merge-base", "--is-ancestor", older, newer, cwd=repo, check=False).returncode == 0
+
+
+# -- landing ----------------------------------------------------------------------------
+
+def rebase_onto(worktree: Path, head: str, base: str, onto: str) -> list[str]:
+    """Replay base..head onto `onto` in a detached worktree; return conflicted files ([] = ok)."""
+    git("switch", "--quiet", "--detach", "--discard-changes", head, cwd=worktree)
+    result = git("rebase", "--quiet", "--onto", onto, base, cwd=worktree, check=False, identity=True)
+    if result.returncode == 0:
+        return []
+    conflicted = out("diff", "--name-only", "--diff-filter=U", cwd=worktree).split()
+    git("rebase", "--abort", cwd=worktree, check=False)
+    return conflicted or [f"(rebase failed: {(result.stderr or result.stdout).strip()[:300]})"]
+
+
+def fast_forward_checkout(worktree: Path, commit: str) -> None:
+    git("merge", "--ff-only", "--quiet", commit, cwd=worktree)
+
+
+def init_repo(path: Path, files: dict[str, str], message: str = "initial commit",
+              branch: str = "main") -> None:
+    """Make a repository with one commit (used by the demo and tests)."""
+    path.mkdir(parents=True, exist_ok=True)
+    git("init", "--quiet", "-b", branch, cwd=path)
+    for name, text in files.items():
+        target = path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    git("add", "--all", cwd=path)
+    git("commit", "--quiet", "-m", message, cwd=path, identity=True)
+
+
+def all_branches(repo: Path, prefix: str = "") -> list[str]:
+    return out("for-each-ref", "--format=%(refname:short)", f"refs/heads/{prefix}", cwd=repo).split()
+
+
+def tracked_paths(repo: Path, commit: str, pathspecs: Sequence[str] = ()) -> list[str]:
+    return out("ls-tree", "-r", "--name-only", commit, "--", *pathspecs, cwd=repo).splitlines()

@@ -1,0 +1,111 @@
+"""The domain: tasks, attempts, their states and which state changes are allowed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Importance(StrEnum):
+    low = "low"
+    normal = "normal"
+    high = "high"
+    critical = "critical"
+
+    @property
+    def rank(self) -> int:
+        return list(Importance).index(self)
+
+
+class TaskState(StrEnum):
+    queued = "queued"        # waiting for a slot (or for its dependencies)
+    running = "running"      # an attempt is under way
+    review = "review"        # an attempt waits for a person's decision
+    approved = "approved"    # waits for the merge step
+    merged = "merged"        # landed on the target branch
+    failed = "failed"        # gave up: see `reason`; `claw retry` queues it again
+    rejected = "rejected"    # a person said no
+    cancelled = "cancelled"
+
+
+class AttemptState(StrEnum):
+    running = "running"
+    ready = "ready"                  # agent changed something and the checks passed
+    checks_failed = "checks_failed"  # checks still red after the fix rounds
+    no_change = "no_change"          # agent ended without changing anything
+    failed = "failed"                # agent ended with an error
+    crashed = "crashed"              # the runner died without writing its status
+    timed_out = "timed_out"
+    cancelled = "cancelled"
+    approved = "approved"
+    rejected = "rejected"
+    sent_back = "sent_back"          # a person asked for another attempt with feedback
+    merged = "merged"
+    bounced = "bounced"              # the merge step refused it: conflict or red checks
+
+
+TASK_TRANSITIONS: dict[TaskState, set[TaskState]] = {
+    TaskState.queued: {TaskState.running, TaskState.failed, TaskState.cancelled},
+    TaskState.running: {TaskState.review, TaskState.approved, TaskState.failed,
+                        TaskState.queued, TaskState.cancelled},
+    TaskState.review: {TaskState.approved, TaskState.rejected, TaskState.queued, TaskState.cancelled},
+    TaskState.approved: {TaskState.merged, TaskState.failed, TaskState.cancelled},
+    TaskState.merged: set(),
+    TaskState.failed: {TaskState.queued, TaskState.cancelled},
+    TaskState.rejected: {TaskState.queued, TaskState.cancelled},
+    TaskState.cancelled: {TaskState.queued},
+}
+
+FINISHED_ATTEMPT_STATES = frozenset(AttemptState) - {AttemptState.running}
+ACTIVE_TASK_STATES = frozenset({TaskState.queued, TaskState.running, TaskState.review, TaskState.approved})
+
+
+def can_transition(current: TaskState, new: TaskState) -> bool:
+    return new in TASK_TRANSITIONS[current]
+
+
+@dataclass
+class Task:
+    id: int
+    title: str
+    body: str = ""
+    kind: str = "feature"
+    agent: str | None = None
+    priority: int = 0
+    importance: Importance = Importance.normal
+    state: TaskState = TaskState.queued
+    footprint: list[str] = field(default_factory=list)
+    checks: list[str] = field(default_factory=list)
+    depends_on: list[int] = field(default_factory=list)
+    feedback: str | None = None
+    reason: str | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass
+class Attempt:
+    id: int
+    task_id: int
+    number: int
+    agent: str
+    state: AttemptState = AttemptState.running
+    branch: str = ""
+    base_commit: str = ""
+    head_commit: str | None = None
+    worktree: str | None = None
+    pid: int | None = None
+    started_at: float = 0.0
+    finished_at: float | None = None
+    exit_code: int | None = None
+    summary: str | None = None
+    reason: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    checks_passed: bool | None = None
+    fix_rounds: int = 0
+    feedback: str | None = None
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens

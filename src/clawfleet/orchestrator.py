@@ -1,0 +1,229 @@
+"""The loop behind `claw run`: recover, schedule, start, collect, review, land.
+
+One orchestrator per repository at a time (a lock file). All state lives in the store and the
+attempt folders, so this process can be killed at any point and started again: live runners are
+reattached, finished ones collected, dead ones marked crashed and retried.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from . import git
+from .errors import ClawError
+from .executors.local import LocalExecutor, Running
+from .mergequeue import LandResult, MergeQueue
+from .models import Attempt, AttemptState, TaskState
+from .project import Project
+from .review import decide
+from .runner import AttemptSpec, AttemptStatus
+from .scheduler import runnable_tasks
+from .workspace import WorkspacePool, attempt_worktree_name
+
+HARD_KILL_GRACE_S = 15.0
+
+
+class OrchestratorLock:
+    """Only one orchestrator drives a repository; a second one is told who holds it."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / "orchestrator.lock"
+        self._handle = None
+
+    def __enter__(self) -> "OrchestratorLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            handle.close()
+            raise ClawError(f"another claw orchestrator (pid {holder}) is running in this repository",
+                            hint="wait for it to finish, or stop it; `claw status` shows its progress")
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._handle = handle
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._handle:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+
+
+class Orchestrator:
+    def __init__(self, project: Project, *, slots: int | None = None, merge: bool | None = None,
+                 on_event: Callable[[str], None] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.project = project
+        self.store = project.store
+        self.config = project.config
+        self.slots = slots or self.config.fleet.slots
+        self.merge = self.config.review.merge_on_approve if merge is None else merge
+        self.executor = LocalExecutor()
+        self.pool = WorkspacePool(project, size=max(self.config.fleet.pool_size, 0))
+        self.merge_queue = MergeQueue(project, self.pool, on_event=self._landed)
+        self.on_event = on_event or (lambda message: None)
+        self.clock = clock
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run(self, tick: float = 0.05, on_tick: Callable[[], None] | None = None) -> None:
+        """Run until nothing is running and nothing more can start."""
+        self.project.target_tip()  # fail early with a clear error on a bad target
+        with OrchestratorLock(self.project.run_dir):
+            self.collect()  # reattach or collect what a previous orchestrator left
+            while True:
+                self.collect()
+                if self.merge:
+                    self.merge_queue.land_all()
+                started = self.schedule()
+                if on_tick:
+                    on_tick()
+                if not started and not self.running():
+                    if self.merge and self.merge_queue.approved() and not self._merge_waiting():
+                        continue
+                    break
+                if not started:
+                    time.sleep(tick)
+                else:
+                    self.pool.fill(self.project.target_tip())
+
+    def _merge_waiting(self) -> bool:
+        target = self.config.fleet.target
+        return self.merge_queue._target_checkout_blocked(target) is not None
+
+    def running(self) -> list[Attempt]:
+        return self.store.attempts(states=[AttemptState.running])
+
+    # -- starting attempts ----------------------------------------------------------------
+
+    def schedule(self) -> int:
+        free = self.slots - len(self.running())
+        started = 0
+        for task in runnable_tasks(self.store, free):
+            self.start(task.id)
+            started += 1
+        return started
+
+    def start(self, task_id: int) -> Attempt | None:
+        task = self.store.get_task(task_id)
+        agent_name = task.agent or self.config.fleet.default_agent
+        try:
+            agent_config = self.config.agent(agent_name)
+        except ClawError as error:
+            self.store.move_task(task_id, TaskState.failed, "task.failed", reason=str(error))
+            self.on_event(f"task {task_id} failed: {error}")
+            return None
+        base = self.project.target_tip()
+        attempt = self.store.start_attempt(task_id, agent=agent_name, base_commit=base,
+                                           branch_for=lambda n: git.branch_name(task_id, task.title, n))
+        attempt_dir = self.project.attempt_dir(attempt.id)
+        attempt_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            worktree = self.pool.acquire(attempt_worktree_name(attempt.id), attempt.branch, base)
+        except ClawError as error:
+            self.store.finish_attempt(attempt.id, AttemptState.failed, "attempt.failed",
+                                      task_state=TaskState.failed, task_reason=str(error),
+                                      reason=f"could not make its workspace: {error}")
+            return attempt
+        spec = AttemptSpec(
+            attempt_id=attempt.id, attempt_number=attempt.number,
+            task={k: v for k, v in vars(task).items()}, project_root=str(self.project.root),
+            worktree=str(worktree), branch=attempt.branch, base_commit=base,
+            agent_name=agent_name, agent=agent_config.model_dump(),
+            checks=[*self.config.checks.commands, *task.checks],
+            check_timeout=self.config.checks.timeout, fix_rounds=self.config.checks.fix_rounds,
+            deadline=self.clock() + self.config.fleet.attempt_timeout, feedback=task.feedback)
+        spec.save(attempt_dir)
+        pid = self.executor.start(attempt.id, attempt_dir, cwd=worktree)
+        self.store.update_attempt(attempt.id, pid=pid, worktree=str(worktree))
+        self.on_event(f"task {task_id}: attempt {attempt.number} started ({agent_name})")
+        return attempt
+
+    # -- collecting -----------------------------------------------------------------------
+
+    def collect(self) -> int:
+        """Look at every running attempt once; return how many ended."""
+        ended = 0
+        for attempt in self.running():
+            attempt_dir = self.project.attempt_dir(attempt.id)
+            result = self.executor.poll(attempt.id, attempt_dir, attempt.pid)
+            if isinstance(result, Running):
+                self._refresh_usage(attempt, attempt_dir)
+                if self.clock() > self._deadline(attempt_dir, attempt) + HARD_KILL_GRACE_S:
+                    self.executor.stop(attempt.id, attempt_dir, attempt.pid)
+                    self._finish(attempt, AttemptStatus(AttemptState.timed_out,
+                                                        "killed: past its time limit",
+                                                        finished_at=self.clock()))
+                    ended += 1
+                continue
+            if result is None:
+                self.executor.stop(attempt.id, attempt_dir, attempt.pid)  # orphans it left
+                result = AttemptStatus(AttemptState.crashed,
+                                       "the runner died without writing its status",
+                                       finished_at=self.clock())
+            self._finish(attempt, result)
+            ended += 1
+        return ended
+
+    def _deadline(self, attempt_dir: Path, attempt: Attempt) -> float:
+        try:
+            return AttemptSpec.load(attempt_dir).deadline
+        except (OSError, ValueError, TypeError):
+            return attempt.started_at + self.config.fleet.attempt_timeout
+
+    def _refresh_usage(self, attempt: Attempt, attempt_dir: Path) -> None:
+        try:
+            progress = json.loads((attempt_dir / "progress.json").read_text())
+        except (OSError, ValueError):
+            return
+        tokens = (progress.get("input_tokens", 0), progress.get("output_tokens", 0))
+        if tokens != (attempt.input_tokens, attempt.output_tokens):
+            self.store.update_attempt(attempt.id, input_tokens=tokens[0], output_tokens=tokens[1])
+
+    def _finish(self, attempt: Attempt, status: AttemptStatus) -> None:
+        task = self.store.get_task(attempt.task_id)
+        fields = dict(reason=status.reason, summary=status.summary, exit_code=status.exit_code,
+                      head_commit=status.head_commit, input_tokens=status.input_tokens,
+                      output_tokens=status.output_tokens, checks_passed=status.checks_passed,
+                      fix_rounds=status.fix_rounds)
+        if task.state != TaskState.running:  # cancelled while it ran
+            self.store.finish_attempt(attempt.id, AttemptState.cancelled, "attempt.cancelled", **fields)
+            self._release(attempt, keep=True)
+            return
+        attempts_so_far = len(self.store.attempts(task_id=task.id))
+        decision = decide(task, status, attempts_so_far, self.config)
+        self.store.finish_attempt(attempt.id, status.outcome, f"attempt.{status.outcome}",
+                                  task_state=decision.task_state, task_reason=decision.reason,
+                                  task_feedback=decision.feedback, **fields)
+        if decision.auto_approved:
+            self.store.finish_attempt(attempt.id, AttemptState.approved, "attempt.approved",
+                                      reason="auto-approved by policy")
+        self.on_event(f"task {task.id}: attempt {attempt.number} {status.outcome}"
+                      + (f" → {decision.task_state}" if decision.task_state else ""))
+        if decision.task_state not in (TaskState.review, TaskState.approved):
+            self._release(attempt, keep=status.outcome != AttemptState.no_change)
+
+    def _release(self, attempt: Attempt, keep: bool) -> None:
+        """Free the worktree of an attempt that will not land; keep its branch unless empty."""
+        if attempt.worktree:
+            self.pool.release(Path(attempt.worktree), recycle_at=self.project.target_tip())
+        if not keep:
+            git.delete_branch(self.project.root, attempt.branch)
+
+    def _landed(self, result: LandResult) -> None:
+        if result.outcome == "merged":
+            self.on_event(f"task {result.task_id}: landed {result.commit[:10]}")
+        elif result.outcome == "bounced":
+            self.on_event(f"task {result.task_id}: bounced: {result.reason.splitlines()[0]}")
+        else:
+            self.on_event(f"merge waits: {result.reason}")

@@ -1,0 +1,125 @@
+"""Process groups: start children that can be killed whole, and find them again after a restart."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+KILL_GRACE_S = 3.0
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+
+
+def cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def kill_group(pgid: int, grace: float = KILL_GRACE_S) -> None:
+    """SIGTERM a process group, then SIGKILL whatever is left after `grace` seconds."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+@dataclass
+class Finished:
+    exit_code: int
+    timed_out: bool
+    duration: float
+
+
+class ChildGroups:
+    """Children of a runner, each in its own process group, remembered in a file.
+
+    The file lets whoever outlives the runner (a restarted orchestrator) kill what it left.
+    """
+
+    def __init__(self, record: Path) -> None:
+        self.record = record
+
+    def run(self, args: Sequence[str], *, cwd: Path, env: Mapping[str, str], timeout: float,
+            log: Path | None = None, stdin_text: str | None = None) -> tuple[Finished, str]:
+        """Run `args` to completion (or until `timeout`, then kill its group).
+
+        Output goes to `log` when given, else it is returned.
+        """
+        started = time.monotonic()
+        out_handle = open(log, "ab") if log else subprocess.PIPE
+        try:
+            proc = subprocess.Popen(list(args), cwd=cwd, env=dict(env), process_group=0,
+                                    stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
+                                    stdout=out_handle if log else subprocess.PIPE,
+                                    stderr=subprocess.STDOUT)
+        finally:
+            if log:
+                out_handle.close()
+        self._remember(proc.pid)
+        timed_out = False
+        try:
+            output, _ = proc.communicate(stdin_text.encode() if stdin_text is not None else None,
+                                         timeout=max(timeout, 0.01))
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            kill_group(proc.pid)
+            output, _ = proc.communicate()
+        finally:
+            kill_group(proc.pid, grace=0.5)  # background children it left behind
+            self._forget(proc.pid)
+        text = "" if log else (output or b"").decode(errors="replace")
+        return Finished(proc.returncode, timed_out, time.monotonic() - started), text
+
+    def kill_all(self) -> None:
+        for pgid in self.recorded():
+            kill_group(pgid, grace=1.0)
+
+    def recorded(self) -> list[int]:
+        try:
+            return [int(x) for x in self.record.read_text().split()]
+        except (OSError, ValueError):
+            return []
+
+    def _remember(self, pgid: int) -> None:
+        with open(self.record, "a") as handle:
+            handle.write(f"{pgid}\n")
+
+    def _forget(self, pgid: int) -> None:
+        remaining = [p for p in self.recorded() if p != pgid]
+        self.record.write_text("".join(f"{p}\n" for p in remaining))

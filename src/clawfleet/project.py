@@ -1,0 +1,105 @@
+"""A repository that clawfleet works on: where its config, database, worktrees and logs live."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from . import git
+from .config import Config, load_config
+from .errors import ClawError
+from .store import Store
+
+
+@dataclass
+class Project:
+    root: Path
+
+    @classmethod
+    def find(cls, start: Path | None = None) -> "Project":
+        """The project of the git repository containing `start` (default: the current folder).
+
+        Inside one of clawfleet's own worktrees this still finds the person's main checkout.
+        """
+        top = git.toplevel(start or Path.cwd())
+        main_checkout = git.common_dir(top).parent
+        return cls(main_checkout if (main_checkout / ".git").exists() else top)
+
+    @property
+    def claw_dir(self) -> Path:
+        return self.root / ".claw"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.claw_dir / "run"
+
+    @property
+    def config_path(self) -> Path:
+        return self.claw_dir / "config.toml"
+
+    @property
+    def attempts_dir(self) -> Path:
+        return self.run_dir / "attempts"
+
+    @property
+    def worktrees_dir(self) -> Path:
+        return self.run_dir / "worktrees"
+
+    def attempt_dir(self, attempt_id: int) -> Path:
+        return self.attempts_dir / str(attempt_id)
+
+    @cached_property
+    def config(self) -> Config:
+        return load_config(self.config_path)
+
+    @cached_property
+    def store(self) -> Store:
+        return Store(self.run_dir / "claw.db")
+
+    def require_commits(self) -> None:
+        if not git.has_commits(self.root):
+            raise ClawError(f"{self.root} has no commits yet",
+                            hint="make a first commit (git add -A && git commit -m init), then retry")
+
+    def target_tip(self) -> str:
+        self.require_commits()
+        target = self.config.fleet.target
+        tip = git.branch_tip(self.root, target)
+        if tip is None:
+            raise ClawError(f"the target branch '{target}' does not exist in {self.root}",
+                            hint="create it, or set `target` under [fleet] in .claw/config.toml")
+        return tip
+
+
+def initialize(root: Path, *, target: str | None = None, checks: list[str] | None = None) -> list[str]:
+    """Set up clawfleet in the repository at `root`; return what was written.
+
+    Writes `.claw/config.toml` (commented defaults), starter AGENTS.md and SOUL.md when absent,
+    and keeps `.claw/run/` out of git through `.git/info/exclude`. Never overwrites a file.
+    """
+    from importlib import resources
+
+    from .config import DEFAULT_CONFIG
+
+    top = git.toplevel(root)
+    target = target or git.current_branch(top) or "main"
+    written = []
+    config_path = top / ".claw" / "config.toml"
+    if not config_path.exists():
+        config_path.parent.mkdir(parents=True, exist_ok=True)
+        check_list = ", ".join(f'"{c}"' for c in (checks or []))
+        config_path.write_text(DEFAULT_CONFIG.format(target=target, checks=check_list))
+        written.append(str(config_path.relative_to(top)))
+    templates = resources.files("clawfleet") / "templates"
+    for name in ("AGENTS.md", "SOUL.md"):
+        if not (top / name).exists():
+            (top / name).write_text((templates / name).read_text())
+            written.append(name)
+    exclude = git.common_dir(top) / "info" / "exclude"
+    exclude.parent.mkdir(parents=True, exist_ok=True)
+    lines = exclude.read_text().splitlines() if exclude.exists() else []
+    if "/.claw/run/" not in lines:
+        exclude.write_text("\n".join([*lines, "# clawfleet's database, worktrees and logs", "/.claw/run/"]) + "\n")
+        written.append(str(exclude))
+    return written

@@ -1,0 +1,63 @@
+"""Review: what happens to a finished attempt, by policy or by a person's decision."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import Config
+from .errors import ClawError
+from .models import Attempt, AttemptState, Task, TaskState
+from .runner import AttemptStatus
+from .store import Store
+
+RETRYABLE = (AttemptState.crashed, AttemptState.timed_out)
+
+
+@dataclass
+class Decision:
+    task_state: TaskState
+    reason: str | None = None
+    feedback: str | None = None
+    auto_approved: bool = False
+
+
+def decide(task: Task, status: AttemptStatus, attempts_so_far: int, config: Config) -> Decision:
+    """Where a task goes once an attempt has ended with `status`."""
+    outcome = status.outcome
+    if outcome == AttemptState.ready:
+        if task.importance in config.review.auto_approve:
+            return Decision(TaskState.approved, "auto-approved: checks passed and importance is "
+                                                f"{task.importance}", auto_approved=True)
+        return Decision(TaskState.review, "ready for review")
+    if outcome == AttemptState.checks_failed and config.checks.on_failure == "review":
+        return Decision(TaskState.review, status.reason)
+    if outcome in RETRYABLE and attempts_so_far < config.fleet.max_attempts:
+        return Decision(TaskState.queued, f"retrying: attempt {attempts_so_far} {outcome}",
+                        feedback=f"The previous attempt {outcome.replace('_', ' ')}: {status.reason}")
+    return Decision(TaskState.failed, status.reason or str(outcome))
+
+
+def attempt_to_review(store: Store, task_id: int) -> Attempt:
+    task = store.get_task(task_id)
+    attempt = store.latest_attempt(task_id)
+    if task.state != TaskState.review or attempt is None:
+        raise ClawError(f"task {task_id} is {task.state}, not waiting for review",
+                        hint="`claw review` lists what waits for you")
+    return attempt
+
+
+def approve(store: Store, task_id: int, by: str = "person") -> Attempt:
+    attempt = attempt_to_review(store, task_id)
+    return store.finish_attempt(attempt.id, AttemptState.approved, "attempt.approved",
+                                task_state=TaskState.approved, task_reason=f"approved by {by}")
+
+
+def reject(store: Store, task_id: int, feedback: str | None = None) -> Attempt:
+    """Reject the attempt. With feedback the task goes back to the queue for a new attempt."""
+    attempt = attempt_to_review(store, task_id)
+    if feedback:
+        return store.finish_attempt(attempt.id, AttemptState.sent_back, "attempt.sent_back",
+                                    task_state=TaskState.queued, task_reason="sent back with feedback",
+                                    task_feedback=feedback, feedback=feedback)
+    return store.finish_attempt(attempt.id, AttemptState.rejected, "attempt.rejected",
+                                task_state=TaskState.rejected, task_reason="rejected by person")

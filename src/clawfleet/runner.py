@@ -1,0 +1,220 @@
+"""The attempt runner: `python -m clawfleet.runner ATTEMPT_DIR`.
+
+Started by the executor as the leader of its own process group, it runs one attempt from start
+to end without the orchestrator: the agent, the commit, the checks and the fix rounds. It writes
+everything to its attempt folder, `status.json` last, so an orchestrator that died and came back
+can collect the result, or see the runner still alive and wait for it.
+
+Files in the attempt folder:
+    spec.json       what to do (written by the executor)
+    runner.pid      this process
+    agent.log       the agent's output          checks/        one log per check run
+    prompt-N.md     the prompt of round N       progress.json  phase and tokens, while running
+    children        process groups to kill      status.json    the outcome, written last
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import git
+from .agents import AgentJob, make_agent
+from .checks import CheckResult, all_passed, describe_failure, run_checks
+from .config import BuiltinAgentConfig, CommandAgentConfig
+from .errors import ClawError
+from .models import AttemptState, Importance, Task
+from .procs import ChildGroups
+from .prompt import render_prompt
+
+
+@dataclass
+class AttemptSpec:
+    attempt_id: int
+    attempt_number: int
+    task: dict[str, Any]
+    project_root: str
+    worktree: str
+    branch: str
+    base_commit: str
+    agent_name: str
+    agent: dict[str, Any]
+    checks: list[str]
+    check_timeout: float
+    fix_rounds: int
+    deadline: float
+    feedback: str | None = None
+
+    def save(self, attempt_dir: Path) -> None:
+        _write_json(attempt_dir / "spec.json", asdict(self))
+
+    @classmethod
+    def load(cls, attempt_dir: Path) -> "AttemptSpec":
+        return cls(**json.loads((attempt_dir / "spec.json").read_text()))
+
+
+@dataclass
+class AttemptStatus:
+    outcome: AttemptState
+    reason: str | None = None
+    summary: str = ""
+    head_commit: str | None = None
+    exit_code: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    fix_rounds: int = 0
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    finished_at: float = 0.0
+
+    @property
+    def checks_passed(self) -> bool | None:
+        return all(c["passed"] for c in self.checks) if self.checks else None
+
+    @classmethod
+    def read(cls, attempt_dir: Path) -> "AttemptStatus | None":
+        try:
+            data = json.loads((attempt_dir / "status.json").read_text())
+        except (OSError, ValueError):
+            return None
+        data["outcome"] = AttemptState(data["outcome"])
+        return cls(**data)
+
+
+class Stopped(Exception):
+    """SIGTERM: the orchestrator cancels this attempt or its time is up."""
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str))
+    tmp.replace(path)
+
+
+def _task_from(data: dict[str, Any]) -> Task:
+    return Task(**{**data, "importance": Importance(data["importance"])})
+
+
+class Runner:
+    def __init__(self, attempt_dir: Path) -> None:
+        self.dir = attempt_dir
+        self.spec = AttemptSpec.load(attempt_dir)
+        self.children = ChildGroups(attempt_dir / "children")
+        self.worktree = Path(self.spec.worktree)
+        self.input_tokens = 0
+        self.output_tokens = 0
+
+    def progress(self, phase: str, **extra: Any) -> None:
+        _write_json(self.dir / "progress.json",
+                    {"phase": phase, "input_tokens": self.input_tokens,
+                     "output_tokens": self.output_tokens, "at": time.time(), **extra})
+
+    def run(self) -> AttemptStatus:
+        spec = self.spec
+        task = _task_from(spec.task)
+        agent_config = (CommandAgentConfig if spec.agent.get("kind") == "command"
+                        else BuiltinAgentConfig).model_validate(spec.agent)
+        agent = make_agent(spec.agent_name, agent_config)
+        failure, checks = None, []
+        for round_number in range(spec.fix_rounds + 1):
+            prompt = render_prompt(task, project_root=Path(spec.project_root), branch=spec.branch,
+                                   checks=spec.checks, feedback=spec.feedback, failure=failure,
+                                   fix_round=round_number)
+            prompt_file = self.dir / f"prompt-{round_number}.md"
+            prompt_file.write_text(prompt)
+            self.progress("agent" if round_number == 0 else "fixing", round=round_number)
+            base_tokens = (self.input_tokens, self.output_tokens)
+
+            def on_usage(i: int, o: int, base=base_tokens) -> None:
+                self.input_tokens, self.output_tokens = base[0] + i, base[1] + o
+                self.progress("agent" if round_number == 0 else "fixing", round=round_number)
+
+            outcome = agent.run(AgentJob(
+                task_id=task.id, attempt_id=spec.attempt_id, agent_name=spec.agent_name,
+                workspace=self.worktree, attempt_dir=self.dir, prompt=prompt,
+                prompt_file=prompt_file, log=self.dir / "agent.log", deadline=spec.deadline,
+                children=self.children, round=round_number, on_usage=on_usage))
+            self.input_tokens = base_tokens[0] + outcome.input_tokens
+            self.output_tokens = base_tokens[1] + outcome.output_tokens
+            # Whatever the agent left is committed, even after an error: nothing is lost.
+            message = f"{task.title}\n\nclawfleet task {task.id}, attempt {spec.attempt_number}"
+            if round_number:
+                message += f", fix round {round_number}"
+            if outcome.summary:
+                message += f"\n\n{outcome.summary}"
+            head = git.commit_all(self.worktree, message[:20_000])
+            status = dict(summary=outcome.summary, fix_rounds=round_number,
+                          head_commit=head or git.rev(self.worktree, "HEAD"))
+            if outcome.timed_out:
+                return self._status(AttemptState.timed_out, outcome.error, exit_code=outcome.exit_code,
+                                    checks=checks, **status)
+            if outcome.error:
+                return self._status(AttemptState.failed, outcome.error, exit_code=outcome.exit_code,
+                                    checks=checks, **status)
+            if not git.commits_between(self.worktree, spec.base_commit, "HEAD"):
+                return self._status(AttemptState.no_change, "the agent ended without changing anything",
+                                    **status)
+            if not spec.checks:
+                return self._status(AttemptState.ready, None, **status)
+            self.progress("checks", round=round_number)
+            checks = run_checks(spec.checks, cwd=self.worktree, log_dir=self.dir / "checks",
+                                timeout=min(spec.check_timeout, max(spec.deadline - time.time(), 1)),
+                                children=self.children, label=f"round{round_number}")
+            if all_passed(checks):
+                return self._status(AttemptState.ready, None, checks=checks, **status)
+            failure = describe_failure(checks)
+        return self._status(AttemptState.checks_failed,
+                            f"checks failed after {spec.fix_rounds} fix round(s): "
+                            f"{failure.splitlines()[0]}", checks=checks, **status)
+
+    def _status(self, outcome: AttemptState, reason: str | None, *, checks: list[CheckResult] = (),
+                **fields: Any) -> AttemptStatus:
+        return AttemptStatus(outcome=outcome, reason=reason, input_tokens=self.input_tokens,
+                             output_tokens=self.output_tokens,
+                             checks=[c.to_dict() for c in checks], finished_at=time.time(), **fields)
+
+
+def _stop(_signum: int, _frame: Any) -> None:
+    raise Stopped()
+
+
+def main(argv: list[str]) -> int:
+    attempt_dir = Path(argv[0])
+    (attempt_dir / "runner.pid").write_text(str(os.getpid()))
+    signal.signal(signal.SIGTERM, _stop)
+    runner = None
+    try:
+        runner = Runner(attempt_dir)
+        status = runner.run()
+    except Stopped:
+        status = AttemptStatus(AttemptState.cancelled, "stopped by the orchestrator (cancel or timeout)",
+                               exit_code=143, finished_at=time.time())
+    except ClawError as error:
+        status = AttemptStatus(AttemptState.failed, str(error), exit_code=1, finished_at=time.time())
+    except Exception:
+        (attempt_dir / "runner.log").write_text(traceback.format_exc())
+        status = AttemptStatus(AttemptState.crashed,
+                               f"runner error (see {attempt_dir / 'runner.log'}): "
+                               f"{traceback.format_exc().strip().splitlines()[-1]}",
+                               exit_code=1, finished_at=time.time())
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if runner is not None:
+            runner.children.kill_all()
+    if runner is not None:
+        status.input_tokens = status.input_tokens or runner.input_tokens
+        status.output_tokens = status.output_tokens or runner.output_tokens
+    data = asdict(status)
+    data["outcome"] = str(status.outcome)
+    _write_json(attempt_dir / "status.json", data)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,334 @@
+"""SQLite store: the single source of truth for tasks, attempts and events.
+
+WAL mode so readers never block the writer; `BEGIN IMMEDIATE` so concurrent writers queue on
+the busy timeout instead of failing; every state change is written with its event in one
+transaction. Schema changes are numbered files in `migrations/`, applied by `PRAGMA user_version`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .errors import ClawError, NotFound, StoreBusy
+from .models import (
+    Attempt,
+    AttemptState,
+    Importance,
+    Task,
+    TaskState,
+    can_transition,
+)
+
+BUSY_TIMEOUT_S = 30.0
+
+
+def _migrations() -> list[tuple[int, str]]:
+    files = resources.files("clawfleet") / "migrations"
+    found = []
+    for entry in files.iterdir():
+        if entry.name.endswith(".sql"):
+            found.append((int(entry.name.split("_", 1)[0]), entry.read_text()))
+    return sorted(found)
+
+
+def _is_busy(error: sqlite3.OperationalError) -> bool:
+    return "locked" in str(error) or "busy" in str(error)
+
+
+class Store:
+    """Open (and migrate) the database at `path`.
+
+    >>> store = Store(Path(".claw/run/claw.db"))
+    >>> task = store.add_task("Add a slugify helper", importance=Importance.low)
+    """
+
+    def __init__(self, path: Path, busy_timeout: float = BUSY_TIMEOUT_S) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None,
+                                   check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+        except sqlite3.OperationalError as error:
+            if _is_busy(error):
+                raise StoreBusy(f"the database {path} stayed locked for {busy_timeout:.0f} s",
+                                hint="another claw process holds it; retry when it is done") from error
+            raise
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- transactions -------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken up front so writers queue instead of deadlocking."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            if _is_busy(error):
+                raise StoreBusy(f"the database {self.path} is busy",
+                                hint="another claw process is writing; retry in a moment") from error
+            raise
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        else:
+            self._db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self.transaction() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            for number, sql in _migrations():
+                if number > version:
+                    for statement in _split_sql(sql):
+                        db.execute(statement)
+                    db.execute(f"PRAGMA user_version = {number}")
+
+    @property
+    def schema_version(self) -> int:
+        return self._db.execute("PRAGMA user_version").fetchone()[0]
+
+    def _event(self, db: sqlite3.Connection, kind: str, *, task_id: int | None = None,
+               attempt_id: int | None = None, **data: Any) -> None:
+        db.execute("INSERT INTO events (at, task_id, attempt_id, kind, data) VALUES (?, ?, ?, ?, ?)",
+                   (time.time(), task_id, attempt_id, kind, json.dumps(data, default=str)))
+
+    def record_event(self, kind: str, *, task_id: int | None = None,
+                     attempt_id: int | None = None, **data: Any) -> None:
+        with self.transaction() as db:
+            self._event(db, kind, task_id=task_id, attempt_id=attempt_id, **data)
+
+    # -- tasks ----------------------------------------------------------------------------
+
+    def add_task(self, title: str, *, body: str = "", kind: str = "feature", agent: str | None = None,
+                 priority: int = 0, importance: Importance = Importance.normal,
+                 footprint: Sequence[str] = (), checks: Sequence[str] = (),
+                 depends_on: Sequence[int] = ()) -> Task:
+        now = time.time()
+        with self.transaction() as db:
+            for dep in depends_on:
+                if db.execute("SELECT 1 FROM tasks WHERE id = ?", (dep,)).fetchone() is None:
+                    raise NotFound(f"task {dep} does not exist (given to --depends)",
+                                   hint="`claw status` lists the task ids")
+            cursor = db.execute(
+                "INSERT INTO tasks (title, body, kind, agent, priority, importance, footprint, checks,"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (title, body, kind, agent, priority, str(importance), json.dumps(list(footprint)),
+                 json.dumps(list(checks)), now, now))
+            task_id = cursor.lastrowid
+            db.executemany("INSERT INTO task_deps (task_id, depends_on) VALUES (?, ?)",
+                           [(task_id, dep) for dep in depends_on])
+            self._event(db, "task.added", task_id=task_id, title=title)
+        return self.get_task(task_id)
+
+    def get_task(self, task_id: int) -> Task:
+        row = self._db.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"there is no task {task_id}", hint="`claw status` lists the task ids")
+        return self._task(row)
+
+    def list_tasks(self, states: Sequence[TaskState] | None = None) -> list[Task]:
+        if states:
+            marks = ",".join("?" * len(states))
+            rows = self._db.execute(f"SELECT * FROM tasks WHERE state IN ({marks}) ORDER BY id",
+                                    [str(s) for s in states]).fetchall()
+        else:
+            rows = self._db.execute("SELECT * FROM tasks ORDER BY id").fetchall()
+        return [self._task(row) for row in rows]
+
+    def _task(self, row: sqlite3.Row) -> Task:
+        deps = [r[0] for r in self._db.execute(
+            "SELECT depends_on FROM task_deps WHERE task_id = ? ORDER BY depends_on", (row["id"],))]
+        return Task(id=row["id"], title=row["title"], body=row["body"], kind=row["kind"],
+                    agent=row["agent"], priority=row["priority"],
+                    importance=Importance(row["importance"]), state=TaskState(row["state"]),
+                    footprint=json.loads(row["footprint"]), checks=json.loads(row["checks"]),
+                    depends_on=deps, feedback=row["feedback"], reason=row["reason"],
+                    created_at=row["created_at"], updated_at=row["updated_at"])
+
+    def move_task(self, task_id: int, new: TaskState, event: str, *, reason: str | None = None,
+                  feedback: str | None = None, expect: Sequence[TaskState] | None = None,
+                  **data: Any) -> Task:
+        """Change a task's state and record why, in one transaction.
+
+        `expect` narrows the states the change is valid from (for compare-and-set use);
+        the allowed transitions of `models.TASK_TRANSITIONS` always apply.
+        """
+        with self.transaction() as db:
+            self._move_task(db, task_id, new, event, reason=reason, feedback=feedback,
+                            expect=expect, **data)
+        return self.get_task(task_id)
+
+    def _move_task(self, db: sqlite3.Connection, task_id: int, new: TaskState, event: str, *,
+                   reason: str | None = None, feedback: str | None = None,
+                   expect: Sequence[TaskState] | None = None, **data: Any) -> None:
+        row = db.execute("SELECT state FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"there is no task {task_id}", hint="`claw status` lists the task ids")
+        current = TaskState(row["state"])
+        if (expect is not None and current not in expect) or not can_transition(current, new):
+            raise ClawError(f"task {task_id} is {current}; it cannot become {new}",
+                            hint=_transition_hint(current))
+        db.execute("UPDATE tasks SET state = ?, reason = ?, feedback = COALESCE(?, feedback),"
+                   " updated_at = ? WHERE id = ?",
+                   (str(new), reason, feedback, time.time(), task_id))
+        self._event(db, event, task_id=task_id, old=str(current), new=str(new), reason=reason, **data)
+
+    def clear_feedback(self, task_id: int) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE tasks SET feedback = NULL WHERE id = ?", (task_id,))
+
+    def dependencies_met(self, task: Task) -> bool:
+        if not task.depends_on:
+            return True
+        marks = ",".join("?" * len(task.depends_on))
+        merged = self._db.execute(f"SELECT COUNT(*) FROM tasks WHERE id IN ({marks}) AND state = ?",
+                                  [*task.depends_on, str(TaskState.merged)]).fetchone()[0]
+        return merged == len(task.depends_on)
+
+    # -- attempts -------------------------------------------------------------------------
+
+    def start_attempt(self, task_id: int, *, agent: str, branch_for: Any, base_commit: str) -> Attempt:
+        """Create the next attempt of a queued task and mark the task running, atomically.
+
+        `branch_for(number)` names the attempt's branch once its number is known.
+        Raises ClawError if the task is no longer queued (a cancel or another orchestrator
+        got there first), so a task never runs twice at once.
+        """
+        now = time.time()
+        with self.transaction() as db:
+            number = db.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM attempts WHERE task_id = ?",
+                                (task_id,)).fetchone()[0]
+            branch = branch_for(number)
+            self._move_task(db, task_id, TaskState.running, "task.started",
+                            expect=[TaskState.queued], attempt=number, agent=agent)
+            cursor = db.execute(
+                "INSERT INTO attempts (task_id, number, agent, state, branch, base_commit, started_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (task_id, number, agent, str(AttemptState.running), branch, base_commit, now))
+            attempt_id = cursor.lastrowid
+            self._event(db, "attempt.started", task_id=task_id, attempt_id=attempt_id,
+                        number=number, agent=agent, branch=branch, base=base_commit)
+        return self.get_attempt(attempt_id)
+
+    def update_attempt(self, attempt_id: int, **fields: Any) -> None:
+        """Set plain fields (pid, worktree, tokens...) that are not state changes."""
+        allowed = {"pid", "worktree", "head_commit", "input_tokens", "output_tokens", "summary",
+                   "exit_code", "checks_passed", "fix_rounds", "reason"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise ValueError(f"not plain attempt fields: {sorted(unknown)}")
+        sets = ", ".join(f"{name} = ?" for name in fields)
+        with self.transaction() as db:
+            db.execute(f"UPDATE attempts SET {sets} WHERE id = ?", [*fields.values(), attempt_id])
+
+    def finish_attempt(self, attempt_id: int, state: AttemptState, event: str, *,
+                       task_state: TaskState | None = None, task_reason: str | None = None,
+                       task_feedback: str | None = None, **fields: Any) -> Attempt:
+        """Move an attempt (and optionally its task) to a new state with one event each."""
+        with self.transaction() as db:
+            row = db.execute("SELECT task_id, state FROM attempts WHERE id = ?", (attempt_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"there is no attempt {attempt_id}", hint="`claw show TASK` lists attempts")
+            sets = ["state = ?"] + [f"{name} = ?" for name in fields]
+            values = [str(state), *fields.values()]
+            if state in (AttemptState.ready, AttemptState.checks_failed, AttemptState.no_change,
+                         AttemptState.failed, AttemptState.crashed, AttemptState.timed_out,
+                         AttemptState.cancelled):
+                sets.append("finished_at = COALESCE(finished_at, ?)")
+                values.append(time.time())
+            db.execute(f"UPDATE attempts SET {', '.join(sets)} WHERE id = ?", [*values, attempt_id])
+            self._event(db, event, task_id=row["task_id"], attempt_id=attempt_id,
+                        old=row["state"], new=str(state),
+                        **{k: v for k, v in fields.items() if k in ("reason", "exit_code")})
+            if task_state is not None:
+                self._move_task(db, row["task_id"], task_state, f"task.{task_state}",
+                                reason=task_reason, feedback=task_feedback, attempt_id=attempt_id)
+        return self.get_attempt(attempt_id)
+
+    def get_attempt(self, attempt_id: int) -> Attempt:
+        row = self._db.execute("SELECT * FROM attempts WHERE id = ?", (attempt_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"there is no attempt {attempt_id}", hint="`claw show TASK` lists attempts")
+        return _attempt(row)
+
+    def attempts(self, task_id: int | None = None,
+                 states: Sequence[AttemptState] | None = None) -> list[Attempt]:
+        query, args = "SELECT * FROM attempts WHERE 1=1", []
+        if task_id is not None:
+            query += " AND task_id = ?"
+            args.append(task_id)
+        if states:
+            query += f" AND state IN ({','.join('?' * len(states))})"
+            args += [str(s) for s in states]
+        return [_attempt(row) for row in self._db.execute(query + " ORDER BY id", args)]
+
+    def latest_attempt(self, task_id: int) -> Attempt | None:
+        row = self._db.execute("SELECT * FROM attempts WHERE task_id = ? ORDER BY number DESC LIMIT 1",
+                               (task_id,)).fetchone()
+        return _attempt(row) if row else None
+
+    # -- events ---------------------------------------------------------------------------
+
+    def events(self, task_id: int | None = None, after_id: int = 0) -> list[dict[str, Any]]:
+        query, args = "SELECT * FROM events WHERE id > ?", [after_id]
+        if task_id is not None:
+            query += " AND task_id = ?"
+            args.append(task_id)
+        return [{"id": r["id"], "at": r["at"], "task_id": r["task_id"], "attempt_id": r["attempt_id"],
+                 "kind": r["kind"], "data": json.loads(r["data"])}
+                for r in self._db.execute(query + " ORDER BY id", args)]
+
+
+def _attempt(row: sqlite3.Row) -> Attempt:
+    passed = row["checks_passed"]
+    return Attempt(id=row["id"], task_id=row["task_id"], number=row["number"], agent=row["agent"],
+                   state=AttemptState(row["state"]), branch=row["branch"],
+                   base_commit=row["base_commit"], head_commit=row["head_commit"],
+                   worktree=row["worktree"], pid=row["pid"], started_at=row["started_at"],
+                   finished_at=row["finished_at"], exit_code=row["exit_code"],
+                   summary=row["summary"], reason=row["reason"],
+                   input_tokens=row["input_tokens"], output_tokens=row["output_tokens"],
+                   checks_passed=None if passed is None else bool(passed),
+                   fix_rounds=row["fix_rounds"], feedback=row["feedback"])
+
+
+def _transition_hint(current: TaskState) -> str:
+    return {
+        TaskState.merged: "it has landed; add a new task for more work",
+        TaskState.running: "wait for its attempt to finish, or `claw cancel` it",
+        TaskState.queued: "it has not run yet",
+        TaskState.failed: "`claw retry` queues it again",
+        TaskState.rejected: "`claw retry` queues it again",
+        TaskState.cancelled: "`claw retry` queues it again",
+    }.get(current, "`claw show` tells where it stands")
+
+
+def _split_sql(sql: str) -> list[str]:
+    """Split a migration into statements, keeping trigger bodies (BEGIN ... END;) whole."""
+    statements, current = [], []
+    for line in sql.splitlines():
+        if line.strip().startswith("--") or not line.strip():
+            continue
+        current.append(line)
+        text = "\n".join(current)
+        if text.rstrip().endswith(";") and sqlite3.complete_statement(text):
+            statements.append(text)
+            current = []
+    if current:
+        statements.append("\n".join(current))
+    return statements

@@ -1,0 +1,88 @@
+"""Workspaces: one git worktree per attempt, handed out from a pool of ready ones.
+
+A pooled worktree is already checked out (detached) at a recent target commit, so starting an
+attempt is a `git switch -c` that touches only the files that differ, not a full checkout.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from . import git
+from .project import Project
+
+POOL_PREFIX = "pool-"
+
+
+class WorkspacePool:
+    def __init__(self, project: Project, size: int | None = None) -> None:
+        self.project = project
+        self.size = project.config.fleet.pool_size if size is None else size
+        self.dir = project.worktrees_dir
+
+    def ready(self) -> list[Path]:
+        """Pooled worktrees that git knows about (a folder git forgot is not usable)."""
+        known = {info.path.resolve() for info in git.worktrees(self.project.root)}
+        if not self.dir.exists():
+            return []
+        return sorted(p for p in self.dir.iterdir()
+                      if p.name.startswith(POOL_PREFIX) and p.resolve() in known)
+
+    def fill(self, commit: str) -> int:
+        """Make pooled worktrees at `commit` until the pool is full; return how many were made."""
+        made = 0
+        while len(self.ready()) < self.size:
+            self._make(commit)
+            made += 1
+        return made
+
+    def _make(self, commit: str) -> Path:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        path = self.dir / f"{POOL_PREFIX}{uuid.uuid4().hex[:10]}"
+        git.add_detached_worktree(self.project.root, path, commit)
+        return path
+
+    def acquire(self, name: str, branch: str, base: str) -> Path:
+        """A worktree named `name` on a new `branch` at `base`: from the pool when one is ready."""
+        target = self.dir / name
+        for pooled in self.ready():
+            claimed = self._claim(pooled, target)
+            if claimed:
+                git.start_branch(target, branch, base)
+                return target
+        self.dir.mkdir(parents=True, exist_ok=True)
+        git.add_detached_worktree(self.project.root, target, base)
+        git.start_branch(target, branch, base)
+        return target
+
+    def _claim(self, pooled: Path, target: Path) -> bool:
+        # `git worktree move` both renames the folder and fixes git's records; it fails if
+        # another process claimed this one first, and then we try the next.
+        with git.repo_lock(self.project.root):
+            if not pooled.exists():
+                return False
+            result = git.git("worktree", "move", str(pooled), str(target),
+                             cwd=self.project.root, check=False)
+            return result.returncode == 0
+
+    def release(self, worktree: Path, recycle_at: str | None = None) -> None:
+        """Give a finished attempt's worktree back to the pool (clean) or remove it."""
+        if not worktree.exists():
+            git.git("worktree", "prune", cwd=self.project.root, check=False)
+            return
+        if recycle_at and len(self.ready()) < self.size:
+            try:
+                git.reset_worktree(worktree, recycle_at)
+                pooled = self.dir / f"{POOL_PREFIX}{uuid.uuid4().hex[:10]}"
+                with git.repo_lock(self.project.root):
+                    git.git("worktree", "move", str(worktree), str(pooled), cwd=self.project.root)
+                return
+            except git.GitError:
+                pass
+        git.remove_worktree(self.project.root, worktree)
+
+
+def attempt_worktree_name(attempt_id: int) -> str:
+    return f"attempt-{attempt_id}"
+
