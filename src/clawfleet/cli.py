@@ -303,29 +303,35 @@ def run(
     merge: Annotated[Optional[bool], typer.Option("--merge/--no-merge", help="Land approved attempts as they come (default: review.merge_on_approve).")] = None,
 ) -> None:
     """Run queued tasks in parallel until nothing runnable is left."""
+    project = _project()
+    started = time.time()
+    _run_fleet(project, slots=slots, merge=merge)
+    _print_run_summary(project, started)
+
+
+def _run_fleet(project: Project, *, slots: int | None, merge: bool | None) -> None:
+    """Drive the orchestrator with a live table on a terminal, event lines elsewhere."""
     from .orchestrator import Orchestrator
 
-    project = _project()
     events: list[str] = []
     live_mode = console.is_terminal
+    started = time.time()
 
     def on_event(message: str) -> None:
         if live_mode:
-            events.append(message)
+            events.append(f"{_ago(time.time() - started):>6}  {message}")
         else:
-            console.print(f"{time.strftime('%H:%M:%S')} {escape(message)}")
+            console.print(f"{_ago(time.time() - started):>6}  {escape(message)}")
 
     orchestrator = Orchestrator(project, slots=slots, merge=merge, on_event=on_event)
-    started = time.time()
-    if live_mode:
-        with Live(console=console, refresh_per_second=4, transient=False) as live:
-            def refresh() -> None:
-                live.update(_live_view(project, events, started))
-            orchestrator.run(on_tick=refresh)
-            refresh()
-    else:
+    if not live_mode:
         orchestrator.run()
-    _print_run_summary(project, started)
+        return
+    with Live(console=console, refresh_per_second=4) as live:
+        def refresh() -> None:
+            live.update(_live_view(project, events, started))
+        orchestrator.run(on_tick=refresh)
+        refresh()
 
 
 def _live_view(project: Project, events: list[str], started: float):
@@ -461,9 +467,31 @@ def demo(
     slots: Annotated[int, typer.Option(min=1, help="Agents at once.")] = 3,
 ) -> None:
     """Offline demo: a sample project, six tasks, three agents on a scripted model, all landed."""
-    from .demo import run_demo
+    from .demo import check_target, landed_commits, prepare_demo
 
-    run_demo(directory, slots=slots, console=console)
+    started = time.time()
+    demo_run = prepare_demo(directory, slots)
+    project = demo_run.project
+    console.print(f"[bold]clawfleet demo[/]: sample project at {project.root}")
+    console.print(f"scripted model at {demo_run.server.url}; {len(project.store.list_tasks())} tasks, "
+                  f"{slots} slots, built-in agent, checks: unittest\n")
+    try:
+        _run_fleet(project, slots=slots, merge=True)
+    finally:
+        demo_run.server.stop()
+    tasks = project.store.list_tasks()
+    merged = sum(t.state == TaskState.merged for t in tasks)
+    fix_rounds = sum(a.fix_rounds for a in project.store.attempts())
+    tokens = sum(a.tokens for a in project.store.attempts())
+    green, test_line = check_target(demo_run)
+    console.print()
+    console.print(f"tasks: {merged}/{len(tasks)} landed · attempts: {len(project.store.attempts())} · "
+                  f"fix rounds: {fix_rounds} · tokens: {tokens:,} · time: {time.time() - started:.1f}s")
+    console.print(f"commits landed on main: {landed_commits(demo_run)} (linear, every one checked)")
+    console.print(f"main's tests: " + ("[green]green[/]" if green else "[red]red[/]") + f" ({escape(test_line)})")
+    console.print(f"look around: cd {project.root} && claw status --all && git log --oneline")
+    if merged != len(tasks) or not green:
+        raise typer.Exit(1)
 
 
 @app.command()
