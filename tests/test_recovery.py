@@ -1,0 +1,86 @@
+"""`kill -9` of the orchestrator mid-run loses nothing and runs nothing twice."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+from clawfleet.procs import pid_alive
+
+from conftest import agent_script, claw
+from test_run import configure, status_json
+
+
+def wait_for(predicate, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.05)
+
+
+def test_sigkill_of_claw_run_then_rerun_reattaches_and_collects(repo):
+    starts = repo.parent / "starts"
+    starts.mkdir()
+    # Task 1 ends while the orchestrator is dead (collected later); tasks 2-3 are still
+    # running when it comes back (reattached); task 4 waits for a free slot.
+    agent = agent_script(repo, "sleepy", f"""
+        echo "$$" >> {starts}/$CLAW_TASK_ID
+        if [ "$CLAW_TASK_ID" = 1 ]; then sleep 0.5; else sleep 4; fi
+        echo "work of $CLAW_TASK_ID" > "out-$CLAW_TASK_ID.txt"
+        """)
+    configure(repo, {"sleepy": agent}, slots=3)
+    for title in ("one", "two", "three", "four"):
+        claw(repo, "add", title)
+    orchestrator = subprocess.Popen([sys.executable, "-m", "clawfleet.cli", "run"], cwd=repo,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: len(list(starts.iterdir())) == 3)
+    orchestrator.send_signal(signal.SIGKILL)
+    orchestrator.wait()
+    running = [t for t in status_json(repo) if t["state"] == "running"]
+    assert len(running) == 3
+    runner_pids = [t["latest_attempt"]["pid"] for t in running]
+    assert all(pid_alive(pid) for pid in runner_pids)  # the runners outlived the orchestrator
+    time.sleep(1.0)  # task 1's agent finishes while nobody watches
+
+    result = claw(repo, "run")
+    assert result.returncode == 0, result.stderr
+    tasks = status_json(repo)
+    assert [t["state"] for t in tasks] == ["merged"] * 4
+    for task in tasks:
+        # Exactly one agent start per task and one attempt: nothing ran twice.
+        assert len((starts / str(task["id"])).read_text().split()) == 1
+        shown = json.loads(claw(repo, "show", str(task["id"]), "--json").stdout)
+        assert len(shown["attempts"]) == 1
+    assert sorted(p.name for p in repo.glob("out-*.txt")) == [f"out-{i}.txt" for i in range(1, 5)]
+
+
+def test_runner_killed_with_its_agent_is_marked_crashed_and_retried(repo):
+    starts = repo.parent / "starts"
+    starts.mkdir()
+    agent = agent_script(repo, "victim", f"""
+        echo "$$" >> {starts}/$CLAW_TASK_ID
+        n=$(wc -l < {starts}/$CLAW_TASK_ID)
+        if [ "$n" = 1 ]; then sleep 300; fi
+        echo ok > ok.txt
+        """)
+    configure(repo, {"victim": agent}, max_attempts=2)
+    claw(repo, "add", "survive a crash")
+    orchestrator = subprocess.Popen([sys.executable, "-m", "clawfleet.cli", "run"], cwd=repo,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: (starts / "1").exists())
+    orchestrator.send_signal(signal.SIGKILL)
+    orchestrator.wait()
+    task = status_json(repo)[0]
+    runner_pid = task["latest_attempt"]["pid"]
+    agent_pid = int((starts / "1").read_text().split()[0])
+    import os
+    os.killpg(runner_pid, signal.SIGKILL)  # the runner dies without writing a status
+    wait_for(lambda: not pid_alive(runner_pid))
+    result = claw(repo, "run")
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(claw(repo, "show", "1", "--json").stdout)
+    assert [a["state"] for a in shown["attempts"]] == ["crashed", "merged"]
+    assert not pid_alive(agent_pid)  # the orphaned agent was killed, not left running twice
