@@ -107,7 +107,11 @@ class MergeQueue:
                     return LandResult(task.id, "waiting", blocked)
                 checkout = git.worktree_of_branch(self.project.root, target)
                 if checkout is not None:
-                    git.fast_forward_checkout(checkout, new_head)
+                    try:
+                        git.fast_forward_checkout(checkout, new_head)
+                    except git.GitError as error:  # e.g. an untracked file of theirs is in the way
+                        return LandResult(task.id, "waiting", f"cannot update your checkout of '{target}' "
+                                                              f"at {checkout}: {error}")
                 else:
                     git.update_ref(self.project.root, target, new_head, tip,
                                    f"claw: land task {task.id}")

@@ -84,22 +84,16 @@ class Orchestrator:
             while True:
                 self.collect()
                 if self.merge:
-                    self.merge_queue.land_all()
+                    self.merge_queue.land_all()  # before scheduling: landing unblocks dependents
                 started = self.schedule()
                 if on_tick:
                     on_tick()
                 if not started and not self.running():
-                    if self.merge and self.merge_queue.approved() and not self._merge_waiting():
-                        continue
                     break
-                if not started:
-                    time.sleep(tick)
-                else:
+                if started:
                     self.pool.fill(self.project.target_tip())
-
-    def _merge_waiting(self) -> bool:
-        target = self.config.fleet.target
-        return self.merge_queue._target_checkout_blocked(target) is not None
+                else:
+                    time.sleep(tick)
 
     def running(self) -> list[Attempt]:
         return self.store.attempts(states=[AttemptState.running])

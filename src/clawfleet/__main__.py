@@ -1,0 +1,5 @@
+"""`python -m clawfleet` is `claw`."""
+
+from .cli import main
+
+main()
