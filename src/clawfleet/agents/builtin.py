@@ -69,7 +69,8 @@ class BuiltinAgent:
     def _make_model(self) -> Model:
         settings = resolve_model_settings(
             provider=self.config.provider, model=self.config.model, base_url=self.config.base_url,
-            api_key_env=self.config.api_key_env, agent_name=self.name, env=os.environ)
+            api_key_env=self.config.api_key_env, agent_name=self.name, env=os.environ,
+            timeout=self.config.request_timeout)
         return make_model(settings)
 
     def run(self, job: AgentJob) -> AgentOutcome:
