@@ -13,9 +13,6 @@ from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import urlparse
 
-import anthropic
-import openai
-
 from ..errors import ClawError
 
 PROVIDERS = ("openai", "anthropic")
@@ -93,16 +90,20 @@ def _endpoint(settings: ModelSettings) -> str:
     return settings.base_url or f"the {settings.provider} API"
 
 
-def _translate(error: Exception, settings: ModelSettings) -> ClawError:
-    """SDK errors into one line a person can act on; the key never appears."""
+def _translate(error: Exception, settings: ModelSettings, sdk) -> ClawError:
+    """SDK errors into one line a person can act on; the key never appears.
+
+    `sdk` is the `openai` or `anthropic` module: both name their errors alike. They are
+    imported only when used, since each costs about a second of start-up.
+    """
     where = _endpoint(settings)
-    if isinstance(error, (openai.APITimeoutError, anthropic.APITimeoutError)):
+    if isinstance(error, sdk.APITimeoutError):
         return ClawError(f"the model endpoint at {where} did not answer within {settings.timeout:.0f} s",
                          hint="check that the server is up and not overloaded")
-    if isinstance(error, (openai.APIConnectionError, anthropic.APIConnectionError)):
+    if isinstance(error, sdk.APIConnectionError):
         return ClawError(f"cannot reach the model endpoint at {where}",
                          hint="check base_url and that the server is running")
-    if isinstance(error, (openai.APIStatusError, anthropic.APIStatusError)):
+    if isinstance(error, sdk.APIStatusError):
         message = _upstream_message(error)
         if error.status_code in (401, 403):
             return ClawError(f"the model endpoint at {where} refused the key: {message}",
@@ -114,7 +115,7 @@ def _translate(error: Exception, settings: ModelSettings) -> ClawError:
     return ClawError(f"model call failed: {error}")
 
 
-def _upstream_message(error: openai.APIStatusError | anthropic.APIStatusError) -> str:
+def _upstream_message(error) -> str:
     body = error.body
     if isinstance(body, dict):
         inner = body.get("error", body)
@@ -125,7 +126,10 @@ def _upstream_message(error: openai.APIStatusError | anthropic.APIStatusError) -
 
 class OpenAIChatModel:
     def __init__(self, settings: ModelSettings) -> None:
+        import openai
+
         self.settings = settings
+        self._sdk = openai
         self._client = openai.OpenAI(base_url=settings.base_url, api_key=settings.api_key,
                                      timeout=settings.timeout, max_retries=settings.max_retries)
 
@@ -134,8 +138,8 @@ class OpenAIChatModel:
             response = self._client.chat.completions.create(
                 model=self.settings.model, messages=messages,
                 max_tokens=self.settings.max_output_tokens)
-        except openai.OpenAIError as error:
-            raise _translate(error, self.settings) from None
+        except self._sdk.OpenAIError as error:
+            raise _translate(error, self.settings, self._sdk) from None
         usage = response.usage
         text = response.choices[0].message.content if response.choices else ""
         return ModelReply(text or "", usage.prompt_tokens if usage else 0,
@@ -144,7 +148,10 @@ class OpenAIChatModel:
 
 class AnthropicModel:
     def __init__(self, settings: ModelSettings) -> None:
+        import anthropic
+
         self.settings = settings
+        self._sdk = anthropic
         self._client = anthropic.Anthropic(base_url=settings.base_url, api_key=settings.api_key,
                                            timeout=settings.timeout, max_retries=settings.max_retries)
 
@@ -155,8 +162,8 @@ class AnthropicModel:
             response = self._client.messages.create(
                 model=self.settings.model, max_tokens=self.settings.max_output_tokens,
                 messages=turns, **({"system": system} if system else {}))
-        except anthropic.AnthropicError as error:
-            raise _translate(error, self.settings) from None
+        except self._sdk.AnthropicError as error:
+            raise _translate(error, self.settings, self._sdk) from None
         text = "".join(block.text for block in response.content if block.type == "text")
         return ModelReply(text, response.usage.input_tokens, response.usage.output_tokens)
 
