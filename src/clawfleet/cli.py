@@ -19,7 +19,7 @@ from . import __version__, git
 from .errors import ClawError, UsageError
 from .models import AttemptState, Importance, Task, TaskState
 from .project import Project, initialize
-from .runner import AttemptStatus
+from .runner import AttemptStatus, read_progress
 from .scheduler import waiting_reason
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -168,9 +168,13 @@ def _task_table(project: Project, tasks: list[Task]) -> Table:
         note = task.reason or ""
         if task.state == TaskState.queued:
             note = waiting_reason(project.store, task) or note
+        state = _styled(task.state)
+        if task.state == TaskState.running and attempt:
+            phase = read_progress(project.attempt_dir(attempt.id)).get("phase")
+            state += f" [dim]{phase}[/]" if phase else ""
         table.add_row(str(task.id), escape(task.title[:60]),
                       escape(attempt.agent if attempt else task.agent or project.config.fleet.default_agent),
-                      _styled(task.state), elapsed,
+                      state, elapsed,
                       f"{attempt.tokens:,}" if attempt and attempt.tokens else "",
                       escape(note.splitlines()[0][:70] if note else ""))
     return table

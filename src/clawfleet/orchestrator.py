@@ -8,7 +8,6 @@ reattached, finished ones collected, dead ones marked crashed and retried.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import time
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from .mergequeue import LandResult, MergeQueue
 from .models import Attempt, AttemptState, TaskState
 from .project import Project
 from .review import decide
-from .runner import AttemptSpec, AttemptStatus
+from .runner import AttemptSpec, AttemptStatus, read_progress
 from .scheduler import runnable_tasks
 from .workspace import WorkspacePool, attempt_worktree_name
 
@@ -176,10 +175,7 @@ class Orchestrator:
             return attempt.started_at + self.config.fleet.attempt_timeout
 
     def _refresh_usage(self, attempt: Attempt, attempt_dir: Path) -> None:
-        try:
-            progress = json.loads((attempt_dir / "progress.json").read_text())
-        except (OSError, ValueError):
-            return
+        progress = read_progress(attempt_dir)
         tokens = (progress.get("input_tokens", 0), progress.get("output_tokens", 0))
         if tokens != (attempt.input_tokens, attempt.output_tokens):
             self.store.update_attempt(attempt.id, input_tokens=tokens[0], output_tokens=tokens[1])

@@ -87,6 +87,14 @@ class AttemptStatus:
         return cls(**data)
 
 
+def read_progress(attempt_dir: Path) -> dict[str, Any]:
+    """What a running attempt is doing ({} before the runner wrote anything)."""
+    try:
+        return json.loads((attempt_dir / "progress.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 class Stopped(Exception):
     """SIGTERM: the orchestrator cancels this attempt or its time is up."""
 

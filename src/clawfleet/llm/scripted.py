@@ -88,13 +88,12 @@ class Script:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as error:
             raise ClawError(f"{source}: not valid TOML: {error}", hint="fix the syntax") from None
-        rules = data.get("rule")
-        if not isinstance(rules, list) or not rules:
-            raise ClawError(f"{source}: no [[rule]] tables", hint="see README.md, 'The scripted model'")
-        return cls.from_rules(rules, source=source)
+        return cls.from_rules(data.get("rule"), source=source)
 
     @classmethod
     def from_rules(cls, rules: list[dict[str, Any]], source: str = "script") -> "Script":
+        if not isinstance(rules, list) or not rules:
+            raise ClawError(f"{source}: no [[rule]] tables", hint="see README.md, 'The scripted model'")
         return cls([_rule(index, raw, source) for index, raw in enumerate(rules)])
 
     def step_for(self, first_user: str, turn: int) -> Step:
@@ -108,7 +107,9 @@ class Script:
                           f"starts: {first_user[:120]!r}")
 
 
-def _rule(index: int, raw: dict[str, Any], source: str) -> Rule:
+def _rule(index: int, raw: Any, source: str) -> Rule:
+    if not isinstance(raw, dict):
+        raise ClawError(f"{source}: rule {index} is not a table", hint="each rule is a [[rule]] table")
     name = str(raw.get("name") or f"rule-{index}")
     where = f"{source}: rule '{name}'"
     unknown = set(raw) - {"name", "match", "not_match", "steps"}
@@ -122,10 +123,12 @@ def _rule(index: int, raw: dict[str, Any], source: str) -> Rule:
                 _regex(raw.get("match"), where), _regex(raw.get("not_match"), where))
 
 
-def _regex(pattern: str | None, where: str) -> re.Pattern[str] | None:
+def _regex(pattern: Any, where: str) -> re.Pattern[str] | None:
     if pattern is None:
         return None
     try:
+        if not isinstance(pattern, str):
+            raise re.error("it is not a string")
         return re.compile(pattern, re.S)
     except re.error as error:
         raise ClawError(f"{where}: bad regex {pattern!r}: {error}", hint="fix the pattern") from None
@@ -140,11 +143,22 @@ def _step(raw: Any, where: str, number: int) -> Step:
         raise ClawError(f"{where}: step {number} needs exactly one of {', '.join(STEP_KINDS)}"
                         + (f" (unknown: {sorted(unknown)})" if unknown else ""),
                         hint="optional keys: delay (seconds), message (with error)")
-    kind = kinds[0]
-    delay = float(raw.get("delay", 0))
+    kind, value, message, delay = kinds[0], raw[kinds[0]], raw.get("message", "scripted error"), raw.get("delay", 0)
+    problem = None
+    if kind == "error" and (type(value) is not int or not 400 <= value <= 599):
+        problem = f"error must be an HTTP status from 400 to 599, not {value!r}"
+    elif kind != "error" and not isinstance(value, str):
+        problem = f"{kind} must be a string, not {value!r}"
+    elif not isinstance(message, str) or ("message" in raw and kind != "error"):
+        problem = "message is a string, and only for error steps"
+    elif type(delay) not in (int, float) or delay < 0:
+        problem = f"delay must be a number of seconds >= 0, not {delay!r}"
+    if problem:
+        raise ClawError(f"{where}: step {number}: {problem}",
+                        hint='e.g. { command = "ls" } or { error = 500, message = "overloaded", delay = 1.5 }')
     if kind == "error":
-        return Step("error", str(raw.get("message", "scripted error")), int(raw["error"]), delay)
-    return Step(kind, str(raw[kind]), 200, delay)
+        return Step("error", message, value, float(delay))
+    return Step(kind, value, 200, float(delay))
 
 
 # -- conversations ------------------------------------------------------------------------
@@ -167,7 +181,9 @@ def _text(content: Any) -> str:
 
 def _conversation(body: dict[str, Any]) -> tuple[str, int, int]:
     """(first user message, assistant turns so far, approximate input tokens)."""
-    messages = body.get("messages") or []
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        raise ScriptError("scripted model: the request has no `messages` list of objects")
     first_user = next((_text(m.get("content")) for m in messages if m.get("role") == "user"), "")
     turns = sum(1 for m in messages if m.get("role") == "assistant")
     size = len(_text(body.get("system"))) + sum(len(_text(m.get("content"))) for m in messages)
@@ -186,6 +202,14 @@ def _sse(data: dict[str, Any], event: str | None = None) -> str:
     return (f"event: {event}\n" if event else "") + f"data: {json.dumps(data)}\n\n"
 
 
+_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                404: "not_found_error", 429: "rate_limit_error", 529: "overloaded_error"}
+
+
+def _error_type(status: int) -> str:
+    return _ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+
+
 class _Api:
     """The two wire formats: each answers a body with a reply text, or an error."""
 
@@ -193,13 +217,12 @@ class _Api:
         self._ids = itertools.count(1)
 
     def openai_error(self, status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": {"message": message, "type": "invalid_request_error",
-                                       "code": None}}, status_code=status)
+        kind = "server_error" if _error_type(status) == "api_error" else _error_type(status)
+        return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": None}},
+                            status_code=status)
 
     def anthropic_error(self, status: int, message: str) -> JSONResponse:
-        kind = {401: "authentication_error", 429: "rate_limit_error", 529: "overloaded_error"}.get(
-            status, "api_error" if status >= 500 else "invalid_request_error")
-        return JSONResponse({"type": "error", "error": {"type": kind, "message": message}},
+        return JSONResponse({"type": "error", "error": {"type": _error_type(status), "message": message}},
                             status_code=status)
 
     def openai(self, body: dict[str, Any], text: str, input_tokens: int) -> Any:
@@ -267,8 +290,10 @@ def build_app(script: Script, requests: list[dict[str, Any]], lock: threading.Lo
             return error(400, "scripted model: the request body is not JSON")
         with lock:
             requests.append({"path": request.url.path, "body": body})
-        first_user, turn, input_tokens = _conversation(body)
         try:
+            if not isinstance(body, dict):
+                raise ScriptError("scripted model: the request body is not a JSON object")
+            first_user, turn, input_tokens = _conversation(body)
             step = script.step_for(first_user, turn)
         except ScriptError as problem:
             return error(400, problem.message)
@@ -291,7 +316,10 @@ def build_app(script: Script, requests: list[dict[str, Any]], lock: threading.Lo
     @app.get("/v1/models")
     @app.get("/models")
     async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [{"id": "scripted", "object": "model", "owned_by": "clawfleet"}]}
+        # One body both SDKs read: OpenAI's fields and Anthropic's side by side.
+        model = {"id": "scripted", "object": "model", "created": 0, "owned_by": "clawfleet", "type": "model",
+                 "display_name": "Scripted model", "created_at": "2025-01-01T00:00:00Z"}
+        return {"object": "list", "data": [model], "has_more": False, "first_id": "scripted", "last_id": "scripted"}
 
     return app
 
@@ -331,7 +359,7 @@ class ScriptedServer:
         self.port = sock.getsockname()[1]
         self._socket = sock
         config = uvicorn.Config(build_app(self.script, self.requests, self._lock), log_level="warning",
-                                access_log=False, lifespan="off")
+                                access_log=False, lifespan="off", timeout_graceful_shutdown=2)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
                                         name="scripted-model", daemon=True)
