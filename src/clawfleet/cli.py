@@ -275,14 +275,9 @@ def diff(
 @app.command()
 def cancel(task_id: TaskId) -> None:
     """Cancel a task; a running attempt is stopped (its work so far stays on its branch)."""
-    from .executors.local import LocalExecutor
+    from .review import cancel as cancel_task
 
-    project = _project()
-    task = project.store.get_task(task_id)
-    project.store.move_task(task_id, TaskState.cancelled, "task.cancelled", reason="cancelled by person")
-    attempt = project.store.latest_attempt(task_id)
-    if task.state == TaskState.running and attempt and attempt.state == AttemptState.running:
-        LocalExecutor().stop(attempt.id, project.attempt_dir(attempt.id), attempt.pid)
+    cancel_task(_project(), task_id)
     console.print(f"task {task_id} cancelled")
 
 
@@ -376,7 +371,7 @@ def reject(
     """Reject the attempt that waits for review; with --feedback, send it back for a new attempt."""
     from .review import reject as reject_attempt
 
-    reject_attempt(_project().store, task_id, feedback)
+    reject_attempt(_project(), task_id, feedback)
     console.print(f"task {task_id} " + ("sent back with feedback" if feedback else "rejected"))
 
 
@@ -411,11 +406,11 @@ def review(as_json: JsonOption = False) -> None:
             approve_attempt(project.store, task.id)
             console.print("[green]approved[/]")
         elif choice.startswith("r"):
-            reject_attempt(project.store, task.id)
+            reject_attempt(project, task.id)
             console.print("[red]rejected[/]")
         elif choice.startswith("s"):
             text = typer.prompt("feedback")
-            reject_attempt(project.store, task.id, text)
+            reject_attempt(project, task.id, text)
             console.print("sent back: a new attempt will get your feedback")
         elif choice.startswith("q"):
             break

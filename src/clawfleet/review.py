@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from .config import Config
 from .errors import ClawError
 from .models import Attempt, AttemptState, Task, TaskState
+from .project import Project
 from .runner import AttemptStatus
 from .store import Store
+from .workspace import WorkspacePool
 
 RETRYABLE = (AttemptState.crashed, AttemptState.timed_out)
 
@@ -52,12 +55,41 @@ def approve(store: Store, task_id: int, by: str = "person") -> Attempt:
                                 task_state=TaskState.approved, task_reason=f"approved by {by}")
 
 
-def reject(store: Store, task_id: int, feedback: str | None = None) -> Attempt:
-    """Reject the attempt. With feedback the task goes back to the queue for a new attempt."""
+def reject(project: Project, task_id: int, feedback: str | None = None) -> Attempt:
+    """Reject the attempt. With feedback the task goes back to the queue for a new attempt.
+
+    Its worktree is freed either way; its branch stays, so nothing it did is lost.
+    """
+    store = project.store
     attempt = attempt_to_review(store, task_id)
     if feedback:
-        return store.finish_attempt(attempt.id, AttemptState.sent_back, "attempt.sent_back",
-                                    task_state=TaskState.queued, task_reason="sent back with feedback",
-                                    task_feedback=feedback, feedback=feedback)
-    return store.finish_attempt(attempt.id, AttemptState.rejected, "attempt.rejected",
-                                task_state=TaskState.rejected, task_reason="rejected by person")
+        attempt = store.finish_attempt(attempt.id, AttemptState.sent_back, "attempt.sent_back",
+                                       task_state=TaskState.queued, task_reason="sent back with feedback",
+                                       task_feedback=feedback, feedback=feedback)
+    else:
+        attempt = store.finish_attempt(attempt.id, AttemptState.rejected, "attempt.rejected",
+                                       task_state=TaskState.rejected, task_reason="rejected by person")
+    release_worktree(project, attempt)
+    return attempt
+
+
+def release_worktree(project: Project, attempt: Attempt) -> None:
+    if attempt.worktree:
+        WorkspacePool(project).release(Path(attempt.worktree), recycle_at=project.target_tip())
+
+
+def cancel(project: Project, task_id: int) -> None:
+    """Cancel a task. A running attempt is stopped (the orchestrator then frees its worktree);
+    an attempt waiting for review or merge has its worktree freed now. Branches stay."""
+    from .executors.local import LocalExecutor
+
+    store = project.store
+    task = store.get_task(task_id)
+    store.move_task(task_id, TaskState.cancelled, "task.cancelled", reason="cancelled by person")
+    attempt = store.latest_attempt(task_id)
+    if attempt is None:
+        return
+    if attempt.state == AttemptState.running:
+        LocalExecutor().stop(attempt.id, project.attempt_dir(attempt.id), attempt.pid)
+    elif task.state in (TaskState.review, TaskState.approved):
+        release_worktree(project, attempt)

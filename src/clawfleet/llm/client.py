@@ -55,14 +55,15 @@ def _is_loopback(url: str | None) -> bool:
 
 def resolve_model_settings(*, provider: str | None, model: str | None, base_url: str | None,
                            api_key_env: str | None, agent_name: str, env: Mapping[str, str],
-                           timeout: float = 120.0) -> ModelSettings:
+                           timeout: float = 120.0, max_retries: int = 2) -> ModelSettings:
     """Config values first, then the usual environment variables; a clear error when unset."""
     def get(name: str) -> str | None:
         return env.get(name) or None
 
+    provider = (provider or "").strip().lower()
     if not provider:
         anthropic_set = get("ANTHROPIC_API_KEY") or get("ANTHROPIC_BASE_URL")
-        openai_set = get("OPENAI_API_KEY") or get("OPENAI_BASE_URL")
+        openai_set = get("OPENAI_API_KEY") or get("OPENAI_BASE_URL") or get("OPENAI_MODEL")
         provider = "anthropic" if anthropic_set and not openai_set else "openai"
     if provider not in PROVIDERS:
         raise ClawError(f"agent '{agent_name}': unknown provider '{provider}'",
@@ -83,7 +84,7 @@ def resolve_model_settings(*, provider: str | None, model: str | None, base_url:
             raise ClawError(f"agent '{agent_name}': no API key for {provider} ({key_name} is not set)",
                             hint=f"export {key_name}=..., or set api_key_env under [agents.{agent_name}]")
         api_key = LOCAL_PLACEHOLDER_KEY
-    return ModelSettings(provider, model, base_url, api_key, timeout=timeout)
+    return ModelSettings(provider, model, base_url, api_key, timeout=timeout, max_retries=max_retries)
 
 
 def _endpoint(settings: ModelSettings) -> str:
@@ -111,7 +112,9 @@ def _translate(error: Exception, settings: ModelSettings, sdk) -> ClawError:
         if error.status_code == 404:
             return ClawError(f"model '{settings.model}' or its route was not found at {where}: {message}",
                              hint="check `model` and `base_url`")
-        return ClawError(f"the model endpoint at {where} answered {error.status_code}: {message}")
+        return ClawError(f"the model endpoint at {where} answered {error.status_code}: {message}",
+                         hint="retry later if the server is overloaded (429, 5xx); otherwise check the "
+                              "model name and the request")
     return ClawError(f"model call failed: {error}")
 
 
