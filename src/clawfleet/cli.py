@@ -430,13 +430,9 @@ def merge(as_json: JsonOption = False) -> None:
         return
     if not results:
         console.print("nothing approved to land")
+    colour = {"merged": "green", "bounced": "red", "waiting": "yellow"}
     for result in results:
-        if result.outcome == "merged":
-            console.print(f"[green]landed[/] task {result.task_id} as {result.commit[:10]}")
-        elif result.outcome == "bounced":
-            console.print(f"[red]bounced[/] task {result.task_id}: {escape(result.reason)}")
-        else:
-            console.print(f"[yellow]waiting[/]: {escape(result.reason)}")
+        console.print(f"[{colour[result.outcome]}]{escape(result.describe())}[/]")
     if any(r.outcome != "merged" for r in results):
         raise typer.Exit(1)
 

@@ -29,6 +29,13 @@ class LandResult:
     reason: str = ""
     commit: str | None = None
 
+    def describe(self) -> str:
+        if self.outcome == "merged":
+            return f"task {self.task_id}: landed as {self.commit[:10]}"
+        if self.outcome == "bounced":
+            return f"task {self.task_id}: bounced: {self.reason}"
+        return f"merge waits: {self.reason}"
+
 
 class MergeQueue:
     def __init__(self, project: Project, pool: WorkspacePool | None = None,

@@ -211,9 +211,4 @@ class Orchestrator:
             git.delete_branch(self.project.root, attempt.branch)
 
     def _landed(self, result: LandResult) -> None:
-        if result.outcome == "merged":
-            self.on_event(f"task {result.task_id}: landed {result.commit[:10]}")
-        elif result.outcome == "bounced":
-            self.on_event(f"task {result.task_id}: bounced: {result.reason.splitlines()[0]}")
-        else:
-            self.on_event(f"merge waits: {result.reason}")
+        self.on_event(result.describe().splitlines()[0])
