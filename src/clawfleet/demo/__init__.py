@@ -20,10 +20,10 @@ from ..llm.scripted import Script, ScriptedServer
 from ..models import Importance
 from ..project import Project, initialize
 
-CHECK = "python -m unittest discover -s tests -q"
+CHECK = "python3 -m unittest discover -s tests -q"
 
 SAMPLE_FILES = {
-    "README.md": "# textkit\n\nSmall text helpers. Tests: `python -m unittest discover -s tests`.\n",
+    "README.md": "# textkit\n\nSmall text helpers. Tests: `python3 -m unittest discover -s tests`.\n",
     "textkit/__init__.py": '"""Small text helpers."""\n',
     "textkit/core.py": '"""The first helper."""\n\n\ndef shout(text: str) -> str:\n'
                        '    return text.upper() + "!"\n',
