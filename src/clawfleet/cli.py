@@ -72,10 +72,10 @@ def _task_json(project: Project, task: Task) -> dict:
 @app.command()
 def init(
     target: Annotated[Optional[str], typer.Option(help="Branch that work lands on (default: the current one).")] = None,
-    check: Annotated[list[str], typer.Option("--check", help="A check command, e.g. 'pytest -q'. Repeatable.")] = [],
+    check: Annotated[Optional[list[str]], typer.Option("--check", help="A check command, e.g. 'pytest -q'. Repeatable.")] = None,
 ) -> None:
     """Set up clawfleet in this git repository: config, AGENTS.md, SOUL.md, git exclude."""
-    written = initialize(Path.cwd(), target=target, checks=check or None)
+    written = initialize(Path.cwd(), target=target, checks=check)
     for path in written:
         console.print(f"[green]wrote[/] {escape(path)}")
     if not written:
@@ -91,12 +91,12 @@ def add(
     body: Annotated[Optional[str], typer.Option("-b", "--body", help="Details, in markdown.")] = None,
     file: Annotated[Optional[Path], typer.Option("-f", "--file", help="Markdown file: the body, or one task per `## ` section.")] = None,
     agent: Annotated[Optional[str], typer.Option(help="Agent name from config (default: fleet.default_agent).")] = None,
-    priority: Annotated[int, typer.Option(help="Higher runs first.")] = 0,
+    priority: Annotated[int, typer.Option(min=-1_000_000, max=1_000_000, help="Higher runs first.")] = 0,
     importance: Annotated[Importance, typer.Option(help="Drives review: low tasks can be auto-approved.")] = Importance.normal,
     kind: Annotated[str, typer.Option(help="feature, fix, research, plan or experiment.")] = "feature",
-    footprint: Annotated[list[str], typer.Option("--footprint", help="Path glob the task expects to touch. Repeatable.")] = [],
-    depends: Annotated[list[int], typer.Option("--depends", help="Task id that must land first. Repeatable.")] = [],
-    check: Annotated[list[str], typer.Option("--check", help="Extra check command for this task. Repeatable.")] = [],
+    footprint: Annotated[Optional[list[str]], typer.Option("--footprint", help="Path glob the task expects to touch. Repeatable.")] = None,
+    depends: Annotated[Optional[list[int]], typer.Option("--depends", help="Task id that must land first. Repeatable.")] = None,
+    check: Annotated[Optional[list[str]], typer.Option("--check", help="Extra check command for this task. Repeatable.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Queue a task (or one per `## ` section of a file); prints the new id."""
@@ -110,6 +110,8 @@ def add(
             text = file.read_text()
         except OSError as error:
             raise UsageError(f"cannot read {file}: {error.strerror}", hint="check the path") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"{file} is not UTF-8 text", hint="save it as UTF-8 markdown") from None
         sections = parse_task_file(text)
         if sections and title is None:
             entries = sections
@@ -126,7 +128,8 @@ def add(
     for entry_title, entry_body in entries:
         task = project.store.add_task(entry_title.strip(), body=entry_body, kind=kind, agent=agent,
                                       priority=priority, importance=importance,
-                                      footprint=footprint, checks=check, depends_on=depends)
+                                      footprint=footprint or [], checks=check or [],
+                                      depends_on=depends or [])
         ids.append(task.id)
     if as_json:
         _print_json({"ids": ids})
@@ -483,7 +486,7 @@ def demo(
     console.print(f"tasks: {merged}/{len(tasks)} landed · attempts: {len(project.store.attempts())} · "
                   f"fix rounds: {fix_rounds} · tokens: {tokens:,} · time: {time.time() - started:.1f}s")
     console.print(f"commits landed on main: {landed_commits(demo_run)} (linear, every one checked)")
-    console.print(f"main's tests: " + ("[green]green[/]" if green else "[red]red[/]") + f" ({escape(test_line)})")
+    console.print("main's tests: " + ("[green]green[/]" if green else "[red]red[/]") + f" ({escape(test_line)})")
     console.print(f"look around: cd {project.root} && claw status --all && git log --oneline")
     if merged != len(tasks) or not green:
         raise typer.Exit(1)

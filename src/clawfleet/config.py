@@ -80,6 +80,9 @@ def load_config(path: Path) -> Config:
         return Config()
     try:
         data = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot be read as UTF-8 text: {error}",
+                          hint="save it as UTF-8, or move it away and run `claw init`") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}",
                           hint="fix the syntax, or move the file away and run `claw init`") from error
@@ -109,7 +112,7 @@ DEFAULT_CONFIG = '''\
 
 [fleet]
 slots = 3                 # agents running at once
-target = "{target}"           # branch that approved work lands on
+target = {target}           # branch that approved work lands on
 default_agent = "builtin" # agent used when a task names none
 attempt_timeout = 1800    # seconds; the attempt's whole process group is killed after this
 max_attempts = 2          # automatic attempts after a crash or timeout

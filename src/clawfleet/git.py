@@ -41,6 +41,8 @@ def git(*args: str, cwd: Path, check: bool = True, input: str | None = None,
 
 
 def _has_identity(cwd: Path) -> bool:
+    if os.environ.get("GIT_AUTHOR_EMAIL") and os.environ.get("GIT_COMMITTER_EMAIL"):
+        return True
     result = subprocess.run(["git", "config", "user.email"], cwd=cwd, capture_output=True, text=True)
     return result.returncode == 0 and bool(result.stdout.strip())
 
@@ -172,7 +174,7 @@ def start_branch(worktree: Path, branch: str, base: str) -> None:
 def reset_worktree(worktree: Path, commit: str) -> None:
     """Return a worktree to a clean detached state at `commit` (for reuse by the pool)."""
     git("switch", "--quiet", "--detach", "--discard-changes", commit, cwd=worktree)
-    git("clean", "-fdxq", cwd=worktree)
+    git("clean", "-ffdxq", cwd=worktree)  # -ff: nested repositories an agent made go too
 
 
 def is_dirty(worktree: Path) -> bool:

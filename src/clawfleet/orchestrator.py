@@ -44,7 +44,8 @@ class OrchestratorLock:
             holder = handle.read().strip() or "?"
             handle.close()
             raise ClawError(f"another claw orchestrator (pid {holder}) is running in this repository",
-                            hint="wait for it to finish, or stop it; `claw status` shows its progress")
+                            hint="wait for it to finish, or stop it; `claw status` shows its progress"
+                            ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))

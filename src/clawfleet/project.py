@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -88,8 +89,9 @@ def initialize(root: Path, *, target: str | None = None, checks: list[str] | Non
     config_path = top / ".claw" / "config.toml"
     if not config_path.exists():
         config_path.parent.mkdir(parents=True, exist_ok=True)
-        check_list = ", ".join(f'"{c}"' for c in (checks or []))
-        config_path.write_text(DEFAULT_CONFIG.format(target=target, checks=check_list))
+        # json.dumps gives valid TOML basic strings, whatever quotes or backslashes they hold
+        check_list = ", ".join(json.dumps(c) for c in (checks or []))
+        config_path.write_text(DEFAULT_CONFIG.format(target=json.dumps(target), checks=check_list))
         written.append(str(config_path.relative_to(top)))
     templates = resources.files("clawfleet") / "templates"
     for name in ("AGENTS.md", "SOUL.md"):

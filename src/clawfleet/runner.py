@@ -136,12 +136,13 @@ class Runner:
                                    fix_round=round_number)
             prompt_file = self.dir / f"prompt-{round_number}.md"
             prompt_file.write_text(prompt)
-            self.progress("agent" if round_number == 0 else "fixing", round=round_number)
+            phase = "agent" if round_number == 0 else "fixing"
+            self.progress(phase, round=round_number)
             base_tokens = (self.input_tokens, self.output_tokens)
 
-            def on_usage(i: int, o: int, base=base_tokens) -> None:
+            def on_usage(i: int, o: int, base=base_tokens, phase=phase, number=round_number) -> None:
                 self.input_tokens, self.output_tokens = base[0] + i, base[1] + o
-                self.progress("agent" if round_number == 0 else "fixing", round=round_number)
+                self.progress(phase, round=number)
 
             outcome = agent.run(AgentJob(
                 task_id=task.id, attempt_id=spec.attempt_id, agent_name=spec.agent_name,

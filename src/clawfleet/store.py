@@ -8,6 +8,7 @@ transaction. Schema changes are numbered files in `migrations/`, applied by `PRA
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -38,6 +39,14 @@ def _migrations() -> list[tuple[int, str]]:
     return sorted(found)
 
 
+def _env_busy_timeout() -> float:
+    """CLAW_BUSY_TIMEOUT (seconds) overrides how long a writer waits for the database."""
+    try:
+        return float(os.environ.get("CLAW_BUSY_TIMEOUT", BUSY_TIMEOUT_S))
+    except ValueError:
+        return BUSY_TIMEOUT_S
+
+
 def _is_busy(error: sqlite3.OperationalError) -> bool:
     return "locked" in str(error) or "busy" in str(error)
 
@@ -49,7 +58,9 @@ class Store:
     >>> task = store.add_task("Add a slugify helper", importance=Importance.low)
     """
 
-    def __init__(self, path: Path, busy_timeout: float = BUSY_TIMEOUT_S) -> None:
+    def __init__(self, path: Path, busy_timeout: float | None = None) -> None:
+        if busy_timeout is None:
+            busy_timeout = _env_busy_timeout()
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None,
@@ -62,9 +73,12 @@ class Store:
             self._migrate()
         except sqlite3.OperationalError as error:
             if _is_busy(error):
-                raise StoreBusy(f"the database {path} stayed locked for {busy_timeout:.0f} s",
+                raise StoreBusy(f"the database {path} stayed locked for {busy_timeout:g} s",
                                 hint="another claw process holds it; retry when it is done") from error
             raise
+        except sqlite3.DatabaseError as error:
+            raise ClawError(f"{path} is not a clawfleet database ({error})",
+                            hint="move it away; clawfleet makes a new one") from None
 
     def close(self) -> None:
         self._db.close()
@@ -90,9 +104,17 @@ class Store:
             self._db.execute("COMMIT")
 
     def _migrate(self) -> None:
+        migrations = _migrations()
+        latest = migrations[-1][0]
+        version = self.schema_version
+        if version > latest:
+            raise ClawError(f"{self.path} was written by a newer clawfleet (schema {version}, "
+                            f"this one knows {latest})", hint="upgrade clawfleet: pip install -U clawfleet")
+        if version == latest:
+            return  # reading needs no write lock
         with self.transaction() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
-            for number, sql in _migrations():
+            for number, sql in migrations:
                 if number > version:
                     for statement in _split_sql(sql):
                         db.execute(statement)
@@ -131,7 +153,7 @@ class Store:
                  json.dumps(list(checks)), now, now))
             task_id = cursor.lastrowid
             db.executemany("INSERT INTO task_deps (task_id, depends_on) VALUES (?, ?)",
-                           [(task_id, dep) for dep in depends_on])
+                           [(task_id, dep) for dep in dict.fromkeys(depends_on)])
             self._event(db, "task.added", task_id=task_id, title=title)
         return self.get_task(task_id)
 

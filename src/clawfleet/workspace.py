@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 from . import git
+from .errors import ClawError
 from .project import Project
 
 POOL_PREFIX = "pool-"
@@ -46,6 +47,10 @@ class WorkspacePool:
     def acquire(self, name: str, branch: str, base: str) -> Path:
         """A worktree named `name` on a new `branch` at `base`: from the pool when one is ready."""
         target = self.dir / name
+        if target.exists():
+            raise ClawError(f"the workspace {target} already exists",
+                            hint="a stale worktree from an earlier run; `git worktree remove --force` "
+                                 "it (its branch keeps any commits)")
         for pooled in self.ready():
             claimed = self._claim(pooled, target)
             if claimed:

@@ -1,0 +1,281 @@
+"""The `claw` command line as a person uses it: help, init, add, JSON output and clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clawfleet import git
+from clawfleet.cli import app
+
+from conftest import agent_script, claw, write_config
+
+COMMANDS = [command.name or command.callback.__name__ for command in app.registered_commands]
+
+
+def assert_clean_error(result: subprocess.CompletedProcess[str], *fragments: str, code: int = 1) -> None:
+    """One `error:` line (and at most a `hint:` line) on stderr, the exit code, no traceback."""
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert lines and lines[0].startswith("error: "), result.stderr
+    assert len(lines) == 1 or (len(lines) == 2 and lines[1].startswith("hint: ")), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+
+
+def tasks(repo: Path) -> list[dict]:
+    result = claw(repo, "status", "--all", "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+# -- help ------------------------------------------------------------------------------------
+
+def test_every_command_has_help():
+    assert {"init", "add", "status", "show", "diff", "run", "review", "approve", "merge"} <= set(COMMANDS)
+    argvs = [["--help"]] + [[name, "--help"] for name in COMMANDS]
+    procs = [subprocess.Popen([sys.executable, "-m", "clawfleet.cli", *argv], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"})
+             for argv in argvs]
+    for argv, proc in zip(argvs, procs):
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, (argv, err)
+        assert "Usage:" in out and "Traceback" not in err, argv
+    # The top-level help lists every command.
+    top = claw(Path.cwd(), "--help").stdout
+    for name in COMMANDS:
+        assert name in top
+
+
+# -- init ------------------------------------------------------------------------------------
+
+def test_init_sets_up_the_repository(repo):
+    result = claw(repo, "init", "--check", "true")
+    assert result.returncode == 0, result.stderr
+    assert (repo / ".claw" / "config.toml").is_file()
+    assert "commands = [\"true\"]" in (repo / ".claw" / "config.toml").read_text()
+    assert (repo / "AGENTS.md").read_text().strip() and (repo / "SOUL.md").read_text().strip()
+    exclude = (repo / ".git" / "info" / "exclude").read_text().splitlines()
+    assert "/.claw/run/" in exclude
+    # The database and worktrees stay out of `git status`; the config is meant to be committed.
+    claw(repo, "add", "make the database")
+    assert (repo / ".claw" / "run" / "claw.db").exists()
+    porcelain = git.out("status", "--porcelain", "--untracked-files=all", cwd=repo)
+    assert ".claw/run" not in porcelain and ".claw/config.toml" in porcelain
+
+
+def test_init_keeps_an_existing_agents_md_and_is_idempotent(repo):
+    (repo / "AGENTS.md").write_text("# our own rules\n")
+    first = claw(repo, "init")
+    assert first.returncode == 0, first.stderr
+    assert (repo / "AGENTS.md").read_text() == "# our own rules\n"
+    assert "AGENTS.md" not in first.stdout and "SOUL.md" in first.stdout
+    config = (repo / ".claw" / "config.toml").read_text()
+    (repo / ".claw" / "config.toml").write_text(config + "\n# my note\n")
+    exclude = (repo / ".git" / "info" / "exclude").read_text()
+
+    second = claw(repo, "init")
+    assert second.returncode == 0, second.stderr
+    assert "already initialised" in second.stdout and "wrote" not in second.stdout
+    assert (repo / ".claw" / "config.toml").read_text() == config + "\n# my note\n"
+    assert (repo / ".git" / "info" / "exclude").read_text() == exclude
+    assert exclude.splitlines().count("/.claw/run/") == 1
+
+
+def test_init_outside_a_repository_is_a_clear_error(tmp_path):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    result = claw(plain, "init", env={"GIT_CEILING_DIRECTORIES": str(tmp_path)})
+    assert_clean_error(result, "not inside a git repository")
+    assert not (plain / ".claw").exists()
+
+
+# -- add -------------------------------------------------------------------------------------
+
+def test_add_from_a_file_with_sections(repo):
+    (repo.parent / "tasks.md").write_text(
+        "# Sprint\n\nintro that is not a task\n\n"
+        "## Add a slugify helper\nTurn titles into slugs.\n\n"
+        "## Fix the login bug\n- repro: log in twice\n- expected: no error\n\n"
+        "## Write the README\nShort.\n")
+    result = claw(repo, "add", "-f", str(repo.parent / "tasks.md"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["1", "2", "3"]
+    listed = tasks(repo)
+    assert [t["title"] for t in listed] == ["Add a slugify helper", "Fix the login bug", "Write the README"]
+    assert [t["body"] for t in listed] == ["Turn titles into slugs.",
+                                           "- repro: log in twice\n- expected: no error", "Short."]
+
+
+def test_add_with_a_title_uses_the_file_as_body(repo):
+    body = "## Details\n\nDo it carefully.\n"
+    (repo.parent / "body.md").write_text(body)
+    result = claw(repo, "add", "-f", str(repo.parent / "body.md"), "The title", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"ids": [1]}
+    [task] = tasks(repo)
+    assert task["title"] == "The title" and task["body"] == body
+
+
+def test_add_without_a_title_is_a_usage_error(repo):
+    assert_clean_error(claw(repo, "add"), "a task needs a title", code=2)
+    assert_clean_error(claw(repo, "add", "   "), "a task needs a title", code=2)
+    assert tasks(repo) == []
+
+
+def test_add_with_body_and_file_is_an_error(repo):
+    (repo.parent / "body.md").write_text("text\n")
+    result = claw(repo, "add", "t", "-b", "inline", "-f", str(repo.parent / "body.md"))
+    assert_clean_error(result, "not both", code=2)
+    assert tasks(repo) == []
+
+
+def test_add_with_a_missing_file_is_an_error(repo):
+    assert_clean_error(claw(repo, "add", "-f", "nope.md"), "cannot read nope.md", code=2)
+
+
+def test_add_depending_on_a_missing_task_is_an_error(repo):
+    assert_clean_error(claw(repo, "add", "child", "--depends", "99"), "task 99 does not exist")
+    assert tasks(repo) == []  # nothing half-written
+    assert claw(repo, "add", "parent").stdout.strip() == "1"
+    assert claw(repo, "add", "child", "--depends", "1").stdout.strip() == "2"
+    assert tasks(repo)[1]["depends_on"] == [1]
+
+
+# -- JSON output -------------------------------------------------------------------------------
+
+@pytest.fixture
+def reviewed(repo):
+    """One task whose attempt changed hello.txt and waits for review."""
+    agent = agent_script(repo, "hello", 'echo "hello from $CLAW_TASK_ID" > hello.txt\n')
+    write_config(repo, f"""
+        [fleet]
+        default_agent = "hello"
+        [review]
+        auto_approve = []
+        [agents.hello]
+        kind = "command"
+        command = ["{agent}"]
+        """)
+    assert claw(repo, "add", "say hello", "-b", "in hello.txt").returncode == 0
+    assert claw(repo, "add", "later", "--depends", "1").returncode == 0
+    result = claw(repo, "run")
+    assert result.returncode == 0, result.stderr
+    return repo
+
+
+def test_json_outputs_are_valid(reviewed):
+    repo = reviewed
+    listed = json.loads(claw(repo, "status", "--json").stdout)
+    assert [(t["id"], t["state"]) for t in listed] == [(1, "review"), (2, "queued")]
+    assert listed[0]["latest_attempt"]["state"] == "ready"
+    assert listed[1]["waiting"] == "waits for task 1 to land"
+
+    shown = json.loads(claw(repo, "show", "1", "--json").stdout)
+    assert shown["title"] == "say hello" and shown["body"] == "in hello.txt"
+    assert [a["number"] for a in shown["attempts"]] == [1]
+    assert "task.added" in [e["kind"] for e in shown["events"]]
+
+    waiting = json.loads(claw(repo, "review", "--json").stdout)
+    assert [t["id"] for t in waiting] == [1]
+
+    changes = json.loads(claw(repo, "diff", "1", "--json").stdout)
+    assert [f["path"] for f in changes["files"]] == ["hello.txt"]
+    assert changes["files"][0]["added"] == 1
+    assert "+hello from 1" in changes["diff"]
+    assert json.loads(claw(repo, "diff", "1", "--stat", "--json").stdout)["diff"] == ""
+
+
+def test_empty_json_outputs(repo):
+    assert json.loads(claw(repo, "status", "--json").stdout) == []
+    assert json.loads(claw(repo, "review", "--json").stdout) == []
+
+
+def test_approve_a_task_not_in_review_is_a_clear_error(reviewed):
+    assert_clean_error(claw(reviewed, "approve", "2"), "task 2 is queued", "not waiting for review")
+    assert_clean_error(claw(reviewed, "approve", "99"), "there is no task 99")
+    assert claw(reviewed, "approve", "1").returncode == 0
+    assert_clean_error(claw(reviewed, "approve", "1"), "task 1 is approved")
+
+
+def test_diff_of_a_task_without_attempts_is_a_clear_error(repo):
+    claw(repo, "add", "never ran")
+    assert_clean_error(claw(repo, "diff", "1", "--json"), "has no attempt yet")
+
+
+# -- clear errors --------------------------------------------------------------------------------
+
+def test_show_a_missing_task(repo):
+    assert_clean_error(claw(repo, "show", "99"), "there is no task 99")
+    assert_clean_error(claw(repo, "show", "99", "--json"), "there is no task 99")
+
+
+@pytest.mark.parametrize("argv", [["status"], ["add", "x"], ["run"], ["show", "1"]])
+def test_not_a_git_repository(tmp_path, argv):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    result = claw(plain, *argv, env={"GIT_CEILING_DIRECTORIES": str(tmp_path)})
+    assert_clean_error(result, "is not inside a git repository")
+
+
+def test_run_in_a_repository_without_commits(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    git.git("init", "--quiet", "-b", "main", cwd=empty)
+    assert_clean_error(claw(empty, "run"), "has no commits yet")
+
+
+def test_run_with_a_missing_target_branch(repo):
+    write_config(repo, '[fleet]\ntarget = "nope"\n')
+    claw(repo, "add", "something")
+    assert_clean_error(claw(repo, "run"), "target branch 'nope' does not exist")
+    assert tasks(repo)[0]["state"] == "queued"  # nothing was started
+
+
+def test_claw_finds_the_project_from_a_subfolder(repo):
+    (repo / "src" / "deep").mkdir(parents=True)
+    assert claw(repo / "src" / "deep", "add", "from below").stdout.strip() == "1"
+    assert (repo / ".claw" / "run" / "claw.db").exists()
+    assert not (repo / "src" / "deep" / ".claw").exists()
+    assert [t["title"] for t in tasks(repo)] == ["from below"]
+
+
+def test_add_with_a_repeated_dependency(repo):
+    claw(repo, "add", "parent")
+    result = claw(repo, "add", "child", "--depends", "1", "--depends", "1")
+    assert result.returncode == 0, result.stderr
+    assert tasks(repo)[1]["depends_on"] == [1]
+
+
+def test_add_with_an_out_of_range_priority(repo):
+    result = claw(repo, "add", "big", "--priority", "99999999999999999999")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "priority" in result.stderr
+    assert tasks(repo) == []
+
+
+def test_add_from_a_file_that_is_not_utf8(repo):
+    (repo.parent / "latin1.md").write_bytes("## Café\nnaïve\n".encode("latin-1"))
+    assert_clean_error(claw(repo, "add", "-f", str(repo.parent / "latin1.md")), "latin1.md", code=2)
+
+
+def test_add_from_a_file_ignores_headings_inside_code_blocks(repo):
+    (repo.parent / "tasks.md").write_text(
+        "## Add a build script\nLike this:\n\n```bash\n## build everything\nmake all\n```\n\n"
+        "## Document it\nIn the README.\n")
+    assert claw(repo, "add", "-f", str(repo.parent / "tasks.md")).returncode == 0
+    listed = tasks(repo)
+    assert [t["title"] for t in listed] == ["Add a build script", "Document it"]
+    assert "## build everything" in listed[0]["body"]
+
+
+def test_a_corrupt_database_is_a_clear_error(repo):
+    (repo / ".claw" / "run").mkdir(parents=True)
+    (repo / ".claw" / "run" / "claw.db").write_text("this is not sqlite\n")
+    assert_clean_error(claw(repo, "status"), "claw.db")

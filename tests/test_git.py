@@ -1,0 +1,182 @@
+"""git.py against real repositories: branch names for any title, commits, rebase, compare-and-swap."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from clawfleet import git
+from clawfleet.errors import GitError
+
+NASTY_TITLES = {
+    "double quotes": 'Fix "quoted" "things"',
+    "single quotes": "Don't break 'this'",
+    "semicolon": "a; rm -rf ~; b",
+    "command substitution": "$(rm -rf /)",
+    "backticks": "`reboot` now",
+    "chinese": "添加用户登录功能",
+    "emoji": "🚀🔥✨",
+    "mixed unicode": "Café naïve résumé — über",
+    "500 characters": "x" * 250 + " y" * 125,
+    "only punctuation": "!!!???...---",
+    "leading dashes": "--force --delete everything",
+    "leading dots": "...hidden",
+    "double dot": "a..b",
+    "at brace": "HEAD@{1} reflog",
+    "lock suffix": "refs.lock",
+    "ends with dot": "finish.",
+    "slashes": "a//b/../c/",
+    "control characters": "tab\there\nnewline\x00nul\x7f",
+    "ref glob chars": "what? *[all]* ~1 ^2 :x \\y",
+    "empty": "",
+    "spaces only": "   ",
+}
+
+
+def run_git(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def head(cwd: Path, ref: str = "HEAD") -> str:
+    return run_git("rev-parse", ref, cwd=cwd).stdout.strip()
+
+
+def commit_file(cwd: Path, name: str, text: str, message: str) -> str:
+    (cwd / name).write_text(text)
+    assert run_git("add", name, cwd=cwd).returncode == 0
+    assert run_git("commit", "-q", "-m", message, cwd=cwd).returncode == 0
+    return head(cwd)
+
+
+# -- branch names ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("title", NASTY_TITLES.values(), ids=NASTY_TITLES.keys())
+def test_branch_name_is_valid_for_any_title(repo, title):
+    name = git.branch_name(7, title)
+    assert name.startswith("claw/7-")
+    assert len(name) <= 60
+    assert run_git("check-ref-format", "--branch", name, cwd=repo).returncode == 0, name
+    # And git really creates it, under exactly that name.
+    created = run_git("branch", name, "main", cwd=repo)
+    assert created.returncode == 0, created.stderr
+    assert run_git("for-each-ref", "--format=%(refname:short)", "refs/heads/claw/", cwd=repo).stdout.split() == [name]
+    assert head(repo, f"refs/heads/{name}") == head(repo, "main")
+
+
+def test_branch_names_for_later_attempts_differ(repo):
+    first, second = git.branch_name(3, "Same title"), git.branch_name(3, "Same title", attempt=2)
+    assert first == "claw/3-same-title" and second == "claw/3-same-title-2"
+    for name in (first, second):
+        assert run_git("branch", name, cwd=repo).returncode == 0
+
+
+def test_titles_without_ascii_get_distinct_branches():
+    assert git.branch_name(1, "添加登录") != git.branch_name(1, "删除登录")
+
+
+# -- commits -----------------------------------------------------------------------------------
+
+def test_commit_all_returns_none_without_a_change(repo):
+    before = head(repo)
+    assert git.commit_all(repo, "nothing") is None
+    assert head(repo) == before
+
+
+def test_commit_all_commits_every_change(repo):
+    before = head(repo)
+    (repo / "app.txt").write_text("two\n")
+    (repo / "new").mkdir()
+    (repo / "new" / "file.txt").write_text("fresh\n")
+    (repo / "README.md").unlink()
+    sha = git.commit_all(repo, "all of it")
+    assert sha is not None and len(sha) == 40
+    assert sha == head(repo)
+    assert head(repo, "HEAD~1") == before
+    changed = run_git("show", "--name-status", "--format=%s", sha, cwd=repo).stdout.split("\n")
+    assert changed[0] == "all of it"
+    assert sorted(line for line in changed[1:] if line) == ["A\tnew/file.txt", "D\tREADME.md", "M\tapp.txt"]
+    assert run_git("status", "--porcelain", cwd=repo).stdout == ""
+
+
+def test_commit_all_works_without_a_git_identity(repo, monkeypatch, tmp_path):
+    for key in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "EMAIL"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "empty-home"))
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", "/dev/null")
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    (repo / "app.txt").write_text("changed by an agent\n")
+    sha = git.commit_all(repo, "agent work")
+    assert sha == head(repo)
+    assert run_git("log", "-1", "--format=%ae", cwd=repo).stdout.strip() == "claw@localhost"
+
+
+# -- rebase ------------------------------------------------------------------------------------
+
+@pytest.fixture
+def diverged(repo):
+    """main and a feature commit that both change app.txt from the same base; a worktree to work in."""
+    base = head(repo)
+    run_git("switch", "-q", "-c", "feature", cwd=repo)
+    feature = commit_file(repo, "app.txt", "feature\n", "feature edit")
+    run_git("switch", "-q", "main", cwd=repo)
+    main = commit_file(repo, "app.txt", "main\n", "main edit")
+    worktree = repo.parent / "integration"
+    assert run_git("worktree", "add", "-q", "--detach", str(worktree), base, cwd=repo).returncode == 0
+    return base, feature, main, worktree
+
+
+def test_rebase_onto_reports_conflicts_and_aborts(repo, diverged):
+    base, feature, main, worktree = diverged
+    (worktree / "leftover.tmp").write_text("untracked\n")
+    conflicted = git.rebase_onto(worktree, feature, base, main)
+    assert conflicted == ["app.txt"]
+    # Aborted: no rebase in progress, nothing modified, back on the attempt's own commit.
+    assert run_git("status", "--porcelain", "--untracked-files=no", cwd=worktree).stdout == ""
+    for state in ("rebase-merge", "rebase-apply"):
+        assert not Path(run_git("rev-parse", "--path-format=absolute", "--git-path", state,
+                                cwd=worktree).stdout.strip()).exists()
+    assert head(worktree) == feature
+    assert (worktree / "app.txt").read_text() == "feature\n"
+    assert head(repo, "main") == main and head(repo, "feature") == feature  # no ref moved
+
+
+def test_rebase_onto_without_conflict_replays_the_commits(repo, diverged):
+    base, _, main, worktree = diverged
+    run_git("switch", "-q", "-c", "other", base, cwd=repo)
+    other = commit_file(repo, "other.txt", "other\n", "other work")
+    run_git("switch", "-q", "main", cwd=repo)
+    assert git.rebase_onto(worktree, other, base, main) == []
+    assert head(worktree, "HEAD~1") == main
+    assert (worktree / "other.txt").read_text() == "other\n"
+    assert (worktree / "app.txt").read_text() == "main\n"
+    assert run_git("status", "--porcelain", cwd=worktree).stdout == ""
+
+
+# -- compare-and-swap ----------------------------------------------------------------------------
+
+def test_update_ref_moves_a_branch_from_the_expected_value(repo):
+    first = head(repo)
+    second = commit_file(repo, "b.txt", "b\n", "second")
+    run_git("branch", "target", first, cwd=repo)
+    git.update_ref(repo, "target", second, first, "claw: land")
+    assert head(repo, "refs/heads/target") == second
+    assert "claw: land" in run_git("reflog", "-1", "--format=%gs", "refs/heads/target", cwd=repo).stdout
+
+
+def test_update_ref_with_a_stale_old_value_fails_and_leaves_the_ref(repo):
+    first = head(repo)
+    second = commit_file(repo, "b.txt", "b\n", "second")
+    third = commit_file(repo, "c.txt", "c\n", "third")
+    run_git("branch", "target", second, cwd=repo)  # someone moved it since we looked at `first`
+    with pytest.raises(GitError) as caught:
+        git.update_ref(repo, "target", third, first, "claw: land")
+    assert "update-ref" in caught.value.message
+    assert head(repo, "refs/heads/target") == second
+
+
+def test_update_ref_refuses_to_create_when_old_is_given(repo):
+    with pytest.raises(GitError):
+        git.update_ref(repo, "brand-new", head(repo), head(repo), "claw: land")
+    assert run_git("rev-parse", "--verify", "-q", "refs/heads/brand-new", cwd=repo).returncode != 0
