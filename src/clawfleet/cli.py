@@ -42,7 +42,9 @@ def _styled(state: str) -> str:
 
 
 def _project() -> Project:
-    return Project.find()
+    project = Project.find()
+    project.config  # a broken config is reported by every command, not only those that use it
+    return project
 
 
 def _print_json(data: object) -> None:

@@ -96,7 +96,10 @@ def load_config(path: Path) -> Config:
 def _describe(error: ValidationError) -> str:
     problems = []
     for item in error.errors()[:3]:
-        key = ".".join(str(part) for part in item["loc"] if not str(part).startswith(("function-", "tagged-union")))
+        loc = [str(part) for part in item["loc"]]
+        if loc[:1] == ["agents"] and len(loc) > 3:
+            del loc[2]  # pydantic puts the union's tag (the agent kind) into the path
+        key = ".".join(loc)
         if item["type"] == "extra_forbidden":
             problems.append(f"unknown key `{key}`")
         elif item["type"] == "union_tag_invalid":
