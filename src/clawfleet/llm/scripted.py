@@ -13,11 +13,9 @@ conversation itself says where it is.
 from __future__ import annotations
 
 import asyncio
-import errno
 import itertools
 import json
 import re
-import socket
 import threading
 import time
 import tomllib
@@ -26,11 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from ..errors import ClawError
+from .serve import BackgroundServer
 
 STEP_KINDS = ("command", "text", "done", "error")
 STEP_KEYS = {*STEP_KINDS, "message", "delay"}
@@ -324,73 +322,15 @@ def build_app(script: Script, requests: list[dict[str, Any]], lock: threading.Lo
     return app
 
 
-class ScriptedServer:
+class ScriptedServer(BackgroundServer):
     """Serve a script on 127.0.0.1 from a background thread; `port=0` picks a free port."""
 
     def __init__(self, script: Script, host: str = "127.0.0.1", port: int = 0) -> None:
         self.script = script
-        self.host = host
-        self.port = port
         self.requests: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._socket: socket.socket | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        super().__init__(build_app(script, self.requests, threading.Lock()), host, port,
+                         name="scripted model server")
 
     @property
     def openai_base_url(self) -> str:
         return self.url + "/v1"
-
-    def start(self) -> "ScriptedServer":
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self.host, self.port))
-        except OSError as error:
-            sock.close()
-            if error.errno == errno.EADDRINUSE:
-                raise ClawError(f"port {self.port} on {self.host} is already in use",
-                                hint="pick another --port, or 0 for any free one") from None
-            raise ClawError(f"cannot listen on {self.host}:{self.port}: {error.strerror}") from None
-        self.port = sock.getsockname()[1]
-        self._socket = sock
-        config = uvicorn.Config(build_app(self.script, self.requests, self._lock), log_level="warning",
-                                access_log=False, lifespan="off", timeout_graceful_shutdown=2)
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
-                                        name="scripted-model", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise ClawError("the scripted model server did not start")
-            time.sleep(0.005)
-        return self
-
-    def wait(self) -> None:
-        """Block until the server stops (or Ctrl-C)."""
-        try:
-            while self._thread is not None and self._thread.is_alive():
-                self._thread.join(0.5)
-        except KeyboardInterrupt:
-            pass
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(10)
-        if self._socket is not None:
-            self._socket.close()
-        self._server = self._thread = self._socket = None
-
-    def __enter__(self) -> "ScriptedServer":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
