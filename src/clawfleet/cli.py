@@ -20,7 +20,6 @@ from .errors import ClawError, UsageError
 from .models import AttemptState, Importance, Task, TaskState
 from .project import Project, initialize
 from .runner import AttemptStatus, read_progress
-from .scheduler import waiting_reason
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Run a fleet of coding agents on one git repository, in parallel, and land "
@@ -60,12 +59,19 @@ def _ago(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-def _task_json(project: Project, task: Task) -> dict:
+def _waiting(project: Project) -> dict[int, str]:
+    """Why each queued task waits, as the scheduler sees it now."""
+    from .scheduler import for_project
+
+    return for_project(project).plan(project.config.fleet.slots).waiting
+
+
+def _task_json(project: Project, task: Task, waiting: dict[int, str]) -> dict:
     data = asdict(task)
     attempt = project.store.latest_attempt(task.id)
     data["latest_attempt"] = asdict(attempt) if attempt else None
     if task.state == TaskState.queued:
-        data["waiting"] = waiting_reason(project.store, task)
+        data["waiting"] = waiting.get(task.id)
     return data
 
 
@@ -151,7 +157,8 @@ def status(
     if not all_tasks:
         tasks = [t for t in tasks if t.state not in (TaskState.merged, TaskState.cancelled, TaskState.rejected)]
     if as_json:
-        _print_json([_task_json(project, t) for t in tasks])
+        waiting = _waiting(project)
+        _print_json([_task_json(project, t, waiting) for t in tasks])
         return
     if not tasks:
         console.print("no tasks" + ("" if all_tasks else " open (`claw status --all` shows landed ones)"))
@@ -160,6 +167,7 @@ def status(
 
 
 def _task_table(project: Project, tasks: list[Task]) -> Table:
+    waiting = _waiting(project) if any(t.state == TaskState.queued for t in tasks) else {}
     table = Table(box=None, pad_edge=False)
     for column in ("id", "task", "agent", "state", "elapsed", "tokens", "note"):
         table.add_column(column, no_wrap=column != "task" and column != "note",
@@ -172,7 +180,7 @@ def _task_table(project: Project, tasks: list[Task]) -> Table:
             elapsed = _ago((attempt.finished_at or now) - attempt.started_at)
         note = task.reason or ""
         if task.state == TaskState.queued:
-            note = waiting_reason(project.store, task) or note
+            note = waiting.get(task.id) or note
         state = _styled(task.state)
         if task.state == TaskState.running and attempt:
             phase = read_progress(project.attempt_dir(attempt.id)).get("phase")
@@ -305,15 +313,17 @@ def retry(
 def run(
     slots: Annotated[Optional[int], typer.Option(min=1, help="Agents at once (default: fleet.slots).")] = None,
     merge: Annotated[Optional[bool], typer.Option("--merge/--no-merge", help="Land approved attempts as they come (default: review.merge_on_approve).")] = None,
+    ignore_footprints: Annotated[bool, typer.Option("--ignore-footprints", help="Run tasks together even when their footprints overlap.")] = False,
 ) -> None:
     """Run queued tasks in parallel until nothing runnable is left."""
     project = _project()
     started = time.time()
-    _run_fleet(project, slots=slots, merge=merge)
+    _run_fleet(project, slots=slots, merge=merge, respect_footprints=False if ignore_footprints else None)
     _print_run_summary(project, started)
 
 
-def _run_fleet(project: Project, *, slots: int | None, merge: bool | None) -> None:
+def _run_fleet(project: Project, *, slots: int | None, merge: bool | None,
+               respect_footprints: bool | None = None) -> None:
     """Drive the orchestrator with a live table on a terminal, event lines elsewhere."""
     from .orchestrator import Orchestrator
 
@@ -327,15 +337,21 @@ def _run_fleet(project: Project, *, slots: int | None, merge: bool | None) -> No
         else:
             console.print(f"{_ago(time.time() - started):>6}  {escape(message)}")
 
-    orchestrator = Orchestrator(project, slots=slots, merge=merge, on_event=on_event)
+    orchestrator = Orchestrator(project, slots=slots, merge=merge, on_event=on_event,
+                                respect_footprints=respect_footprints)
     if not live_mode:
         orchestrator.run()
         return
     with Live(console=console, refresh_per_second=4) as live:
-        def refresh() -> None:
-            live.update(_live_view(project, events, started))
+        last = 0.0
+
+        def refresh(force: bool = False) -> None:
+            nonlocal last
+            if force or time.monotonic() - last >= 0.25:  # the loop ticks faster than eyes read
+                live.update(_live_view(project, events, started))
+                last = time.monotonic()
         orchestrator.run(on_tick=refresh)
-        refresh()
+        refresh(force=True)
 
 
 def _live_view(project: Project, events: list[str], started: float):
@@ -389,7 +405,7 @@ def review(as_json: JsonOption = False) -> None:
     waiting = project.store.list_tasks([TaskState.review])
     waiting.sort(key=lambda t: (-t.importance.rank, -t.priority, t.id))
     if as_json:
-        _print_json([_task_json(project, t) for t in waiting])
+        _print_json([_task_json(project, t, {}) for t in waiting])
         return
     if not waiting:
         console.print("nothing waits for review")

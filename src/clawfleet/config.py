@@ -23,6 +23,8 @@ class FleetConfig(_Section):
     attempt_timeout: float = Field(1800.0, gt=0, description="seconds before an attempt is killed")
     max_attempts: int = Field(2, ge=1, description="automatic attempts after a crash or timeout")
     pool_size: int = Field(2, ge=0, description="ready worktrees kept for quick starts")
+    agent_slots: dict[str, int] = Field(default_factory=dict, description="slot limit per agent name")
+    respect_footprints: bool = Field(True, description="never run overlapping footprints together")
 
 
 class ChecksConfig(_Section):
@@ -120,6 +122,8 @@ default_agent = "builtin" # agent used when a task names none
 attempt_timeout = 1800    # seconds; the attempt's whole process group is killed after this
 max_attempts = 2          # automatic attempts after a crash or timeout
 pool_size = 2             # ready worktrees kept so attempts start without a checkout
+respect_footprints = true # never run two tasks whose footprints (--footprint) overlap
+# agent_slots = {{ claude = 2 }}   # at most this many attempts of an agent at once
 
 [checks]
 # Commands run in the attempt's worktree after the agent, and again before merging.

@@ -21,7 +21,7 @@ from .models import Attempt, AttemptState, TaskState
 from .project import Project
 from .review import decide
 from .runner import AttemptSpec, AttemptStatus, read_progress
-from .scheduler import runnable_tasks
+from .scheduler import for_project
 from .workspace import WorkspacePool, attempt_worktree_name
 
 HARD_KILL_GRACE_S = 15.0
@@ -61,6 +61,7 @@ class OrchestratorLock:
 
 class Orchestrator:
     def __init__(self, project: Project, *, slots: int | None = None, merge: bool | None = None,
+                 respect_footprints: bool | None = None,
                  on_event: Callable[[str], None] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.project = project
@@ -73,6 +74,7 @@ class Orchestrator:
         self.merge_queue = MergeQueue(project, self.pool, on_event=self._landed)
         self.on_event = on_event or (lambda message: None)
         self.clock = clock
+        self.scheduler = for_project(project, respect_footprints)
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -101,12 +103,10 @@ class Orchestrator:
     # -- starting attempts ----------------------------------------------------------------
 
     def schedule(self) -> int:
-        free = self.slots - len(self.running())
-        started = 0
-        for task in runnable_tasks(self.store, free):
+        plan = self.scheduler.plan(self.slots)
+        for task in plan.start:
             self.start(task.id)
-            started += 1
-        return started
+        return len(plan.start)
 
     def start(self, task_id: int) -> Attempt | None:
         task = self.store.get_task(task_id)

@@ -1,23 +1,115 @@
-"""Which queued tasks may start now, and why the others wait."""
+"""Which queued tasks may start now, and why the others wait.
+
+A task waits while a dependency has not landed, while its footprint overlaps the footprint of
+a running task (two agents never edit the same code at once), while its agent has no free slot,
+or while the fleet has none. A task's footprint is what it declared with `--footprint`, or else
+what its last attempt touched (a prediction); a task with neither is never held back by one.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from .config import Config
+from .footprint import overlap
 from .models import Task, TaskState
 from .store import Store
 
 
-def waiting_reason(store: Store, task: Task) -> str | None:
-    """Why a queued task cannot start yet (None: it can)."""
-    unmet = [dep for dep in task.depends_on if store.get_task(dep).state != TaskState.merged]
-    if unmet:
-        return "waits for task " + ", ".join(str(d) for d in unmet) + " to land"
+@dataclass
+class Plan:
+    start: list[Task] = field(default_factory=list)
+    waiting: dict[int, str] = field(default_factory=dict)   # task id -> why it waits
+
+
+class Scheduler:
+    def __init__(self, store: Store, config: Config, *, files: Callable[[], Sequence[str]],
+                 footprint_of: Callable[[Task], list[str]], respect_footprints: bool = True) -> None:
+        self.store = store
+        self.config = config
+        self.files = files
+        self.footprint_of = footprint_of
+        self.respect_footprints = respect_footprints
+
+    def _agent(self, task: Task) -> str:
+        return task.agent or self.config.fleet.default_agent
+
+    def plan(self, slots: int) -> Plan:
+        plan = Plan()
+        running = self.store.list_tasks([TaskState.running])
+        busy = [(t, self.footprint_of(t)) for t in running]
+        per_agent: dict[str, int] = {}
+        for task in running:
+            per_agent[self._agent(task)] = per_agent.get(self._agent(task), 0) + 1
+        free = slots - len(running)
+        queued = self.store.list_tasks([TaskState.queued])
+        queued.sort(key=lambda t: (-t.priority, -t.importance.rank, t.id))
+        files: Sequence[str] | None = None
+        for task in queued:
+            reason = self._dependency_wait(task)
+            if reason is None and self.respect_footprints:
+                mine = self.footprint_of(task)
+                if mine and busy:
+                    files = self.files() if files is None else files
+                    reason = _overlap_wait(mine, busy, files)
+            agent = self._agent(task)
+            limit = self.config.fleet.agent_slots.get(agent)
+            if reason is None and limit is not None and per_agent.get(agent, 0) >= limit:
+                reason = f"agent '{agent}' has all its {limit} slot(s) busy"
+            if reason is None and free <= 0:
+                reason = "waits for a free slot"
+            if reason:
+                plan.waiting[task.id] = reason
+                continue
+            plan.start.append(task)
+            busy.append((task, self.footprint_of(task)))
+            per_agent[agent] = per_agent.get(agent, 0) + 1
+            free -= 1
+        return plan
+
+    def _dependency_wait(self, task: Task) -> str | None:
+        unmet = [dep for dep in task.depends_on if self.store.get_task(dep).state != TaskState.merged]
+        if unmet:
+            return "waits for task " + ", ".join(str(d) for d in unmet) + " to land"
+        return None
+
+
+def _overlap_wait(mine: list[str], busy: list[tuple[Task, list[str]]], files: Sequence[str]) -> str | None:
+    for other, theirs in busy:
+        shared = overlap(mine, theirs, files)
+        if shared:
+            shown = ", ".join(shared[:3]) + (f" and {len(shared) - 3} more" if len(shared) > 3 else "")
+            return f"footprint overlaps running task {other.id} ({shown})"
     return None
 
 
-def runnable_tasks(store: Store, free_slots: int) -> list[Task]:
-    """Queued tasks whose dependencies have landed, most urgent first, at most `free_slots`."""
-    if free_slots <= 0:
-        return []
-    queued = [t for t in store.list_tasks([TaskState.queued]) if waiting_reason(store, t) is None]
-    queued.sort(key=lambda t: (-t.priority, -t.importance.rank, t.id))
-    return queued[:free_slots]
+def for_project(project, respect_footprints: bool | None = None) -> Scheduler:
+    """A scheduler that reads the repository: tracked files at the target's tip, and the files
+    a task's last attempt touched as its predicted footprint."""
+    from . import git
+
+    touched: dict[int, list[str]] = {}
+    files_at: dict[str, list[str]] = {}
+
+    def files() -> list[str]:
+        tip = project.target_tip()
+        if tip not in files_at:
+            files_at.clear()
+            files_at[tip] = git.tracked_paths(project.root, tip)
+        return files_at[tip]
+
+    def footprint_of(task: Task) -> list[str]:
+        if task.footprint:
+            return task.footprint
+        attempt = project.store.latest_attempt(task.id)
+        if attempt is None or not attempt.head_commit or attempt.head_commit == attempt.base_commit:
+            return []
+        if attempt.id not in touched:
+            touched[attempt.id] = [s.path for s in git.diff_stats(project.root, attempt.base_commit,
+                                                                   attempt.head_commit)]
+        return touched[attempt.id]
+
+    respect = project.config.fleet.respect_footprints if respect_footprints is None else respect_footprints
+    return Scheduler(project.store, project.config, files=files, footprint_of=footprint_of,
+                     respect_footprints=respect)
