@@ -164,6 +164,20 @@ def status(
         console.print("no tasks" + ("" if all_tasks else " open (`claw status --all` shows landed ones)"))
         return
     console.print(_task_table(project, tasks))
+    _print_collisions(project)
+
+
+def _print_collisions(project: Project) -> None:
+    from . import radar
+
+    report = radar.load(project)
+    if report is None:
+        return
+    open_tasks = {t.id for t in project.store.list_tasks([TaskState.running, TaskState.review,
+                                                           TaskState.approved])}
+    for collision in report.collisions:
+        if collision.task in open_tasks:
+            console.print(f"[yellow]conflict ahead:[/] {escape(collision.describe(project.config.fleet.target))}")
 
 
 def _task_table(project: Project, tasks: list[Task]) -> Table:
@@ -371,6 +385,22 @@ def _print_run_summary(project: Project, started: float) -> None:
     console.print(f"done in {_ago(time.time() - started)}: {summary or 'nothing to run'}")
     if counts.get("review"):
         console.print("`claw review` to decide on what waits for you")
+
+
+@app.command()
+def conflicts(as_json: JsonOption = False) -> None:
+    """Predict which running or finished attempts will collide, and on which files (read-only)."""
+    from . import radar
+
+    project = _project()
+    report = radar.scan(project)
+    if as_json:
+        _print_json(asdict(report))
+        return
+    if not report.collisions:
+        console.print(f"no conflicts ahead among {len(report.touched)} live attempt(s)")
+    for collision in report.collisions:
+        console.print(f"[yellow]conflict ahead:[/] {escape(collision.describe(project.config.fleet.target))}")
 
 
 # -- review and merge ---------------------------------------------------------------------

@@ -25,6 +25,7 @@ class FleetConfig(_Section):
     pool_size: int = Field(2, ge=0, description="ready worktrees kept for quick starts")
     agent_slots: dict[str, int] = Field(default_factory=dict, description="slot limit per agent name")
     respect_footprints: bool = Field(True, description="never run overlapping footprints together")
+    radar_interval: float = Field(5.0, ge=0, description="seconds between conflict scans; 0 turns the radar off")
 
 
 class ChecksConfig(_Section):
@@ -124,6 +125,7 @@ max_attempts = 2          # automatic attempts after a crash or timeout
 pool_size = 2             # ready worktrees kept so attempts start without a checkout
 respect_footprints = true # never run two tasks whose footprints (--footprint) overlap
 # agent_slots = {{ claude = 2 }}   # at most this many attempts of an agent at once
+radar_interval = 5        # seconds between conflict predictions while attempts run; 0 = off
 
 [checks]
 # Commands run in the attempt's worktree after the agent, and again before merging.

@@ -7,6 +7,7 @@ import hashlib
 import os
 import re
 import subprocess
+import tempfile
 import unicodedata
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -24,8 +25,9 @@ _IDENTITY = {
 
 
 def git(*args: str, cwd: Path, check: bool = True, input: str | None = None,
-        timeout: float = GIT_TIMEOUT_S, identity: bool = False) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+        timeout: float = GIT_TIMEOUT_S, identity: bool = False,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", **(env or {})}
     if identity and not _has_identity(cwd):
         env.update(_IDENTITY)
     try:
@@ -220,6 +222,40 @@ def commits_between(repo: Path, base: str, head: str) -> list[str]:
 
 def is_ancestor(repo: Path, older: str, newer: str) -> bool:
     return git("merge-base", "--is-ancestor", older, newer, cwd=repo, check=False).returncode == 0
+
+
+# -- conflict prediction ----------------------------------------------------------------
+
+def snapshot_commit(worktree: Path) -> str:
+    """A commit of everything in the worktree now, committed or not, without touching it.
+
+    A temporary index stands in for the worktree's own, so neither its index nor its files
+    change while an agent works there; the commit is dangling and only feeds merge-tree.
+    """
+    with tempfile.TemporaryDirectory(prefix="claw-snap-") as scratch:
+        env = {"GIT_INDEX_FILE": str(Path(scratch) / "index")}
+        git("read-tree", "HEAD", cwd=worktree, env=env)
+        git("add", "--all", cwd=worktree, env=env)
+        tree = git("write-tree", cwd=worktree, env=env).stdout.strip()
+        result = git("commit-tree", tree, "-p", "HEAD", "-m", "claw radar snapshot", cwd=worktree,
+                     identity=True)
+        return result.stdout.strip()
+
+
+def merge_conflicts(repo: Path, ours: str, theirs: str) -> list[str]:
+    """Files that would conflict if `ours` and `theirs` were merged ([] = clean); no worktree used."""
+    result = git("merge-tree", "--write-tree", "--name-only", "--no-messages", ours, theirs,
+                 cwd=repo, check=False)
+    if result.returncode == 0:
+        return []
+    if result.returncode != 1:
+        raise GitError(f"`git merge-tree` failed: {result.stderr.strip()}",
+                       hint="conflict prediction needs git 2.38 or newer")
+    return sorted(set(result.stdout.splitlines()[1:]) - {""})
+
+
+def changed_files(repo: Path, base: str, head: str) -> list[str]:
+    return out("diff", "--name-only", f"{base}..{head}", cwd=repo).splitlines()
 
 
 # -- landing ----------------------------------------------------------------------------

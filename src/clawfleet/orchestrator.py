@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import git
+from . import git, radar
 from .errors import ClawError
 from .executors.local import LocalExecutor, Running
 from .mergequeue import LandResult, MergeQueue
@@ -75,6 +75,8 @@ class Orchestrator:
         self.on_event = on_event or (lambda message: None)
         self.clock = clock
         self.scheduler = for_project(project, respect_footprints)
+        self._radar_at = 0.0
+        self._collisions: set[tuple] = set()
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -87,6 +89,7 @@ class Orchestrator:
                 self.collect()
                 if self.merge:
                     self.merge_queue.land_all()  # before scheduling: landing unblocks dependents
+                self.watch_conflicts()
                 started = self.schedule()
                 if on_tick:
                     on_tick()
@@ -142,6 +145,25 @@ class Orchestrator:
         self.store.update_attempt(attempt.id, pid=pid, worktree=str(worktree))
         self.on_event(f"task {task_id}: attempt {attempt.number} started ({agent_name})")
         return attempt
+
+    # -- conflict radar -------------------------------------------------------------------
+
+    def watch_conflicts(self) -> None:
+        """Scan for coming conflicts every `radar_interval` seconds while attempts run."""
+        interval = self.config.fleet.radar_interval
+        if not interval or self.clock() - self._radar_at < interval or not self.running():
+            return
+        self._radar_at = self.clock()
+        report = radar.scan(self.project)
+        for collision in report.collisions:
+            key = (collision.attempt, collision.other_attempt, tuple(collision.files))
+            if key not in self._collisions:
+                self._collisions.add(key)
+                message = collision.describe(self.config.fleet.target)
+                self.store.record_event("radar.conflict", task_id=collision.task,
+                                        attempt_id=collision.attempt, files=collision.files,
+                                        other_task=collision.other_task)
+                self.on_event(f"radar: {message}")
 
     # -- collecting -----------------------------------------------------------------------
 

@@ -87,7 +87,7 @@ def _overlap_wait(mine: list[str], busy: list[tuple[Task, list[str]]], files: Se
 def for_project(project, respect_footprints: bool | None = None) -> Scheduler:
     """A scheduler that reads the repository: tracked files at the target's tip, and the files
     a task's last attempt touched as its predicted footprint."""
-    from . import git
+    from . import git, radar
 
     touched: dict[int, list[str]] = {}
     files_at: dict[str, list[str]] = {}
@@ -100,9 +100,14 @@ def for_project(project, respect_footprints: bool | None = None) -> Scheduler:
         return files_at[tip]
 
     def footprint_of(task: Task) -> list[str]:
+        attempt = project.store.latest_attempt(task.id)
+        if task.state == TaskState.running and attempt is not None:
+            # What the agent has really touched so far counts too (from the last radar scan).
+            report = radar.load(project)
+            live = report.touched.get(attempt.id, []) if report else []
+            return sorted({*task.footprint, *live})
         if task.footprint:
             return task.footprint
-        attempt = project.store.latest_attempt(task.id)
         if attempt is None or not attempt.head_commit or attempt.head_commit == attempt.base_commit:
             return []
         if attempt.id not in touched:
