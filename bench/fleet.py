@@ -37,7 +37,7 @@ import textwrap
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 try:
     import clawfleet  # noqa: F401
@@ -45,7 +45,7 @@ except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from clawfleet import git
-from clawfleet.models import AttemptState, Importance, TaskState
+from clawfleet.models import Importance, TaskState
 from clawfleet.orchestrator import Orchestrator
 from clawfleet.project import Project, initialize
 from clawfleet.workspace import WorkspacePool
@@ -393,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agent-seconds", type=float)
     parser.add_argument("--files", type=int)
     parser.add_argument("--reps", type=int)
+    parser.add_argument("--dir", type=Path, help="make the temporary folder here (default: $TMPDIR or /tmp)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder and print it")
     parser.add_argument("--strict", action="store_true", help="exit with status 1 when a target is missed")
     args = parser.parse_args(argv)
@@ -406,7 +407,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(BENCH_GIT_ENV)
 
     began = time.time()
-    root = Path(tempfile.mkdtemp(prefix="claw-bench-"))
+    if args.dir:
+        args.dir.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="claw-bench-", dir=args.dir))
     try:
         figures, profile = fleet_figures(root, settings)
         figures.append(pool_figure(root, settings))
