@@ -37,6 +37,12 @@ class ChecksConfig(_Section):
 
 class ReviewConfig(_Section):
     auto_approve: list[Importance] = Field(default_factory=lambda: [Importance.low])
+    auto_max_risk: dict[Importance, int] = Field(
+        default_factory=dict, description="per importance: the highest risk score approved without a person")
+    sensitive: list[str] = Field(
+        default_factory=lambda: [".github/**", ".ci/**", "**/migrations/**", "**/*.lock",
+                                 "**/Dockerfile", "**/*secret*", "pyproject.toml", "package.json"],
+        description="paths whose change raises the risk score")
     merge_on_approve: bool = True
 
 
@@ -136,6 +142,10 @@ on_failure = "fail"       # "fail" the attempt, or send it to "review" anyway
 
 [review]
 auto_approve = ["low"]    # importance levels approved without a person when checks pass
+# Or approve by risk (0-100, from the diff's size, files, deletions, sensitive paths, tests
+# and checks): per importance, the highest risk that lands without a person.
+# auto_max_risk = {{ normal = 30, high = 10 }}
+# sensitive = [".github/**", ".ci/**", "**/migrations/**", "**/*.lock", "pyproject.toml"]
 merge_on_approve = true   # `claw run` lands approved attempts as it goes
 
 # The built-in agent: one shell command per turn, on any OpenAI-compatible or Anthropic model.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import os
 import re
@@ -42,6 +43,7 @@ def git(*args: str, cwd: Path, check: bool = True, input: str | None = None,
     return result
 
 
+@functools.cache
 def _has_identity(cwd: Path) -> bool:
     if os.environ.get("GIT_AUTHOR_EMAIL") and os.environ.get("GIT_COMMITTER_EMAIL"):
         return True
@@ -170,7 +172,11 @@ def remove_worktree(repo: Path, path: Path) -> None:
 
 def start_branch(worktree: Path, branch: str, base: str) -> None:
     """Put a (clean, detached) pooled worktree on a new branch at `base`."""
-    git("switch", "--quiet", "--force-create", branch, base, cwd=worktree)
+    if out("rev-parse", "HEAD", cwd=worktree) == base:
+        # Already there: without a start point git only writes the branch, no checkout pass.
+        git("switch", "--quiet", "--force-create", branch, cwd=worktree)
+    else:
+        git("switch", "--quiet", "--force-create", branch, base, cwd=worktree)
 
 
 def reset_worktree(worktree: Path, commit: str) -> None:

@@ -19,6 +19,7 @@ from .executors.local import LocalExecutor, Running
 from .mergequeue import LandResult, MergeQueue
 from .models import Attempt, AttemptState, TaskState
 from .project import Project
+from .prompt import render_prompt
 from .review import decide
 from .runner import AttemptSpec, AttemptStatus, read_progress
 from .scheduler import for_project
@@ -80,13 +81,15 @@ class Orchestrator:
 
     # -- the loop -------------------------------------------------------------------------
 
-    def run(self, tick: float = 0.05, on_tick: Callable[[], None] | None = None) -> None:
+    def run(self, tick: float = 0.02, on_tick: Callable[[], None] | None = None) -> None:
         """Run until nothing is running and nothing more can start."""
-        self.project.target_tip()  # fail early with a clear error on a bad target
+        tip = self.project.target_tip()  # fail early with a clear error on a bad target
         with OrchestratorLock(self.project.run_dir):
             self.collect()  # reattach or collect what a previous orchestrator left
+            if self.store.list_tasks([TaskState.queued]):
+                self.pool.fill(tip)
             while True:
-                self.collect()
+                ended = self.collect()
                 if self.merge:
                     self.merge_queue.land_all()  # before scheduling: landing unblocks dependents
                 self.watch_conflicts()
@@ -95,10 +98,10 @@ class Orchestrator:
                     on_tick()
                 if not started and not self.running():
                     break
-                if started:
-                    self.pool.fill(self.project.target_tip())
-                else:
-                    time.sleep(tick)
+                if not started and not ended:
+                    # Idle: top the pool up by one worktree, off the path of starts and collects.
+                    if not self.pool.fill(self.project.target_tip(), at_most=1):
+                        time.sleep(tick)
 
     def running(self) -> list[Attempt]:
         return self.store.attempts(states=[AttemptState.running])
@@ -141,6 +144,9 @@ class Orchestrator:
             check_timeout=self.config.checks.timeout, fix_rounds=self.config.checks.fix_rounds,
             deadline=self.clock() + self.config.fleet.attempt_timeout, feedback=task.feedback)
         spec.save(attempt_dir)
+        (attempt_dir / "prompt-0.md").write_text(render_prompt(
+            task, project_root=self.project.root, branch=attempt.branch, checks=spec.checks,
+            feedback=task.feedback))
         pid = self.executor.start(attempt.id, attempt_dir, cwd=worktree)
         self.store.update_attempt(attempt.id, pid=pid, worktree=str(worktree))
         self.on_event(f"task {task_id}: attempt {attempt.number} started ({agent_name})")

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
-
-import jinja2
 
 from .models import Task
 
-_ENV = jinja2.Environment(loader=jinja2.PackageLoader("clawfleet", "templates"),
-                          undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                          autoescape=False)
+
+@cache
+def _environment():
+    import jinja2  # here, not at the top: the runner starts faster when a round needs no prompt yet
+
+    return jinja2.Environment(loader=jinja2.PackageLoader("clawfleet", "templates"),
+                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                              autoescape=False)
 
 
 def _read(path: Path) -> str:
@@ -24,7 +28,7 @@ def _read(path: Path) -> str:
 def render_prompt(task: Task, *, project_root: Path, branch: str, checks: Sequence[str],
                   feedback: str | None = None, failure: str | None = None,
                   fix_round: int = 0) -> str:
-    return _ENV.get_template("attempt.md.j2").render(
+    return _environment().get_template("attempt.md.j2").render(
         task=task, branch=branch, checks=list(checks), feedback=feedback,
         failure=failure, fix_round=fix_round,
         soul=_read(project_root / "SOUL.md"), agents_md=_read(project_root / "AGENTS.md"))

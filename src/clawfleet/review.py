@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from .config import Config
 from .errors import ClawError
 from .models import Attempt, AttemptState, Task, TaskState
 from .project import Project
+from .risk import Risk
 from .runner import AttemptStatus
 from .store import Store
 from .workspace import WorkspacePool
@@ -24,14 +26,19 @@ class Decision:
     auto_approved: bool = False
 
 
-def decide(task: Task, status: AttemptStatus, attempts_so_far: int, config: Config) -> Decision:
-    """Where a task goes once an attempt has ended with `status`."""
+def decide(task: Task, status: AttemptStatus, attempts_so_far: int, config: Config,
+           risk: Risk | None = None) -> Decision:
+    """Where a task goes once an attempt has ended with `status` (and its diff scored `risk`)."""
     outcome = status.outcome
     if outcome == AttemptState.ready:
         if task.importance in config.review.auto_approve:
             return Decision(TaskState.approved, "auto-approved: checks passed and importance is "
                                                 f"{task.importance}", auto_approved=True)
-        return Decision(TaskState.review, "ready for review")
+        limit = config.review.auto_max_risk.get(task.importance)
+        if risk is not None and limit is not None and risk.score <= limit:
+            return Decision(TaskState.approved, f"auto-approved: {risk.describe()} <= {limit} for "
+                                                f"{task.importance} tasks", auto_approved=True)
+        return Decision(TaskState.review, "ready for review" + (f": {risk.describe()}" if risk else ""))
     if outcome == AttemptState.checks_failed and config.checks.on_failure == "review":
         return Decision(TaskState.review, status.reason)
     if outcome in RETRYABLE and attempts_so_far < config.fleet.max_attempts:
@@ -49,10 +56,16 @@ def attempt_to_review(store: Store, task_id: int) -> Attempt:
     return attempt
 
 
+def _waited(attempt: Attempt) -> float:
+    """Seconds the attempt waited for a person since it was ready."""
+    return round(time.time() - (attempt.finished_at or attempt.started_at), 3)
+
+
 def approve(store: Store, task_id: int, by: str = "person") -> Attempt:
     attempt = attempt_to_review(store, task_id)
     return store.finish_attempt(attempt.id, AttemptState.approved, "attempt.approved",
-                                task_state=TaskState.approved, task_reason=f"approved by {by}")
+                                task_state=TaskState.approved, task_reason=f"approved by {by}",
+                                event_data={"waited_s": _waited(attempt)})
 
 
 def reject(project: Project, task_id: int, feedback: str | None = None) -> Attempt:
@@ -65,10 +78,12 @@ def reject(project: Project, task_id: int, feedback: str | None = None) -> Attem
     if feedback:
         attempt = store.finish_attempt(attempt.id, AttemptState.sent_back, "attempt.sent_back",
                                        task_state=TaskState.queued, task_reason="sent back with feedback",
-                                       task_feedback=feedback, feedback=feedback)
+                                       task_feedback=feedback, feedback=feedback,
+                                       event_data={"waited_s": _waited(attempt)})
     else:
         attempt = store.finish_attempt(attempt.id, AttemptState.rejected, "attempt.rejected",
-                                       task_state=TaskState.rejected, task_reason="rejected by person")
+                                       task_state=TaskState.rejected, task_reason="rejected by person",
+                                       event_data={"waited_s": _waited(attempt)})
     release_worktree(project, attempt)
     return attempt
 

@@ -28,7 +28,6 @@ from typing import Any
 from . import git
 from .agents import AgentJob, make_agent
 from .checks import CheckResult, all_passed, describe_failure, run_checks
-from .config import BuiltinAgentConfig, CommandAgentConfig
 from .errors import ClawError
 from .models import AttemptState, Importance, Task
 from .procs import ChildGroups
@@ -126,16 +125,17 @@ class Runner:
     def run(self) -> AttemptStatus:
         spec = self.spec
         task = _task_from(spec.task)
-        agent_config = (CommandAgentConfig if spec.agent.get("kind") == "command"
-                        else BuiltinAgentConfig).model_validate(spec.agent)
-        agent = make_agent(spec.agent_name, agent_config)
+        agent = make_agent(spec.agent_name, spec.agent)
         failure, checks = None, []
         for round_number in range(spec.fix_rounds + 1):
-            prompt = render_prompt(task, project_root=Path(spec.project_root), branch=spec.branch,
-                                   checks=spec.checks, feedback=spec.feedback, failure=failure,
-                                   fix_round=round_number)
             prompt_file = self.dir / f"prompt-{round_number}.md"
-            prompt_file.write_text(prompt)
+            if round_number == 0 and prompt_file.exists():
+                prompt = prompt_file.read_text()  # the orchestrator rendered the first one
+            else:
+                prompt = render_prompt(task, project_root=Path(spec.project_root), branch=spec.branch,
+                                       checks=spec.checks, feedback=spec.feedback, failure=failure,
+                                       fix_round=round_number)
+                prompt_file.write_text(prompt)
             phase = "agent" if round_number == 0 else "fixing"
             self.progress(phase, round=round_number)
             base_tokens = (self.input_tokens, self.output_tokens)
@@ -166,7 +166,7 @@ class Runner:
             if outcome.error:
                 return self._status(AttemptState.failed, outcome.error, exit_code=outcome.exit_code,
                                     checks=checks, **status)
-            if not git.commits_between(self.worktree, spec.base_commit, "HEAD"):
+            if head is None and not git.commits_between(self.worktree, spec.base_commit, "HEAD"):
                 return self._status(AttemptState.no_change, "the agent ended without changing anything",
                                     **status)
             if not spec.checks:

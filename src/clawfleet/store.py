@@ -260,7 +260,8 @@ class Store:
 
     def finish_attempt(self, attempt_id: int, state: AttemptState, event: str, *,
                        task_state: TaskState | None = None, task_reason: str | None = None,
-                       task_feedback: str | None = None, **fields: Any) -> Attempt:
+                       task_feedback: str | None = None, event_data: dict[str, Any] | None = None,
+                       **fields: Any) -> Attempt:
         """Move an attempt (and optionally its task) to a new state with one event each."""
         with self.transaction() as db:
             row = db.execute("SELECT task_id, state FROM attempts WHERE id = ?", (attempt_id,)).fetchone()
@@ -275,7 +276,7 @@ class Store:
                 values.append(time.time())
             db.execute(f"UPDATE attempts SET {', '.join(sets)} WHERE id = ?", [*values, attempt_id])
             self._event(db, event, task_id=row["task_id"], attempt_id=attempt_id,
-                        old=row["state"], new=str(state),
+                        old=row["state"], new=str(state), **(event_data or {}),
                         **{k: v for k, v in fields.items() if k in ("reason", "exit_code")})
             if task_state is not None:
                 self._move_task(db, row["task_id"], task_state, f"task.{task_state}",

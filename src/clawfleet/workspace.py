@@ -30,10 +30,10 @@ class WorkspacePool:
         return sorted(p for p in self.dir.iterdir()
                       if p.name.startswith(POOL_PREFIX) and p.resolve() in known)
 
-    def fill(self, commit: str) -> int:
+    def fill(self, commit: str, at_most: int | None = None) -> int:
         """Make pooled worktrees at `commit` until the pool is full; return how many were made."""
         made = 0
-        while len(self.ready()) < self.size:
+        while len(self.ready()) < self.size and (at_most is None or made < at_most):
             self._make(commit)
             made += 1
         return made

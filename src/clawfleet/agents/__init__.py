@@ -6,12 +6,11 @@ each fix round) and commits whatever the agent left in the worktree.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from ..config import BuiltinAgentConfig, CommandAgentConfig
 from ..procs import ChildGroups
 
 
@@ -45,9 +44,15 @@ class Agent(Protocol):
     def run(self, job: AgentJob) -> AgentOutcome: ...
 
 
-def make_agent(name: str, config: BuiltinAgentConfig | CommandAgentConfig) -> Agent:
-    if isinstance(config, CommandAgentConfig):
+def make_agent(name: str, config: Mapping[str, Any]) -> Agent:
+    """The agent for an already validated config (`Config.agent(name).model_dump()`).
+
+    Plain data in, so the runner starts without importing pydantic for agents that need none.
+    """
+    kind = config.get("kind", "builtin")
+    if kind == "command":
         from .command import CommandAgent
-        return CommandAgent(name, config)
+        return CommandAgent(name, command=list(config["command"]), env=dict(config.get("env") or {}))
+    from ..config import BuiltinAgentConfig
     from .builtin import BuiltinAgent
-    return BuiltinAgent(name, config)
+    return BuiltinAgent(name, BuiltinAgentConfig.model_validate(config))

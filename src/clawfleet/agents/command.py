@@ -15,20 +15,20 @@ import os
 import shutil
 import time
 
-from ..config import CommandAgentConfig
 from . import AgentJob, AgentOutcome
 
 
 class CommandAgent:
-    def __init__(self, name: str, config: CommandAgentConfig) -> None:
+    def __init__(self, name: str, command: list[str], env: dict[str, str] | None = None) -> None:
         self.name = name
-        self.config = config
+        self.command = command
+        self.env = env or {}
 
     def run(self, job: AgentJob) -> AgentOutcome:
         values = {"prompt_file": str(job.prompt_file), "task_id": str(job.task_id),
                   "attempt_id": str(job.attempt_id), "workspace": str(job.workspace)}
         try:
-            args = [part.format(**values) for part in self.config.command]
+            args = [part.format(**values) for part in self.command]
         except (KeyError, IndexError, ValueError) as error:
             return AgentOutcome(error=f"agent '{self.name}': bad placeholder {error} in its command; "
                                       f"known: {', '.join('{' + k + '}' for k in values)}", exit_code=2)
@@ -37,7 +37,7 @@ class CommandAgent:
             return AgentOutcome(error=f"agent '{self.name}': program '{program}' not found on PATH; "
                                       "install it or fix `command` in .claw/config.toml", exit_code=127)
         summary_file = job.attempt_dir / f"summary-{job.round}.txt"
-        env = {**os.environ, **self.config.env,
+        env = {**os.environ, **self.env,
                "CLAW_TASK_ID": str(job.task_id), "CLAW_ATTEMPT_ID": str(job.attempt_id),
                "CLAW_PROMPT_FILE": str(job.prompt_file), "CLAW_WORKSPACE": str(job.workspace),
                "CLAW_SUMMARY_FILE": str(summary_file)}
