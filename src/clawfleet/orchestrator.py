@@ -109,6 +109,8 @@ class Orchestrator:
     # -- starting attempts ----------------------------------------------------------------
 
     def schedule(self) -> int:
+        if len(self.running()) >= self.slots:
+            return 0
         plan = self.scheduler.plan(self.slots)
         for task in plan.start:
             self.start(task.id)

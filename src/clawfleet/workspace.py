@@ -21,6 +21,7 @@ class WorkspacePool:
         self.project = project
         self.size = project.config.fleet.pool_size if size is None else size
         self.dir = project.worktrees_dir
+        self._known_full = False
 
     def ready(self) -> list[Path]:
         """Pooled worktrees that git knows about (a folder git forgot is not usable)."""
@@ -32,10 +33,14 @@ class WorkspacePool:
 
     def fill(self, commit: str, at_most: int | None = None) -> int:
         """Make pooled worktrees at `commit` until the pool is full; return how many were made."""
-        made = 0
-        while len(self.ready()) < self.size and (at_most is None or made < at_most):
+        if self._known_full:
+            return 0  # nothing was taken since we last counted: spare the `git worktree list`
+        made, have = 0, len(self.ready())
+        while have < self.size and (at_most is None or made < at_most):
             self._make(commit)
             made += 1
+            have += 1
+        self._known_full = have >= self.size
         return made
 
     def _make(self, commit: str) -> Path:
@@ -47,6 +52,7 @@ class WorkspacePool:
     def acquire(self, name: str, branch: str, base: str) -> Path:
         """A worktree named `name` on a new `branch` at `base`: from the pool when one is ready."""
         target = self.dir / name
+        self._known_full = False
         if target.exists():
             raise ClawError(f"the workspace {target} already exists",
                             hint="a stale worktree from an earlier run; `git worktree remove --force` "
