@@ -431,19 +431,22 @@ def review(as_json: JsonOption = False) -> None:
     """Go through attempts waiting for review, most important first: approve, reject or send back."""
     from .review import approve as approve_attempt, reject as reject_attempt
 
+    from .review import needs_a_person_first
+
     project = _project()
-    waiting = project.store.list_tasks([TaskState.review])
-    waiting.sort(key=lambda t: (-t.importance.rank, -t.priority, t.id))
+    waiting = needs_a_person_first(project, project.store.list_tasks([TaskState.review]))
     if as_json:
-        _print_json([_task_json(project, t, {}) for t in waiting])
+        _print_json([{**_task_json(project, t, {}), "risk": asdict(risk) if risk else None}
+                     for t, risk in waiting])
         return
     if not waiting:
         console.print("nothing waits for review")
         return
     interactive = sys.stdin.isatty()
-    for task in waiting:
+    for task, risk in waiting:
         attempt = project.store.latest_attempt(task.id)
-        console.rule(f"task {task.id}: {escape(task.title)} ({task.importance})")
+        console.rule(f"task {task.id}: {escape(task.title)} ({task.importance}"
+                     + (f", {escape(risk.describe())}" if risk else "") + ")")
         show(task.id, as_json=False)
         if attempt and attempt.head_commit:
             console.print()

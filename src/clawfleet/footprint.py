@@ -15,7 +15,7 @@ _WILDCARD = re.compile(r"[*?\[]")
 
 def matches(glob: str, path: str) -> bool:
     """`**` crosses folders, `*` does not; a bare folder name covers everything under it."""
-    glob = glob.strip().lstrip("./")
+    glob = glob.strip().removeprefix("./")
     if not _WILDCARD.search(glob):
         return path == glob or path.startswith(glob.rstrip("/") + "/")
     return re.fullmatch(_translate(glob), path) is not None
@@ -49,7 +49,7 @@ def _translate(glob: str) -> str:
 
 def literal_prefix(glob: str) -> str:
     """The folder part before the first wildcard: `src/api/*.py` -> `src/api/`."""
-    glob = glob.strip().lstrip("./")
+    glob = glob.strip().removeprefix("./")
     cut = _WILDCARD.search(glob)
     head = glob[:cut.start()] if cut else glob
     return head if cut is None else head[: head.rfind("/") + 1]

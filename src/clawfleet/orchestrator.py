@@ -20,7 +20,7 @@ from .mergequeue import LandResult, MergeQueue
 from .models import Attempt, AttemptState, TaskState
 from .project import Project
 from .prompt import render_prompt
-from .review import decide
+from .review import decide, risk_of
 from .runner import AttemptSpec, AttemptStatus, read_progress
 from .scheduler import for_project
 from .workspace import WorkspacePool, attempt_worktree_name
@@ -222,10 +222,15 @@ class Orchestrator:
             self._release(attempt, keep=True)
             return
         attempts_so_far = len(self.store.attempts(task_id=task.id))
-        decision = decide(task, status, attempts_so_far, self.config)
+        risk = None
+        if status.outcome == AttemptState.ready and status.head_commit:
+            risk = risk_of(self.project, attempt.base_commit, status.head_commit, status.checks_passed)
+        decision = decide(task, status, attempts_so_far, self.config, risk)
         self.store.finish_attempt(attempt.id, status.outcome, f"attempt.{status.outcome}",
                                   task_state=decision.task_state, task_reason=decision.reason,
-                                  task_feedback=decision.feedback, **fields)
+                                  task_feedback=decision.feedback,
+                                  event_data={"risk": risk.score, "risk_reasons": risk.reasons} if risk else None,
+                                  **fields)
         if decision.auto_approved:
             self.store.finish_attempt(attempt.id, AttemptState.approved, "attempt.approved",
                                       reason="auto-approved by policy")

@@ -47,6 +47,28 @@ def decide(task: Task, status: AttemptStatus, attempts_so_far: int, config: Conf
     return Decision(TaskState.failed, status.reason or str(outcome))
 
 
+def risk_of(project: Project, base: str, head: str, checks_passed: bool | None) -> Risk:
+    from . import git
+    from .risk import score
+
+    return score(git.diff_stats(project.root, base, head), checks_passed=checks_passed,
+                 sensitive=project.config.review.sensitive)
+
+
+def needs_a_person_first(project: Project, tasks: list[Task]) -> list[tuple[Task, Risk | None]]:
+    """Tasks waiting for review, the ones that most need a person first: importance, then risk."""
+    scored = []
+    for task in tasks:
+        attempt = project.store.latest_attempt(task.id)
+        risk = None
+        if attempt and attempt.head_commit:
+            risk = risk_of(project, attempt.base_commit, attempt.head_commit, attempt.checks_passed)
+        scored.append((task, risk))
+    scored.sort(key=lambda pair: (-pair[0].importance.rank, -(pair[1].score if pair[1] else 0),
+                                  -pair[0].priority, pair[0].id))
+    return scored
+
+
 def attempt_to_review(store: Store, task_id: int) -> Attempt:
     task = store.get_task(task_id)
     attempt = store.latest_attempt(task_id)

@@ -1,0 +1,67 @@
+"""Review triage: a risk score from the diff and checks, and a policy by importance."""
+
+from __future__ import annotations
+
+import json
+
+from clawfleet.git import FileStat
+from clawfleet.risk import score
+
+from conftest import agent_script, claw
+from test_run import configure, status_json
+
+SENSITIVE = [".github/**", "**/migrations/**"]
+
+
+def test_risk_parts_add_up_and_say_why():
+    small_with_test = [FileStat("app.py", 10, 2), FileStat("tests/test_app.py", 15, 0)]
+    assert score(small_with_test, checks_passed=True, sensitive=SENSITIVE).score == 1 + 3
+    risky = score([FileStat(".github/workflows/ci.yml", 5, 1)], checks_passed=False, sensitive=SENSITIVE)
+    assert risky.score == 25 + 15 + 40
+    assert risky.reasons == ["sensitive: .github/workflows/ci.yml", "code changed without tests", "checks failed"]
+    assert score([FileStat("docs/a.md", 3, 0)], checks_passed=None, sensitive=SENSITIVE).reasons == ["no checks ran"]
+    big = score([FileStat(f"m{i}.py", 300, 250) for i in range(20)], checks_passed=True, sensitive=SENSITIVE)
+    assert big.score <= 100 and "mostly deletions" not in " ".join(big.reasons)
+
+
+def test_policy_lands_low_risk_and_asks_a_person_for_the_rest(repo):
+    agent = agent_script(repo, "two-ways", """
+        if [ "$CLAW_TASK_ID" = 1 ]; then
+            echo "def f(): return 1" > f.py; mkdir -p tests; echo "assert True" > tests/test_f.py
+        else
+            mkdir -p .github/workflows; echo "on: push" > .github/workflows/ci.yml
+        fi
+        """)
+    configure(repo, {"two-ways": agent}, auto_approve="[]", checks=["true"])
+    config = repo / ".claw" / "config.toml"
+    config.write_text(config.read_text().replace("[review]\n", "[review]\nauto_max_risk = { normal = 30 }\n"))
+    claw(repo, "add", "small change with a test")
+    claw(repo, "add", "touch CI")
+    assert claw(repo, "run").returncode == 0
+    tasks = status_json(repo)
+    assert tasks[0]["state"] == "merged"
+    assert tasks[1]["state"] == "review"
+    assert "risk 40" in tasks[1]["reason"] and "sensitive: .github/workflows/ci.yml" in tasks[1]["reason"]
+    events = json.loads(claw(repo, "show", "1", "--json").stdout)["events"]
+    assert any(e["kind"] == "attempt.ready" and e["data"]["risk"] <= 30 for e in events)
+
+
+def test_review_orders_by_importance_then_risk_and_records_the_wait(repo):
+    agent = agent_script(repo, "sized", """
+        case "$CLAW_TASK_ID" in
+            1) echo small > small.txt ;;
+            2) seq 1 2000 > big.txt ;;
+            3) echo crit > crit.txt ;;
+        esac
+        """)
+    configure(repo, {"sized": agent}, auto_approve="[]", checks=["true"])
+    claw(repo, "add", "small")
+    claw(repo, "add", "big")
+    claw(repo, "add", "critical", "--importance", "critical")
+    claw(repo, "run")
+    order = [t["id"] for t in json.loads(claw(repo, "review", "--json").stdout)]
+    assert order == [3, 2, 1]
+    assert claw(repo, "approve", "3").returncode == 0
+    events = json.loads(claw(repo, "show", "3", "--json").stdout)["events"]
+    approved = next(e for e in events if e["kind"] == "attempt.approved")
+    assert approved["data"]["waited_s"] > 0
