@@ -32,11 +32,33 @@ def test_conflict_bounces_and_leaves_the_target_untouched(repo):
     assert result.returncode == 1
     assert "landed" in result.stdout and "bounced" in result.stdout and "app.txt" in result.stdout
     tasks = status_json(repo)
-    assert [t["state"] for t in tasks] == ["merged", "failed"]
-    assert "conflicts with the target branch in: app.txt" in tasks[1]["reason"]
+    assert [t["state"] for t in tasks] == ["merged", "failed", "queued"]
+    assert "conflicts with the target branch in: app.txt; task 3 queued to resolve it" in tasks[1]["reason"]
     assert (repo / "app.txt").read_text() == "version 1\n"
-    # The bounced attempt's work is kept on its branch for a retry.
-    assert git.out("show", f"{tasks[1]['latest_attempt']['branch']}:app.txt", cwd=repo) == "version 2"
+    # The bounced attempt's work is kept on its branch for a retry, and the resolve task says where.
+    branch = tasks[1]["latest_attempt"]["branch"]
+    assert git.out("show", f"{branch}:app.txt", cwd=repo) == "version 2"
+    assert tasks[2]["title"] == "Resolve conflict: edit two"
+    assert branch in tasks[2]["body"] and "- `app.txt`" in tasks[2]["body"]
+    assert tasks[2]["footprint"] == ["app.txt"]
+
+
+def test_a_conflict_spawns_a_resolve_task_that_lands(repo):
+    agent = agent_script(repo, "editor", """
+        if grep -q "Resolve conflict" "$CLAW_PROMPT_FILE"; then
+            printf 'version 1\nversion 2\n' > app.txt
+        else
+            echo "version $CLAW_TASK_ID" > app.txt
+        fi
+        """)
+    configure(repo, {"editor": agent}, auto_approve='["normal"]')
+    claw(repo, "add", "edit one")
+    claw(repo, "add", "edit two")
+    assert claw(repo, "run", "--ignore-footprints").returncode == 0
+    tasks = status_json(repo)
+    assert [t["state"] for t in tasks] == ["merged", "failed", "merged"]
+    assert (repo / "app.txt").read_text() == "version 1\nversion 2\n"
+    assert git.out("rev-list", "--merges", "main", cwd=repo) == ""
 
 
 def test_red_check_after_rebase_bounces_with_its_output(repo):
@@ -141,3 +163,37 @@ def test_interactive_review_approves_and_sends_back(repo):
     tasks = {t["id"]: t for t in status_json(repo)}
     assert tasks[2]["state"] == "approved"
     assert tasks[1]["state"] == "queued" and tasks[1]["feedback"] == "please add a test"
+
+
+def test_batches_of_twenty_land_eighteen_and_bisect_out_the_two_that_break_main(repo):
+    agent = agent_script(repo, "many", """
+        case "$CLAW_TASK_ID" in
+            7|15) echo "BROKEN" > "change-$CLAW_TASK_ID.txt" ;;
+            *) echo "fine" > "change-$CLAW_TASK_ID.txt" ;;
+        esac
+        """)
+    configure(repo, {"many": agent}, slots=4, auto_approve="[]", fix_rounds=0, on_failure="review",
+              checks=["! grep -l BROKEN change-*.txt"])
+    config = repo / ".claw" / "config.toml"
+    config.write_text(config.read_text().replace("[review]\n", "[merge]\nbatch_size = 8\n[review]\n"))
+    for number in range(1, 21):
+        claw(repo, "add", f"change {number}")
+    assert claw(repo, "run").returncode == 0
+    for task in status_json(repo):
+        assert claw(repo, "approve", str(task["id"])).returncode == 0
+    before = git.branch_tip(repo, "main")
+    result = claw(repo, "merge")
+    assert result.returncode == 1
+    tasks = {t["id"]: t for t in status_json(repo)}
+    assert sorted(i for i, t in tasks.items() if t["state"] == "merged") == [i for i in range(1, 21) if i not in (7, 15)]
+    for culprit in (7, 15):
+        assert tasks[culprit]["state"] == "failed"
+        assert "checks failed after rebase" in tasks[culprit]["reason"]
+        assert f"change-{culprit}.txt" in tasks[culprit]["reason"]
+    # Main is green and linear, and every landed change is there.
+    assert subprocess.run(["bash", "-c", "! grep -l BROKEN change-*.txt"], cwd=repo).returncode == 0
+    assert git.out("rev-list", "--merges", "main", cwd=repo) == ""
+    assert len(git.commits_between(repo, before, "main")) == 18
+    # Fewer check runs than one per attempt: batches of 8 with bisection.
+    merge_logs = list((repo / ".claw/run/attempts").glob("*/checks/merge-batch*"))
+    assert len(merge_logs) < 18

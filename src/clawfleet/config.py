@@ -46,6 +46,11 @@ class ReviewConfig(_Section):
     merge_on_approve: bool = True
 
 
+class MergeConfig(_Section):
+    batch_size: int = Field(1, ge=1, le=64, description="approved attempts landed with one check run")
+    resolve_conflicts: bool = Field(True, description="queue a task to resolve a conflict at merge")
+
+
 class BuiltinAgentConfig(_Section):
     kind: Literal["builtin"] = "builtin"
     provider: str | None = None
@@ -72,6 +77,7 @@ class Config(_Section):
     fleet: FleetConfig = Field(default_factory=FleetConfig)
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
     review: ReviewConfig = Field(default_factory=ReviewConfig)
+    merge: MergeConfig = Field(default_factory=MergeConfig)
     agents: dict[str, AgentConfig] = Field(default_factory=dict)
 
     def agent(self, name: str) -> BuiltinAgentConfig | CommandAgentConfig:
@@ -147,6 +153,10 @@ auto_approve = ["low"]    # importance levels approved without a person when che
 # auto_max_risk = {{ normal = 30, high = 10 }}
 # sensitive = [".github/**", ".ci/**", "**/migrations/**", "**/*.lock", "pyproject.toml"]
 merge_on_approve = true   # `claw run` lands approved attempts as it goes
+
+[merge]
+batch_size = 1            # land this many approved attempts with one check run (bisects on red)
+resolve_conflicts = true  # a conflict at merge time queues a task to resolve it
 
 # The built-in agent: one shell command per turn, on any OpenAI-compatible or Anthropic model.
 # Unset keys fall back to CLAW_MODEL, OPENAI_MODEL/OPENAI_BASE_URL/OPENAI_API_KEY or

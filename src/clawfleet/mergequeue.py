@@ -19,6 +19,20 @@ from .project import Project
 from .workspace import WorkspacePool
 
 INTEGRATION = "integration"
+RESOLVE_BODY = """\
+Task {task.id} ("{task.title}") was approved, but its changes no longer apply to the target
+branch: they conflict with what landed meanwhile in
+
+{files}
+
+Its work is on branch `{branch}` (commits {base}..{head}). Bring those changes onto your
+worktree (for example `git cherry-pick {base}..{head}`, then resolve the conflicts), keeping both
+what the target branch has now and what task {task.id} meant to do.
+
+The original task:
+
+{task.body}
+"""
 CAS_RETRIES = 3
 
 
@@ -57,14 +71,22 @@ class MergeQueue:
         return found
 
     def land_all(self) -> list[LandResult]:
-        results = []
-        for attempt in self.approved():
-            result = self.land(attempt)
-            results.append(result)
-            self.on_event(result)
-            if result.outcome == "waiting":
-                break
-        return results
+        """Land every approved attempt, `merge.batch_size` at a time, most urgent first."""
+        results: list[LandResult] = []
+        size = self.config.merge.batch_size
+        while True:
+            batch = self.approved()[:size]
+            if not batch:
+                return results
+            landed = self.land_batch(batch)
+            results += landed
+            for result in landed:
+                self.on_event(result)
+            if any(r.outcome == "waiting" for r in landed):
+                return results
+
+    def land(self, attempt: Attempt) -> LandResult:
+        return self.land_batch([attempt])[0]
 
     def _target_checkout_blocked(self, target: str) -> str | None:
         checkout = git.worktree_of_branch(self.project.root, target)
@@ -83,51 +105,106 @@ class MergeQueue:
             git.add_detached_worktree(self.project.root, path, tip)
         return path
 
-    def land(self, attempt: Attempt) -> LandResult:
-        task = self.store.get_task(attempt.task_id)
+    def land_batch(self, attempts: list[Attempt]) -> list[LandResult]:
+        """Stack the attempts on the target's tip, check once, move the target once.
+
+        A conflicting attempt is bounced (and a task to resolve it queued) and the rest go on;
+        when the stacked checks fail, the batch is split in halves and each half tried on its
+        own (bisection), so one culprit costs about log2(K) extra check runs, not K.
+        """
         target = self.config.fleet.target
         for _ in range(CAS_RETRIES):
             blocked = self._target_checkout_blocked(target)
             if blocked:
-                return LandResult(task.id, "waiting", blocked)
+                return [LandResult(a.task_id, "waiting", blocked) for a in attempts]
             tip = self.project.target_tip()
             integration = self._integration_worktree(tip)
-            conflicts = git.rebase_onto(integration, attempt.head_commit, attempt.base_commit, tip)
-            if conflicts:
-                return self._bounce(attempt, "conflicts with the target branch in: " + ", ".join(conflicts))
-            new_head = git.rev(integration, "HEAD")
-            commands = [*self.config.checks.commands, *task.checks]
-            # The same tree passed these checks in the attempt; re-run only when rebased.
-            if commands and tip != attempt.base_commit:
-                log_dir = self.project.attempt_dir(attempt.id) / "checks"
-                results = run_checks(commands, cwd=integration, log_dir=log_dir,
-                                     timeout=self.config.checks.timeout, label="merge",
-                                     children=ChildGroups(self.project.attempt_dir(attempt.id) / "children"))
-                if not all_passed(results):
-                    failure = describe_failure(results)
-                    return self._bounce(attempt, "checks failed after rebase onto the target: " + failure)
-            with git.repo_lock(self.project.root):
-                if git.branch_tip(self.project.root, target) != tip:
-                    continue  # the target moved while we checked: rebase again
-                blocked = self._target_checkout_blocked(target)
-                if blocked:
-                    return LandResult(task.id, "waiting", blocked)
-                checkout = git.worktree_of_branch(self.project.root, target)
-                if checkout is not None:
-                    try:
-                        git.fast_forward_checkout(checkout, new_head)
-                    except git.GitError as error:  # e.g. an untracked file of theirs is in the way
-                        return LandResult(task.id, "waiting", f"cannot update your checkout of '{target}' "
-                                                              f"at {checkout}: {error}")
-                else:
-                    git.update_ref(self.project.root, target, new_head, tip,
-                                   f"claw: land task {task.id}")
-            self.store.finish_attempt(attempt.id, AttemptState.merged, "attempt.merged",
-                                      task_state=TaskState.merged, task_reason=f"landed as {new_head[:10]}",
-                                      head_commit=new_head)
-            self._clean_up(attempt, delete_branch=True)
-            return LandResult(task.id, "merged", commit=new_head)
-        return LandResult(task.id, "waiting", f"the target branch kept moving; tried {CAS_RETRIES} times")
+            results: list[LandResult] = []
+            stacked: list[tuple[Attempt, str]] = []
+            top = tip
+            for attempt in attempts:
+                conflicts = git.rebase_onto(integration, attempt.head_commit, attempt.base_commit, top)
+                if conflicts:
+                    results.append(self._bounce_conflict(attempt, conflicts))
+                    continue
+                top = git.rev(integration, "HEAD")
+                stacked.append((attempt, top))
+            if not stacked:
+                return results
+            git.git("switch", "--quiet", "--detach", "--discard-changes", top, cwd=integration)
+            failure = self._check(integration, stacked, tip)
+            if failure is not None:
+                if len(stacked) == 1:
+                    return results + [self._bounce(stacked[0][0], "checks failed after rebase onto the "
+                                                                   "target: " + failure)]
+                half = len(stacked) // 2
+                first = self.land_batch([a for a, _ in stacked[:half]])
+                if any(r.outcome == "waiting" for r in first):
+                    return results + first
+                return results + first + self.land_batch([a for a, _ in stacked[half:]])
+            moved = self._move_target(tip, top, stacked)
+            if moved is None:
+                continue  # the target moved while we checked: stack again on the new tip
+            if moved:
+                return results + [LandResult(a.task_id, "waiting", moved) for a, _ in stacked]
+            for attempt, commit in stacked:
+                self.store.finish_attempt(attempt.id, AttemptState.merged, "attempt.merged",
+                                          task_state=TaskState.merged,
+                                          task_reason=f"landed as {commit[:10]}", head_commit=commit)
+                self._clean_up(attempt, delete_branch=True)
+                results.append(LandResult(attempt.task_id, "merged", commit=commit))
+            return results
+        return [LandResult(a.task_id, "waiting", f"the target branch kept moving; tried {CAS_RETRIES} times")
+                for a in attempts]
+
+    def _check(self, integration: Path, stacked: list[tuple[Attempt, str]], tip: str) -> str | None:
+        """Run the checks on the stacked result; None when they pass (or need not run)."""
+        tasks = [self.store.get_task(a.task_id) for a, _ in stacked]
+        commands = [*self.config.checks.commands, *(c for t in tasks for c in t.checks)]
+        # A single attempt whose base is still the tip is the very tree its own checks passed.
+        alone = stacked[0][0]
+        if not commands or (len(stacked) == 1 and alone.base_commit == tip and alone.checks_passed):
+            return None
+        lead = stacked[-1][0]
+        results = run_checks(commands, cwd=integration, timeout=self.config.checks.timeout,
+                             log_dir=self.project.attempt_dir(lead.id) / "checks",
+                             label=f"merge-batch{len(stacked)}",
+                             children=ChildGroups(self.project.attempt_dir(lead.id) / "children"))
+        return None if all_passed(results) else describe_failure(results)
+
+    def _move_target(self, tip: str, top: str, stacked: list[tuple[Attempt, str]]) -> str | None | bool:
+        """Move the target from `tip` to `top`: False when done, None when it moved meanwhile,
+        or the reason (a str) why it must wait."""
+        target = self.config.fleet.target
+        with git.repo_lock(self.project.root):
+            if git.branch_tip(self.project.root, target) != tip:
+                return None
+            blocked = self._target_checkout_blocked(target)
+            if blocked:
+                return blocked
+            checkout = git.worktree_of_branch(self.project.root, target)
+            if checkout is not None:
+                try:
+                    git.fast_forward_checkout(checkout, top)
+                except git.GitError as error:  # e.g. an untracked file of theirs is in the way
+                    return f"cannot update your checkout of '{target}' at {checkout}: {error}"
+            else:
+                tasks = ", ".join(str(a.task_id) for a, _ in stacked)
+                git.update_ref(self.project.root, target, top, tip, f"claw: land task(s) {tasks}")
+        return False
+
+    def _bounce_conflict(self, attempt: Attempt, files: list[str]) -> LandResult:
+        reason = "conflicts with the target branch in: " + ", ".join(files)
+        if not self.config.merge.resolve_conflicts:
+            return self._bounce(attempt, reason)
+        task = self.store.get_task(attempt.task_id)
+        resolve = self.store.add_task(
+            f"Resolve conflict: {task.title}"[:200], kind="fix", agent=task.agent,
+            priority=task.priority + 1, importance=task.importance, footprint=files,
+            checks=task.checks, body=RESOLVE_BODY.format(
+                task=task, files="\n".join(f"- `{f}`" for f in files), branch=attempt.branch,
+                base=attempt.base_commit, head=attempt.head_commit))
+        return self._bounce(attempt, f"{reason}; task {resolve.id} queued to resolve it")
 
     def _bounce(self, attempt: Attempt, reason: str) -> LandResult:
         self.store.finish_attempt(attempt.id, AttemptState.bounced, "attempt.bounced",
