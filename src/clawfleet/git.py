@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import fcntl
-import functools
 import hashlib
 import os
 import re
@@ -43,7 +42,6 @@ def git(*args: str, cwd: Path, check: bool = True, input: str | None = None,
     return result
 
 
-@functools.cache
 def _has_identity(cwd: Path) -> bool:
     if os.environ.get("GIT_AUTHOR_EMAIL") and os.environ.get("GIT_COMMITTER_EMAIL"):
         return True
