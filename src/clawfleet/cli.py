@@ -108,11 +108,11 @@ def add(
     as_json: JsonOption = False,
 ) -> None:
     """Queue a task (or one per `## ` section of a file); prints the new id."""
-    from .taskfile import parse_task_file, title_from_body
+    from .planner import queue_drafts
+    from .taskfile import TaskDraft, parse_task_file, title_from_body
 
     if body is not None and file is not None:
         raise UsageError("give the body with -b or -f, not both")
-    entries: list[tuple[str, str]] = []
     if file is not None:
         try:
             text = file.read_text()
@@ -120,30 +120,60 @@ def add(
             raise UsageError(f"cannot read {file}: {error.strerror}", hint="check the path") from None
         except UnicodeDecodeError:
             raise UsageError(f"{file} is not UTF-8 text", hint="save it as UTF-8 markdown") from None
-        sections = parse_task_file(text)
-        if sections and title is None:
-            entries = sections
-        else:
-            entries = [(title or title_from_body(text) or "", text)]
+        sections = parse_task_file(text) if title is None else []
+        drafts = sections or [TaskDraft(title or title_from_body(text) or "", text)]
     else:
-        entries = [(title or "", body or "")]
-    if any(not t.strip() for t, _ in entries):
+        drafts = [TaskDraft(title or "", body or "")]
+    if any(not d.title.strip() for d in drafts):
         raise UsageError("a task needs a title", hint='claw add "Add a slugify helper" -b "details"')
     project = _project()
-    if agent is not None:
-        project.config.agent(agent)
-    ids = []
-    for entry_title, entry_body in entries:
-        task = project.store.add_task(entry_title.strip(), body=entry_body, kind=kind, agent=agent,
-                                      priority=priority, importance=importance,
-                                      footprint=footprint or [], checks=check or [],
-                                      depends_on=depends or [])
-        ids.append(task.id)
+    for name in {agent, *(d.agent for d in drafts)} - {None}:
+        project.config.agent(name)
+    ids = queue_drafts(project.store, drafts, kind=kind, importance=importance, priority=priority,
+                       agent=agent, footprint=footprint or [], checks=check or [],
+                       depends_on=depends or [])
     if as_json:
         _print_json({"ids": ids})
     else:
         for task_id in ids:
             print(task_id)
+
+
+@app.command()
+def plan(
+    goal: Annotated[str, typer.Argument(help="What you want done, in a sentence or two.")],
+    agent: Annotated[Optional[str], typer.Option(help="Built-in agent whose model plans (default: builtin).")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Queue the plan without asking.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Split a goal into macro tasks with a model; shows the plan, saves it as an editable file."""
+    from .planner import plan_path, propose, queue_drafts
+    from .taskfile import render_task_file
+
+    project = _project()
+    with err_console.status("planning..."):
+        drafts = propose(project, goal, agent)
+    path = plan_path(project, goal)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_task_file(drafts, heading=goal))
+    if as_json:
+        ids = queue_drafts(project.store, drafts) if yes else []
+        _print_json({"file": str(path), "tasks": [asdict(d) for d in drafts], "ids": ids})
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("#", "task", "kind", "importance", "footprint", "after"):
+        table.add_column(column)
+    for number, draft in enumerate(drafts, 1):
+        table.add_row(str(number), escape(draft.title), draft.kind or "feature",
+                      str(draft.importance or "normal"), escape(", ".join(draft.footprint)),
+                      ", ".join(map(str, draft.depends)))
+    console.print(table)
+    console.print(f"plan saved to {path}")
+    if not yes and not (sys.stdin.isatty() and typer.confirm("Queue these tasks?", default=False)):
+        console.print(f"edit it if you like, then queue it with: claw add -f {path}")
+        return
+    ids = queue_drafts(project.store, drafts)
+    console.print(f"queued tasks {', '.join(map(str, ids))}: `claw run` to start them")
 
 
 @app.command()

@@ -6,7 +6,10 @@ from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
+from .git import slugify
 from .models import Task
+
+DOCUMENT_KINDS = ("research", "plan")   # tasks whose result is a markdown document
 
 
 @cache
@@ -28,7 +31,9 @@ def _read(path: Path) -> str:
 def render_prompt(task: Task, *, project_root: Path, branch: str, checks: Sequence[str],
                   feedback: str | None = None, failure: str | None = None,
                   fix_round: int = 0) -> str:
+    document = (f"docs/plans/{task.id}-{slugify(task.title) or 'plan'}.md"
+                if task.kind in DOCUMENT_KINDS else None)
     return _environment().get_template("attempt.md.j2").render(
-        task=task, branch=branch, checks=list(checks), feedback=feedback,
+        task=task, branch=branch, checks=list(checks), feedback=feedback, document=document,
         failure=failure, fix_round=fix_round,
         soul=_read(project_root / "SOUL.md"), agents_md=_read(project_root / "AGENTS.md"))
