@@ -42,7 +42,7 @@ def _styled(state: str) -> str:
 
 def _project() -> Project:
     project = Project.find()
-    project.config  # a broken config is reported by every command, not only those that use it
+    _ = project.config  # a broken config is reported by every command, not only those that use it
     return project
 
 
