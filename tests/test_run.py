@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from conftest import agent_script, claw, write_config
 
 def configure(repo: Path, agents: dict[str, str], *, checks: list[str] = (), slots: int = 3,
               auto_approve: str = '["low", "normal"]', fix_rounds: int = 1, on_failure: str = "fail",
-              timeout: float = 60, max_attempts: int = 1) -> None:
+              timeout: float = 60, max_attempts: int = 1, retry_backoff: float = 0) -> None:
     agent_tables = "".join(f'\n[agents.{name}]\nkind = "command"\ncommand = ["{path}"]\n'
                            for name, path in agents.items())
     write_config(repo, f"""
@@ -23,6 +25,7 @@ def configure(repo: Path, agents: dict[str, str], *, checks: list[str] = (), slo
         default_agent = "{next(iter(agents))}"
         attempt_timeout = {timeout}
         max_attempts = {max_attempts}
+        retry_backoff = {retry_backoff}
         [checks]
         commands = {json.dumps(list(checks))}
         fix_rounds = {fix_rounds}
@@ -137,9 +140,16 @@ def test_timeout_is_retried_when_attempts_remain(repo):
         if [ ! -e {marker} ]; then touch {marker}; sleep 300; fi
         echo done > done.txt
         """)
-    configure(repo, {"slow-once": agent}, timeout=2, max_attempts=2)
+    configure(repo, {"slow-once": agent}, timeout=2, max_attempts=2, retry_backoff=2)
     claw(repo, "add", "slow the first time")
-    assert claw(repo, "run").returncode == 0
+    run = subprocess.Popen([sys.executable, "-m", "clawfleet.cli", "run"], cwd=repo,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    waits = set()
+    while run.poll() is None:
+        waits |= {t.get("waiting") for t in status_json(repo)}
+        time.sleep(0.2)
+    assert run.returncode == 0
+    assert any(w and w.startswith("retry 2 starts in") for w in waits), waits
     task = status_json(repo)[0]
     assert task["state"] == "merged"
     shown = json.loads(claw(repo, "show", "1", "--json").stdout)

@@ -22,6 +22,7 @@ class FleetConfig(_Section):
     default_agent: str = "builtin"
     attempt_timeout: float = Field(1800.0, gt=0, description="seconds before an attempt is killed")
     max_attempts: int = Field(2, ge=1, description="automatic attempts after a crash or timeout")
+    retry_backoff: float = Field(10.0, ge=0, description="seconds before a retry; doubles each time")
     pool_size: int = Field(2, ge=0, description="ready worktrees kept for quick starts")
     agent_slots: dict[str, int] = Field(default_factory=dict, description="slot limit per agent name")
     respect_footprints: bool = Field(True, description="never run overlapping footprints together")
@@ -134,6 +135,7 @@ target = {target}           # branch that approved work lands on
 default_agent = "builtin" # agent used when a task names none
 attempt_timeout = 1800    # seconds; the attempt's whole process group is killed after this
 max_attempts = 2          # automatic attempts after a crash or timeout
+retry_backoff = 10        # seconds before such a retry starts; doubles with each one
 pool_size = 2             # ready worktrees kept so attempts start without a checkout
 respect_footprints = true # never run two tasks whose footprints (--footprint) overlap
 # agent_slots = {{ claude = 2 }}   # at most this many attempts of an agent at once

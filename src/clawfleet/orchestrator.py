@@ -77,6 +77,7 @@ class Orchestrator:
         self.clock = clock
         self.scheduler = for_project(project, respect_footprints)
         self._radar_at = 0.0
+        self._backing_off = False
         self._collisions: set[tuple] = set()
 
     # -- the loop -------------------------------------------------------------------------
@@ -96,7 +97,7 @@ class Orchestrator:
                 started = self.schedule()
                 if on_tick:
                     on_tick()
-                if not started and not self.running():
+                if not started and not self.running() and not self._backing_off:
                     break
                 if not started and not ended:
                     # Idle: top the pool up by one worktree, off the path of starts and collects.
@@ -112,6 +113,7 @@ class Orchestrator:
         if len(self.running()) >= self.slots:
             return 0
         plan = self.scheduler.plan(self.slots)
+        self._backing_off = plan.backing_off
         for task in plan.start:
             self.start(task.id)
         return len(plan.start)

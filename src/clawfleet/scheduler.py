@@ -1,6 +1,6 @@
 """Which queued tasks may start now, and why the others wait.
 
-A task waits while a dependency has not landed, while its footprint overlaps the footprint of
+A task waits while a dependency has not landed, while it backs off after a crash or timeout, while its footprint overlaps the footprint of
 a running task (two agents never edit the same code at once), while its agent has no free slot,
 or while the fleet has none. A task's footprint is what it declared with `--footprint`, or else
 what its last attempt touched (a prediction); a task with neither is never held back by one.
@@ -8,12 +8,13 @@ what its last attempt touched (a prediction); a task with neither is never held 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from .config import Config
 from .footprint import overlap
-from .models import Task, TaskState
+from .models import AttemptState, Task, TaskState
 from .store import Store
 
 
@@ -21,11 +22,14 @@ from .store import Store
 class Plan:
     start: list[Task] = field(default_factory=list)
     waiting: dict[int, str] = field(default_factory=dict)   # task id -> why it waits
+    backing_off: bool = False                                # a retry starts by itself soon
 
 
 class Scheduler:
     def __init__(self, store: Store, config: Config, *, files: Callable[[], Sequence[str]],
-                 footprint_of: Callable[[Task], list[str]], respect_footprints: bool = True) -> None:
+                 footprint_of: Callable[[Task], list[str]], respect_footprints: bool = True,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
         self.store = store
         self.config = config
         self.files = files
@@ -46,8 +50,11 @@ class Scheduler:
         queued = self.store.list_tasks([TaskState.queued])
         queued.sort(key=lambda t: (-t.priority, -t.importance.rank, t.id))
         files: Sequence[str] | None = None
+        now = self.clock()
         for task in queued:
-            reason = self._dependency_wait(task)
+            backoff = self._backoff_wait(task, now)
+            plan.backing_off = plan.backing_off or backoff is not None
+            reason = self._dependency_wait(task) or backoff
             if reason is None and self.respect_footprints:
                 mine = self.footprint_of(task)
                 if mine and busy:
@@ -67,6 +74,18 @@ class Scheduler:
             per_agent[agent] = per_agent.get(agent, 0) + 1
             free -= 1
         return plan
+
+    def _backoff_wait(self, task: Task, now: float) -> str | None:
+        """A task retried after a crash or timeout waits a little longer each time."""
+        attempts = self.store.attempts(task_id=task.id)
+        failed = [a for a in attempts if a.state in (AttemptState.crashed, AttemptState.timed_out)]
+        if not failed or attempts[-1] is not failed[-1] or not self.config.fleet.retry_backoff:
+            return None
+        delay = self.config.fleet.retry_backoff * 2 ** (len(failed) - 1)
+        ready_at = (failed[-1].finished_at or failed[-1].started_at) + delay
+        if ready_at > now:
+            return f"retry {len(attempts) + 1} starts in {ready_at - now:.0f} s (backoff)"
+        return None
 
     def _dependency_wait(self, task: Task) -> str | None:
         unmet = [dep for dep in task.depends_on if self.store.get_task(dep).state != TaskState.merged]
