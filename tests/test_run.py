@@ -270,3 +270,22 @@ def test_second_orchestrator_is_refused(repo):
     finally:
         first.wait(timeout=60)
     assert status_json(repo)[0]["state"] == "merged"
+
+
+def test_log_follow_prints_the_agent_output_until_the_attempt_ends(repo):
+    agent = agent_script(repo, "talker", """
+        for i in 1 2 3 4 5; do echo "line $i"; sleep 0.4; done
+        echo done > talked.txt
+        """)
+    configure(repo, {"talker": agent})
+    claw(repo, "add", "talk slowly")
+    run = subprocess.Popen([sys.executable, "-m", "clawfleet.cli", "run"], cwd=repo,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while status_json(repo)[0]["state"] != "running" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    follow = claw(repo, "log", "1", "-f")
+    assert run.wait(timeout=60) == 0
+    assert follow.returncode == 0
+    assert [line for line in follow.stdout.splitlines() if line.startswith("line")] == \
+        [f"line {i}" for i in range(1, 6)]
