@@ -197,3 +197,15 @@ def test_batches_of_twenty_land_eighteen_and_bisect_out_the_two_that_break_main(
     # Fewer check runs than one per attempt: batches of 8 with bisection.
     merge_logs = list((repo / ".claw/run/attempts").glob("*/checks/merge-batch*"))
     assert len(merge_logs) < 18
+
+
+def test_claw_run_waits_on_a_dirty_checkout_and_says_so_once(repo):
+    agent = agent_script(repo, "w", "echo feature > feature.txt\n")
+    configure(repo, {"w": agent})
+    (repo / "app.txt").write_text("my unsaved work\n")
+    claw(repo, "add", "a feature")
+    result = claw(repo, "run")
+    assert result.returncode == 0
+    assert result.stdout.count("merge waits") == 1
+    assert (repo / "app.txt").read_text() == "my unsaved work\n"
+    assert status_json(repo)[0]["state"] == "approved"

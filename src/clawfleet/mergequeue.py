@@ -92,7 +92,7 @@ class MergeQueue:
         checkout = git.worktree_of_branch(self.project.root, target)
         if checkout is not None and git.is_dirty(checkout):
             return (f"the target branch '{target}' is checked out at {checkout} with uncommitted "
-                    "changes; merge waits (commit or stash them, then run `claw merge`)")
+                    "changes: commit or stash them, then run `claw merge`")
         return None
 
     def _integration_worktree(self, tip: str) -> Path:

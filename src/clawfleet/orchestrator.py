@@ -26,6 +26,7 @@ from .scheduler import for_project
 from .workspace import WorkspacePool, attempt_worktree_name
 
 HARD_KILL_GRACE_S = 15.0
+MERGE_RETRY_S = 2.0
 
 
 class OrchestratorLock:
@@ -78,6 +79,7 @@ class Orchestrator:
         self.scheduler = for_project(project, respect_footprints)
         self._radar_at = 0.0
         self._backing_off = False
+        self._merge_waiting: tuple[str, float] | None = None
         self._collisions: set[tuple] = set()
 
     # -- the loop -------------------------------------------------------------------------
@@ -92,7 +94,7 @@ class Orchestrator:
             while True:
                 ended = self.collect()
                 if self.merge:
-                    self.merge_queue.land_all()  # before scheduling: landing unblocks dependents
+                    self.land()  # before scheduling: landing unblocks dependents
                 self.watch_conflicts()
                 started = self.schedule()
                 if on_tick:
@@ -248,5 +250,16 @@ class Orchestrator:
         if not keep:
             git.delete_branch(self.project.root, attempt.branch)
 
+    def land(self) -> None:
+        """Land what is approved; while the merge waits (a dirty checkout), look again every
+        few seconds instead of every tick, and say why only when the reason changes."""
+        if self._merge_waiting and self.clock() - self._merge_waiting[1] < MERGE_RETRY_S:
+            return
+        results = self.merge_queue.land_all()
+        waiting = next((r for r in results if r.outcome == "waiting"), None)
+        self._merge_waiting = (waiting.reason, self.clock()) if waiting else None
+
     def _landed(self, result: LandResult) -> None:
+        if result.outcome == "waiting" and self._merge_waiting and self._merge_waiting[0] == result.reason:
+            return
         self.on_event(result.describe().splitlines()[0])
