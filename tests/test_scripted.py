@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -317,3 +318,134 @@ def test_missing_file_and_empty_rules_are_claw_errors(tmp_path: Path):
         Script.from_rules([])
     with pytest.raises(ClawError, match="rule 0"):
         Script.from_rules(["not a table"])
+
+
+# -- tool calls and the Responses API --------------------------------------------------------
+
+TOOLS = Script.from_rules([{"name": "tools", "match": "Add a slugify", "steps": [
+    {"tool": "Bash", "input": {"command": "echo 'print(1)' > slug.py"}},
+    {"tool": "Write", "input": {"file_path": "a.txt", "content": "x\n"}},
+    {"done": "Added slugify."},
+]}])
+
+
+def test_tool_steps_are_anthropic_tool_use_blocks_and_tool_results_count_as_turns():
+    with ScriptedServer(TOOLS) as server:
+        client = anthropic_client(server)
+        first = client.messages.create(model="m", max_tokens=100,
+                                       messages=[{"role": "user", "content": "Add a slugify helper"}])
+        block = first.content[0]
+        assert first.stop_reason == "tool_use"
+        assert (block.type, block.name, block.input) == ("tool_use", "Bash", {"command": "echo 'print(1)' > slug.py"})
+        history = [{"role": "user", "content": "Add a slugify helper"},
+                   {"role": "assistant", "content": [block.model_dump()]},
+                   {"role": "user", "content": [{"type": "tool_result", "tool_use_id": block.id, "content": "ok"}]}]
+        with client.messages.stream(model="m", max_tokens=100, messages=history) as stream:
+            second = stream.get_final_message()
+        assert second.stop_reason == "tool_use"
+        assert (second.content[0].name, second.content[0].input) == ("Write", {"file_path": "a.txt", "content": "x\n"})
+        history += [{"role": "assistant", "content": [second.content[0].model_dump()]},
+                    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": second.content[0].id,
+                                                  "content": "written"}]}]
+        third = client.messages.create(model="m", max_tokens=100, messages=history)
+    assert third.content[0].text == "DONE: Added slugify." and third.stop_reason == "end_turn"
+
+
+def test_tool_steps_are_openai_chat_tool_calls_streamed_or_not():
+    with ScriptedServer(TOOLS) as server:
+        client = openai_client(server)
+        reply = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "Add a slugify x"}])
+        choice = reply.choices[0]
+        call = choice.message.tool_calls[0]
+        assert choice.finish_reason == "tool_calls" and choice.message.content is None
+        assert call.function.name == "Bash"
+        assert json.loads(call.function.arguments) == {"command": "echo 'print(1)' > slug.py"}
+        history = [{"role": "user", "content": "Add a slugify x"}, choice.message.model_dump(exclude_none=True),
+                   {"role": "tool", "tool_call_id": call.id, "content": "ok"}]
+        chunks = list(client.chat.completions.create(model="m", messages=history, stream=True))
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    assert deltas[0].tool_calls[0].function.name == "Write" and deltas[0].tool_calls[0].id
+    arguments = "".join(d.tool_calls[0].function.arguments for d in deltas if d.tool_calls)
+    assert json.loads(arguments) == {"file_path": "a.txt", "content": "x\n"}
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+def responses_input(*turns: dict) -> list[dict]:
+    """Codex's shape: instructions as a developer message, context and prompt as two user messages."""
+    return [{"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "be a coder"}]},
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "<environment_context/>"}]},
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Add a slugify helper"}]},
+            *turns]
+
+
+def test_responses_api_function_calls_and_text_through_the_sdk():
+    with ScriptedServer(TOOLS) as server:
+        client = openai_client(server)
+        first = client.responses.create(model="gpt-5-codex", input=responses_input())
+        call = first.output[0]
+        assert first.status == "completed" and call.type == "function_call"
+        assert call.name == "Bash" and json.loads(call.arguments) == {"command": "echo 'print(1)' > slug.py"}
+        assert first.usage.input_tokens > 1 and first.usage.output_tokens > 1
+        done_call = {"type": "function_call", "call_id": call.call_id, "name": "Bash", "arguments": call.arguments}
+        result = {"type": "function_call_output", "call_id": call.call_id, "output": "ok"}
+        with client.responses.stream(model="m", input=responses_input(done_call, result)) as stream:
+            second = stream.get_final_response()
+        assert second.output[0].name == "Write"
+        assert json.loads(second.output[0].arguments) == {"file_path": "a.txt", "content": "x\n"}
+        third = client.responses.create(model="m", input=responses_input(
+            done_call, result, {**done_call, "name": "Write"}, {**result, "output": "written"}))
+    assert third.output_text == "DONE: Added slugify."
+
+
+def test_responses_stream_is_the_full_event_sequence_ending_in_completed():
+    with ScriptedServer(THREE_STEPS) as server:
+        response = httpx.post(server.url + "/v1/responses", json={
+            "model": "m", "stream": True, "input": "Add a slugify helper"})
+        with openai_client(server).responses.stream(model="m", input="Add a slugify helper") as stream:
+            text = "".join(e.delta for e in stream if e.type == "response.output_text.delta")
+    events = [line.removeprefix("event: ") for line in response.text.splitlines() if line.startswith("event: ")]
+    deduplicated = [e for i, e in enumerate(events) if i == 0 or e != events[i - 1]]
+    assert deduplicated == ["response.created", "response.in_progress", "response.output_item.added",
+                            "response.content_part.added", "response.output_text.delta",
+                            "response.output_text.done", "response.content_part.done",
+                            "response.output_item.done", "response.completed"]
+    data = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: ")]
+    assert [d["sequence_number"] for d in data] == list(range(len(data)))
+    assert data[-1]["response"]["usage"]["output_tokens"] > 0
+    assert "```bash\ncat > slug.py" in text
+
+
+def test_responses_errors_and_unknown_conversations_are_openai_errors():
+    script = Script.from_rules([{"match": "busy", "steps": [{"error": 503, "message": "try later"}]},
+                                {"match": "hello", "steps": [{"text": "hi"}]}])
+    with ScriptedServer(script) as server:
+        with pytest.raises(openai.InternalServerError) as error:
+            openai_client(server).responses.create(model="m", input="busy?")
+        with pytest.raises(openai.BadRequestError) as unknown:
+            openai_client(server).responses.create(model="m", input="something else")
+        assert httpx.post(server.url + "/v1/responses", json={"input": 5}).status_code == 400
+        assert httpx.post(server.url + "/responses", json={"input": "hello"}).json()["output"][0]["content"][0][
+            "text"] == "hi"
+    assert error.value.status_code == 503 and error.value.body["message"] == "try later"
+    assert "no rule matches" in unknown.value.message
+
+
+def test_only_the_opening_user_messages_of_a_responses_conversation_are_matched():
+    script = Script.from_rules([{"match": "checks failed", "steps": [{"text": "fixing"}]},
+                                {"steps": [{"text": "a"}, {"text": "b"}]}])
+    with ScriptedServer(script) as server:
+        later = [{"role": "user", "content": "Add it"}, {"role": "assistant", "content": "a"},
+                 {"role": "user", "content": "the checks failed"}]
+        reply = openai_client(server).responses.create(model="m", input=later)
+    assert reply.output_text == "b"
+
+
+@pytest.mark.parametrize("raw, problem", [
+    ({"tool": "Bash", "input": "ls"}, "input must be a table"),
+    ({"text": "hi", "input": {"a": 1}}, "only for tool steps"),
+    ({"tool": 5}, "tool must be a string"),
+])
+def test_invalid_tool_steps(raw, problem):
+    with pytest.raises(ClawError) as error:
+        Script.from_rules([{"steps": [raw]}])
+    assert problem in error.value.message

@@ -1,10 +1,16 @@
 """The scripted model server: a real HTTP server that answers like an LLM provider, from a script.
 
-It speaks OpenAI chat completions and Anthropic Messages, streaming and not, so the built-in
-agent (and anything else pointed at it by base URL) runs offline, deterministically. A script is
-a list of rules; the first rule whose `match` is found in the conversation's first user message
-answers, with its step N for the N-th turn (N = assistant messages so far). Stateless: the
-conversation itself says where it is.
+It speaks OpenAI chat completions, the OpenAI Responses API and Anthropic Messages, streaming and
+not, so the built-in agent and the real agent CLIs (Claude Code, Codex, ...) pointed at it by base
+URL run offline, deterministically. A script is a list of rules; the first rule whose `match` is
+found in the conversation's opening user text answers, with its step N for the N-th model turn
+(N = model turns already in the conversation: assistant messages, or Responses output items).
+Stateless: the conversation itself says where it is.
+
+A step is a reply text (`text`, `command`, `done`), an HTTP error (`error`), or a tool call
+(`tool` + `input`), answered in the shape the API asks for: an Anthropic `tool_use` block, an
+OpenAI chat `tool_calls` entry or a Responses `function_call` item. The client runs the tool and
+sends its result back, which makes the next turn.
 
     with ScriptedServer(Script.load("script.toml")) as server:
         client = openai.OpenAI(base_url=server.openai_base_url, api_key="none")
@@ -19,7 +25,7 @@ import re
 import threading
 import time
 import tomllib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,16 +36,17 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from ..errors import ClawError
 from .serve import BackgroundServer
 
-STEP_KINDS = ("command", "text", "done", "error")
-STEP_KEYS = {*STEP_KINDS, "message", "delay"}
+STEP_KINDS = ("command", "text", "done", "error", "tool")
+STEP_KEYS = {*STEP_KINDS, "message", "delay", "input"}
 
 
 @dataclass(frozen=True)
 class Step:
     kind: str
-    value: str = ""
+    value: str = ""                     # the text, the error message, or the tool's name
     status: int = 200
     delay: float = 0.0
+    input: str = "{}"                   # a tool call's arguments, as JSON (hashable, sent as is)
 
     def reply_text(self) -> str:
         if self.kind == "command":
@@ -142,6 +149,7 @@ def _step(raw: Any, where: str, number: int) -> Step:
                         + (f" (unknown: {sorted(unknown)})" if unknown else ""),
                         hint="optional keys: delay (seconds), message (with error)")
     kind, value, message, delay = kinds[0], raw[kinds[0]], raw.get("message", "scripted error"), raw.get("delay", 0)
+    arguments = raw.get("input", {})
     problem = None
     if kind == "error" and (type(value) is not int or not 400 <= value <= 599):
         problem = f"error must be an HTTP status from 400 to 599, not {value!r}"
@@ -149,13 +157,20 @@ def _step(raw: Any, where: str, number: int) -> Step:
         problem = f"{kind} must be a string, not {value!r}"
     elif not isinstance(message, str) or ("message" in raw and kind != "error"):
         problem = "message is a string, and only for error steps"
+    elif "input" in raw and kind != "tool":
+        problem = "input is only for tool steps"
+    elif not isinstance(arguments, dict):
+        problem = f"input must be a table of the tool's arguments, not {arguments!r}"
     elif type(delay) not in (int, float) or delay < 0:
         problem = f"delay must be a number of seconds >= 0, not {delay!r}"
     if problem:
         raise ClawError(f"{where}: step {number}: {problem}",
-                        hint='e.g. { command = "ls" } or { error = 500, message = "overloaded", delay = 1.5 }')
+                        hint='e.g. { command = "ls" }, { tool = "Bash", input = { command = "ls" } } '
+                             'or { error = 500, message = "overloaded", delay = 1.5 }')
     if kind == "error":
         return Step("error", message, value, float(delay))
+    if kind == "tool":
+        return Step("tool", value, 200, float(delay), json.dumps(arguments, default=str))
     return Step(kind, value, 200, float(delay))
 
 
@@ -177,15 +192,54 @@ def _text(content: Any) -> str:
     return ""
 
 
-def _conversation(body: dict[str, Any]) -> tuple[str, int, int]:
-    """(first user message, assistant turns so far, approximate input tokens)."""
+@dataclass(frozen=True)
+class Conversation:
+    """What the server needs from a request: the text rules match, the turn, the input size."""
+    opening: str            # the text a rule's `match` is searched in
+    turn: int               # model turns already taken: step `turn` answers
+    input_tokens: int       # an estimate: characters / 4
+
+
+def _messages_conversation(body: dict[str, Any]) -> Conversation:
+    """OpenAI chat and Anthropic Messages: the first user message; one turn per assistant message.
+
+    Tool results come back as `tool` messages (OpenAI) or `tool_result` blocks in a user message
+    (Anthropic), so counting assistant messages counts tool calls too.
+    """
     messages = body.get("messages")
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
         raise ScriptError("scripted model: the request has no `messages` list of objects")
     first_user = next((_text(m.get("content")) for m in messages if m.get("role") == "user"), "")
     turns = sum(1 for m in messages if m.get("role") == "assistant")
     size = len(_text(body.get("system"))) + sum(len(_text(m.get("content"))) for m in messages)
-    return first_user, turns, _tokens(size)
+    return Conversation(first_user, turns, _tokens(size))
+
+
+# Responses input items a model turn leaves in the conversation (one per scripted step).
+_MODEL_ITEMS = {"function_call", "custom_tool_call", "local_shell_call"}
+
+
+def _responses_conversation(body: dict[str, Any]) -> Conversation:
+    """Responses API: the user messages before the first model turn; one turn per model item.
+
+    Codex sends its environment context as a user message of its own before the prompt, so all
+    the opening user messages are matched, not only the first.
+    """
+    items = body.get("input")
+    if isinstance(items, str):
+        items = [{"type": "message", "role": "user", "content": items}]
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise ScriptError("scripted model: the request has no `input` string or list of objects")
+    opening: list[str] = []
+    turns, size = 0, len(_text(body.get("instructions")))
+    for item in items:
+        kind, role = item.get("type", "message"), item.get("role")
+        if kind in _MODEL_ITEMS or (kind == "message" and role == "assistant"):
+            turns += 1
+        elif kind == "message" and role == "user" and not turns:
+            opening.append(_text(item.get("content")))
+        size += len(_text(item.get("content"))) + len(str(item.get("output") or item.get("arguments") or ""))
+    return Conversation("\n".join(opening), turns, _tokens(size))
 
 
 def _tokens(chars: int) -> int:
@@ -200,6 +254,10 @@ def _sse(data: dict[str, Any], event: str | None = None) -> str:
     return (f"event: {event}\n" if event else "") + f"data: {json.dumps(data)}\n\n"
 
 
+def _stream(events: Callable[[], AsyncIterator[str]]) -> StreamingResponse:
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                 404: "not_found_error", 429: "rate_limit_error", 529: "overloaded_error"}
 
@@ -208,30 +266,43 @@ def _error_type(status: int) -> str:
     return _ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
 
 
+def openai_error(status: int, message: str) -> JSONResponse:
+    kind = "server_error" if _error_type(status) == "api_error" else _error_type(status)
+    return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": None}},
+                        status_code=status)
+
+
+def anthropic_error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"type": "error", "error": {"type": _error_type(status), "message": message}},
+                        status_code=status)
+
+
 class _Api:
-    """The two wire formats: each answers a body with a reply text, or an error."""
+    """The three wire formats: each answers a body with a step (a text or a tool call)."""
 
     def __init__(self) -> None:
         self._ids = itertools.count(1)
 
-    def openai_error(self, status: int, message: str) -> JSONResponse:
-        kind = "server_error" if _error_type(status) == "api_error" else _error_type(status)
-        return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": None}},
-                            status_code=status)
+    def _output_tokens(self, step: Step) -> int:
+        return _tokens(len(step.value) + len(step.input)) if step.kind == "tool" else _tokens(len(step.reply_text()))
 
-    def anthropic_error(self, status: int, message: str) -> JSONResponse:
-        return JSONResponse({"type": "error", "error": {"type": _error_type(status), "message": message}},
-                            status_code=status)
+    # -- OpenAI chat completions ------------------------------------------------------------
 
-    def openai(self, body: dict[str, Any], text: str, input_tokens: int) -> Any:
-        ident, model, created = f"chatcmpl-scripted-{next(self._ids)}", body.get("model", "scripted"), int(time.time())
-        usage = {"prompt_tokens": input_tokens, "completion_tokens": _tokens(len(text)),
-                 "total_tokens": input_tokens + _tokens(len(text))}
+    def chat(self, body: dict[str, Any], step: Step, input_tokens: int) -> Any:
+        number = next(self._ids)
+        ident, model, created = f"chatcmpl-scripted-{number}", body.get("model", "scripted"), int(time.time())
+        output_tokens = self._output_tokens(step)
+        usage = {"prompt_tokens": input_tokens, "completion_tokens": output_tokens,
+                 "total_tokens": input_tokens + output_tokens}
+        call = ({"id": f"call_scripted_{number}", "type": "function",
+                 "function": {"name": step.value, "arguments": step.input}} if step.kind == "tool" else None)
+        finish = "tool_calls" if call else "stop"
         if not body.get("stream"):
+            message = ({"role": "assistant", "content": None, "tool_calls": [call]} if call
+                       else {"role": "assistant", "content": step.reply_text()})
             return JSONResponse({"id": ident, "object": "chat.completion", "created": created,
                                  "model": model, "usage": usage, "choices": [
-                                     {"index": 0, "finish_reason": "stop",
-                                      "message": {"role": "assistant", "content": text}}]})
+                                     {"index": 0, "finish_reason": finish, "message": message}]})
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
@@ -239,23 +310,38 @@ class _Api:
                          "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
 
         async def events() -> AsyncIterator[str]:
-            yield chunk({"role": "assistant", "content": ""})
-            for piece in _chunks(text):
-                yield chunk({"content": piece})
-            yield chunk({}, "stop")
+            if call:
+                yield chunk({"role": "assistant", "content": None, "tool_calls": [
+                    {"index": 0, "id": call["id"], "type": "function",
+                     "function": {"name": step.value, "arguments": ""}}]})
+                for piece in _chunks(step.input):
+                    yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+            else:
+                yield chunk({"role": "assistant", "content": ""})
+                for piece in _chunks(step.reply_text()):
+                    yield chunk({"content": piece})
+            yield chunk({}, finish)
             if include_usage:
                 yield _sse({"id": ident, "object": "chat.completion.chunk", "created": created,
                             "model": model, "choices": [], "usage": usage})
             yield "data: [DONE]\n\n"
 
-        return StreamingResponse(events(), media_type="text/event-stream")
+        return _stream(events)
 
-    def anthropic(self, body: dict[str, Any], text: str, input_tokens: int) -> Any:
-        ident, model = f"msg_scripted_{next(self._ids)}", body.get("model", "scripted")
-        output_tokens = _tokens(len(text))
+    # -- Anthropic Messages -----------------------------------------------------------------
+
+    def anthropic(self, body: dict[str, Any], step: Step, input_tokens: int) -> Any:
+        number = next(self._ids)
+        ident, model = f"msg_scripted_{number}", body.get("model", "scripted")
+        output_tokens = self._output_tokens(step)
+        if step.kind == "tool":
+            block = {"type": "tool_use", "id": f"toolu_scripted_{number}", "name": step.value,
+                     "input": json.loads(step.input)}
+            stop_reason = "tool_use"
+        else:
+            block, stop_reason = {"type": "text", "text": step.reply_text()}, "end_turn"
         message = {"id": ident, "type": "message", "role": "assistant", "model": model,
-                   "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
-                   "stop_sequence": None,
+                   "content": [block], "stop_reason": stop_reason, "stop_sequence": None,
                    "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens}}
         if not body.get("stream"):
             return JSONResponse(message)
@@ -264,24 +350,86 @@ class _Api:
             start = {**message, "content": [], "stop_reason": None,
                      "usage": {"input_tokens": input_tokens, "output_tokens": 1}}
             yield _sse({"type": "message_start", "message": start}, "message_start")
-            yield _sse({"type": "content_block_start", "index": 0,
-                        "content_block": {"type": "text", "text": ""}}, "content_block_start")
-            for piece in _chunks(text):
-                yield _sse({"type": "content_block_delta", "index": 0,
-                            "delta": {"type": "text_delta", "text": piece}}, "content_block_delta")
+            if step.kind == "tool":
+                yield _sse({"type": "content_block_start", "index": 0,
+                            "content_block": {**block, "input": {}}}, "content_block_start")
+                for piece in _chunks(step.input):
+                    yield _sse({"type": "content_block_delta", "index": 0,
+                                "delta": {"type": "input_json_delta", "partial_json": piece}},
+                               "content_block_delta")
+            else:
+                yield _sse({"type": "content_block_start", "index": 0,
+                            "content_block": {"type": "text", "text": ""}}, "content_block_start")
+                for piece in _chunks(block["text"]):
+                    yield _sse({"type": "content_block_delta", "index": 0,
+                                "delta": {"type": "text_delta", "text": piece}}, "content_block_delta")
             yield _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
-            yield _sse({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+            yield _sse({"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": None},
                         "usage": {"output_tokens": output_tokens}}, "message_delta")
             yield _sse({"type": "message_stop"}, "message_stop")
 
-        return StreamingResponse(events(), media_type="text/event-stream")
+        return _stream(events)
+
+    # -- OpenAI Responses -------------------------------------------------------------------
+
+    def responses(self, body: dict[str, Any], step: Step, input_tokens: int) -> Any:
+        number = next(self._ids)
+        output_tokens = self._output_tokens(step)
+        if step.kind == "tool":
+            item = {"type": "function_call", "id": f"fc_scripted_{number}", "call_id": f"call_scripted_{number}",
+                    "name": step.value, "arguments": step.input, "status": "completed"}
+        else:
+            item = {"type": "message", "id": f"msg_scripted_{number}", "role": "assistant", "status": "completed",
+                    "content": [{"type": "output_text", "text": step.reply_text(), "annotations": []}]}
+        response = {"id": f"resp_scripted_{number}", "object": "response", "created_at": int(time.time()),
+                    "model": body.get("model", "scripted"), "status": "completed", "error": None,
+                    "incomplete_details": None, "instructions": body.get("instructions"), "metadata": {},
+                    "parallel_tool_calls": bool(body.get("parallel_tool_calls", True)),
+                    "tool_choice": body.get("tool_choice", "auto"), "tools": [], "output": [item],
+                    "usage": {"input_tokens": input_tokens, "input_tokens_details": {"cached_tokens": 0},
+                              "output_tokens": output_tokens,
+                              "output_tokens_details": {"reasoning_tokens": 0},
+                              "total_tokens": input_tokens + output_tokens}}
+        if not body.get("stream"):
+            return JSONResponse(response)
+        sequence = itertools.count()
+
+        def event(kind: str, **data: Any) -> str:
+            return _sse({"type": kind, "sequence_number": next(sequence), **data}, kind)
+
+        async def events() -> AsyncIterator[str]:
+            # Codex reads the output items from their `done` events and ends the turn only on
+            # `response.completed`: a stream without it is retried, then fails.
+            pending = {**response, "status": "in_progress", "output": [], "usage": None}
+            yield event("response.created", response=pending)
+            yield event("response.in_progress", response=pending)
+            where = {"item_id": item["id"], "output_index": 0}
+            if step.kind == "tool":
+                yield event("response.output_item.added", output_index=0,
+                            item={**item, "arguments": "", "status": "in_progress"})
+                for piece in _chunks(step.input):
+                    yield event("response.function_call_arguments.delta", **where, delta=piece)
+                yield event("response.function_call_arguments.done", **where, arguments=step.input)
+            else:
+                text, part = step.reply_text(), {"type": "output_text", "text": "", "annotations": []}
+                yield event("response.output_item.added", output_index=0,
+                            item={**item, "content": [], "status": "in_progress"})
+                yield event("response.content_part.added", **where, content_index=0, part=part)
+                for piece in _chunks(text):
+                    yield event("response.output_text.delta", **where, content_index=0, delta=piece)
+                yield event("response.output_text.done", **where, content_index=0, text=text)
+                yield event("response.content_part.done", **where, content_index=0, part={**part, "text": text})
+            yield event("response.output_item.done", output_index=0, item=item)
+            yield event("response.completed", response=response)
+
+        return _stream(events)
 
 
 def build_app(script: Script, requests: list[dict[str, Any]], lock: threading.Lock) -> FastAPI:
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     api = _Api()
 
-    async def answer(request: Request, reply, error) -> Any:
+    async def answer(request: Request, read: Callable[[dict[str, Any]], Conversation], reply, error) -> Any:
         try:
             body = await request.json()
         except ValueError:
@@ -291,25 +439,30 @@ def build_app(script: Script, requests: list[dict[str, Any]], lock: threading.Lo
         try:
             if not isinstance(body, dict):
                 raise ScriptError("scripted model: the request body is not a JSON object")
-            first_user, turn, input_tokens = _conversation(body)
-            step = script.step_for(first_user, turn)
+            conversation = read(body)
+            step = script.step_for(conversation.opening, conversation.turn)
         except ScriptError as problem:
             return error(400, problem.message)
         if step.delay:
             await asyncio.sleep(step.delay)
         if step.kind == "error":
             return error(step.status, step.value)
-        return reply(body, step.reply_text(), input_tokens)
+        return reply(body, step, conversation.input_tokens)
 
     @app.post("/v1/chat/completions")
     @app.post("/chat/completions")
     async def chat_completions(request: Request) -> Any:
-        return await answer(request, api.openai, api.openai_error)
+        return await answer(request, _messages_conversation, api.chat, openai_error)
+
+    @app.post("/v1/responses")
+    @app.post("/responses")
+    async def responses(request: Request) -> Any:
+        return await answer(request, _responses_conversation, api.responses, openai_error)
 
     @app.post("/v1/messages")
     @app.post("/messages")
     async def messages(request: Request) -> Any:
-        return await answer(request, api.anthropic, api.anthropic_error)
+        return await answer(request, _messages_conversation, api.anthropic, anthropic_error)
 
     @app.get("/v1/models")
     @app.get("/models")
