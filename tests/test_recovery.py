@@ -28,7 +28,7 @@ def test_sigkill_of_claw_run_then_rerun_reattaches_and_collects(repo):
     # running when it comes back (reattached); task 4 waits for a free slot.
     agent = agent_script(repo, "sleepy", f"""
         echo "$$" >> {starts}/$CLAW_TASK_ID
-        if [ "$CLAW_TASK_ID" = 1 ]; then sleep 0.5; else sleep 4; fi
+        if [ "$CLAW_TASK_ID" = 1 ]; then sleep 2; else sleep 6; fi
         echo "work of $CLAW_TASK_ID" > "out-$CLAW_TASK_ID.txt"
         """)
     configure(repo, {"sleepy": agent}, slots=3)
@@ -41,9 +41,9 @@ def test_sigkill_of_claw_run_then_rerun_reattaches_and_collects(repo):
     orchestrator.wait()
     running = [t for t in status_json(repo) if t["state"] == "running"]
     assert len(running) == 3
-    long_runners = [t["latest_attempt"]["pid"] for t in running if t["id"] in (2, 3)]
-    assert all(pid_alive(pid) for pid in long_runners)  # the runners outlived the orchestrator
-    time.sleep(1.0)  # task 1's agent finishes while nobody watches
+    pids = {t["id"]: t["latest_attempt"]["pid"] for t in running}
+    assert pid_alive(pids[2]) and pid_alive(pids[3])  # the runners outlived the orchestrator
+    wait_for(lambda: not pid_alive(pids[1]))  # task 1's runner ends while nobody watches
 
     result = claw(repo, "run")
     assert result.returncode == 0, result.stderr
