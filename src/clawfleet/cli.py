@@ -521,6 +521,24 @@ def merge(as_json: JsonOption = False) -> None:
         raise typer.Exit(1)
 
 
+@app.command()
+def agents(as_json: JsonOption = False) -> None:
+    """List the agent kinds, whether each one's program is installed, and its version."""
+    from .agents import agent_kinds
+
+    kinds = agent_kinds()
+    if as_json:
+        _print_json([asdict(kind) for kind in kinds])
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("kind", "installed", "version", "what"):
+        table.add_column(column)
+    for kind in kinds:
+        installed = "[green]yes[/]" if kind.installed else f"[red]no[/] [dim]({escape(kind.install or '')})[/]"
+        table.add_row(kind.kind, installed, escape(kind.version or "-"), escape(kind.description))
+    console.print(table)
+
+
 # -- offline model and demo ---------------------------------------------------------------
 
 @app.command("fake-llm")

@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from .errors import ConfigError
 from .models import Importance
@@ -71,7 +71,42 @@ class CommandAgentConfig(_Section):
     env: dict[str, str] = Field(default_factory=dict)
 
 
-AgentConfig = Annotated[Union[BuiltinAgentConfig, CommandAgentConfig], Field(discriminator="kind")]
+class _CliAgentConfig(_Section):
+    """What every agent CLI kind shares: which model, where to reach it, which program."""
+    model: str | None = Field(None, description="model name passed to the CLI; unset: the CLI's default")
+    base_url: str | None = Field(None, description="the provider endpoint the CLI is pointed at")
+    api_key_env: str | None = Field(None, description="variable holding the key for base_url")
+    binary: str | None = Field(None, description="path or name of the program; unset: found on PATH")
+    args: list[str] = Field(default_factory=list, description="extra command-line arguments")
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class ClaudeAgentConfig(_CliAgentConfig):
+    kind: Literal["claude"]
+    effort: Literal["low", "medium", "high", "xhigh", "max"] | None = None
+    permission_mode: Literal["acceptEdits", "auto", "bypassPermissions", "default", "dontAsk"] = "acceptEdits"
+    # Tools allowed without asking: with acceptEdits, Bash still needs to be listed here.
+    allowed_tools: list[str] = Field(default_factory=lambda: [
+        "Bash", "Edit", "MultiEdit", "Write", "Read", "Glob", "Grep", "NotebookEdit", "TodoWrite"])
+
+
+class CodexAgentConfig(_CliAgentConfig):
+    kind: Literal["codex"]
+    effort: Literal["minimal", "low", "medium", "high", "xhigh"] | None = None
+    sandbox: Literal["read-only", "workspace-write", "danger-full-access"] = "workspace-write"
+
+
+CLI_AGENT_CONFIGS = (ClaudeAgentConfig, CodexAgentConfig)
+AnyAgentConfig = BuiltinAgentConfig | CommandAgentConfig | ClaudeAgentConfig | CodexAgentConfig
+AgentConfig = Annotated[Union[BuiltinAgentConfig, CommandAgentConfig, ClaudeAgentConfig, CodexAgentConfig],
+                        Field(discriminator="kind")]
+AGENT_KINDS = ("builtin", "command", "claude", "codex")
+_agent_config = TypeAdapter(AgentConfig)
+
+
+def parse_agent_config(data: dict) -> AnyAgentConfig:
+    """An agent's config from its dict (as the runner gets it in spec.json); no kind means builtin."""
+    return _agent_config.validate_python({"kind": "builtin", **data})
 
 
 class Config(_Section):
@@ -81,7 +116,7 @@ class Config(_Section):
     merge: MergeConfig = Field(default_factory=MergeConfig)
     agents: dict[str, AgentConfig] = Field(default_factory=dict)
 
-    def agent(self, name: str) -> BuiltinAgentConfig | CommandAgentConfig:
+    def agent(self, name: str) -> AnyAgentConfig:
         if name in self.agents:
             return self.agents[name]
         if name == "builtin":
@@ -119,7 +154,7 @@ def _describe(error: ValidationError) -> str:
         if item["type"] == "extra_forbidden":
             problems.append(f"unknown key `{key}`")
         elif item["type"] == "union_tag_invalid":
-            problems.append(f"`{key}.kind` must be one of 'builtin', 'command'")
+            problems.append(f"`{key}.kind` must be one of {', '.join(repr(k) for k in AGENT_KINDS)}")
         else:
             problems.append(f"`{key}`: {item['msg']} (got {item.get('input')!r})")
     return "; ".join(problems)
@@ -173,6 +208,19 @@ max_steps = 40
 max_tokens = 400000
 command_timeout = 300
 output_limit = 10000
+
+# Claude Code and Codex as agents (`claw agents` shows whether each is installed). base_url and
+# api_key_env point them at any compatible endpoint; unset, they use their own login or key.
+# [agents.claude]
+# kind = "claude"
+# model = "sonnet"
+# effort = "high"
+# [agents.codex]
+# kind = "codex"
+# model = "gpt-5-codex"
+# effort = "medium"
+# base_url = "http://127.0.0.1:8080/v1"
+# api_key_env = "OPENAI_API_KEY"
 
 # Any program can be an agent: it runs in the worktree with CLAW_TASK_ID and CLAW_PROMPT_FILE set.
 # [agents.my-agent]

@@ -76,21 +76,26 @@ class ChildGroups:
         self.record = record
 
     def run(self, args: Sequence[str], *, cwd: Path, env: Mapping[str, str], timeout: float,
-            log: Path | None = None, stdin_text: str | None = None) -> tuple[Finished, str]:
+            log: Path | None = None, stdin_text: str | None = None,
+            errors: Path | None = None) -> tuple[Finished, str]:
         """Run `args` to completion (or until `timeout`, then kill its group).
 
-        Output goes to `log` when given, else it is returned.
+        Output goes to `log` when given, else it is returned. `errors`, when given, takes stderr
+        apart from stdout (an agent's JSON event stream stays clean of its warnings).
         """
         started = time.monotonic()
         out_handle = open(log, "ab") if log else subprocess.PIPE
+        err_handle = open(errors, "ab") if errors else subprocess.STDOUT
         try:
             proc = subprocess.Popen(list(args), cwd=cwd, env=dict(env), process_group=0,
                                     stdin=subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL,
                                     stdout=out_handle if log else subprocess.PIPE,
-                                    stderr=subprocess.STDOUT)
+                                    stderr=err_handle)
         finally:
             if log:
                 out_handle.close()
+            if errors:
+                err_handle.close()
         self._remember(proc.pid)
         timed_out = False
         try:

@@ -49,10 +49,44 @@ def make_agent(name: str, config: Mapping[str, Any]) -> Agent:
 
     Plain data in, so the runner starts without importing pydantic for agents that need none.
     """
-    kind = config.get("kind", "builtin")
-    if kind == "command":
+    if config.get("kind") == "command":
         from .command import CommandAgent
         return CommandAgent(name, command=list(config["command"]), env=dict(config.get("env") or {}))
-    from ..config import BuiltinAgentConfig
+    from ..config import ClaudeAgentConfig, CodexAgentConfig, parse_agent_config
+
+    parsed = parse_agent_config(dict(config))
+    if isinstance(parsed, ClaudeAgentConfig):
+        from .claude import ClaudeAgent
+        return ClaudeAgent(name, parsed)
+    if isinstance(parsed, CodexAgentConfig):
+        from .codex import CodexAgent
+        return CodexAgent(name, parsed)
     from .builtin import BuiltinAgent
-    return BuiltinAgent(name, BuiltinAgentConfig.model_validate(config))
+    return BuiltinAgent(name, parsed)
+
+
+@dataclass
+class KindInfo:
+    """One agent kind as `claw agents` shows it."""
+    kind: str
+    description: str
+    installed: bool
+    version: str | None = None
+    path: str | None = None
+    install: str | None = None
+
+
+def agent_kinds() -> list[KindInfo]:
+    """Every agent kind, and whether its program is installed here (each CLI asked its version)."""
+    from .. import __version__
+    from . import claude, codex
+    kinds = [KindInfo("builtin", "clawfleet's own loop on any OpenAI-compatible or Anthropic model",
+                      True, __version__),
+             KindInfo("command", "any program, run with the prompt in a file", True)]
+    for module, description in ((claude, "Claude Code (claude -p, stream-json)"),
+                                (codex, "OpenAI Codex CLI (codex exec --json)")):
+        program = module.PROGRAM
+        path = program.find()
+        kinds.append(KindInfo(program.kind, description, path is not None,
+                              program.version(path) if path else None, path, program.install))
+    return kinds

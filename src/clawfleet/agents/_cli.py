@@ -1,0 +1,156 @@
+"""What the agent CLI kinds share: finding the program, asking its version, running it in the
+worktree while its JSON event stream (one object a line) is read as it is written.
+
+Each kind's file says how its CLI is started and how its events read; this module knows nothing
+about any one CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ClawError
+from ..procs import Finished
+from . import AgentJob
+
+BIN_DIR_ENV = "CLAW_AGENT_BIN_DIR"
+
+
+@dataclass(frozen=True)
+class Program:
+    """An agent CLI as installed on this machine."""
+    kind: str           # the agent kind, e.g. "claude"
+    binary: str         # the program's name, e.g. "claude"
+    install: str        # the command that installs it
+
+    def find(self, configured: str | None = None, env: Mapping[str, str] = os.environ) -> str | None:
+        """Path of the program: `binary` from config, else $CLAW_AGENT_BIN_DIR, else PATH."""
+        if configured:
+            if os.sep in configured:
+                return configured if os.access(configured, os.X_OK) else None
+            return shutil.which(configured, path=env.get("PATH"))
+        if env.get(BIN_DIR_ENV):
+            found = shutil.which(self.binary, path=env[BIN_DIR_ENV])
+            if found:
+                return found
+        return shutil.which(self.binary, path=env.get("PATH"))
+
+    def require(self, agent_name: str, configured: str | None = None,
+                env: Mapping[str, str] = os.environ) -> str:
+        found = self.find(configured, env)
+        if found is None:
+            wanted = configured or self.binary
+            raise ClawError(f"agent '{agent_name}' (kind {self.kind}): program '{wanted}' not found "
+                            f"on PATH" + (f" or in ${BIN_DIR_ENV}" if not configured else ""),
+                            hint=f"install it with `{self.install}`, or set `binary` in "
+                                 f"[agents.{agent_name}] of .claw/config.toml")
+        return found
+
+    def version(self, path: str) -> str | None:
+        """The program's own `--version` line, or None when it does not answer."""
+        try:
+            done = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30,
+                                  stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        lines = (done.stdout or done.stderr).strip().splitlines()
+        return lines[0].strip() if done.returncode == 0 and lines else None
+
+
+def api_key(agent_name: str, api_key_env: str | None, base_url: str | None,
+            env: Mapping[str, str] = os.environ) -> str | None:
+    """The key for `base_url`, read from the variable `api_key_env` names.
+
+    A local endpoint (a gateway, a scripted model) needs none, but the CLIs insist on having one,
+    so a placeholder stands in; without base_url the CLI keeps its own key or login.
+    """
+    if api_key_env:
+        value = env.get(api_key_env)
+        if not value:
+            raise ClawError(f"agent '{agent_name}': ${api_key_env} (its api_key_env) is not set",
+                            hint=f"export {api_key_env}=..., or change api_key_env in .claw/config.toml")
+        return value
+    return "claw-no-key" if base_url else None
+
+
+class _Tail(threading.Thread):
+    """Follow a growing file of JSON lines and hand each object to `on_event`."""
+
+    def __init__(self, path: Path, on_event: Callable[[dict[str, Any]], None]) -> None:
+        super().__init__(name=f"tail {path.name}", daemon=True)
+        self.path = path
+        self.on_event = on_event
+        self.finished = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with open(self.path, "rb") as stream:
+                pending = b""
+                while True:
+                    chunk = stream.read()
+                    if chunk:
+                        pending += chunk
+                        *lines, pending = pending.split(b"\n")
+                        for line in lines:
+                            self._handle(line)
+                    elif self.finished.is_set():
+                        break
+                    else:
+                        self.finished.wait(0.1)
+                self._handle(pending)
+        except BaseException as error:  # re-raised in the runner's thread by `follow`
+            self.error = error
+
+    def _handle(self, line: bytes) -> None:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            return  # a partial or non-JSON line (a CLI's banner): not an event
+        if isinstance(event, dict):
+            self.on_event(event)
+
+
+def run_with_events(job: AgentJob, args: list[str], env: Mapping[str, str], transcript: Path,
+                    on_event: Callable[[dict[str, Any]], None], stdin_text: str | None) -> Finished:
+    """Run the CLI in the worktree: stdout (its events) to `transcript`, stderr to the agent log.
+
+    `on_event` sees every event as it arrives, for live progress, and all of them by the time
+    this returns.
+    """
+    transcript.write_bytes(b"")
+    tail = _Tail(transcript, on_event)
+    tail.start()
+    try:
+        finished, _ = job.children.run(args, cwd=job.workspace, env=env, log=transcript, errors=job.log,
+                                       stdin_text=stdin_text, timeout=job.deadline - time.time())
+    finally:
+        tail.finished.set()
+        tail.join()
+    if tail.error is not None:
+        raise tail.error
+    return finished
+
+
+def log_tail(path: Path, lines: int = 5) -> str:
+    """The last lines of a log, to quote in an error."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def short(text: Any, limit: int = 300) -> str:
+    text = text if isinstance(text, str) else json.dumps(text)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -1,0 +1,157 @@
+"""`codex`: the OpenAI Codex CLI, run headless (`codex exec --json`) in the worktree.
+
+    [agents.codex]
+    kind = "codex"
+    model = "gpt-5-codex"
+    effort = "medium"                        # model_reasoning_effort
+    base_url = "http://127.0.0.1:8080/v1"    # a provider speaking the Responses API
+    api_key_env = "OPENAI_API_KEY"
+    sandbox = "workspace-write"              # its own sandbox for the commands it runs
+
+Each attempt gets a CODEX_HOME of its own in the attempt folder, with a `config.toml` written from
+the agent's config: with `base_url`, a model provider of that address whose key is read from the
+variable named by its `env_key`; without it, Codex's own provider and CODEX_API_KEY. The prompt
+goes in on stdin; `--json` prints one JSON event a line (items: commands, file changes, agent
+messages; `turn.completed` with usage; `turn.failed`), kept as `codex-N.jsonl`. Its own session
+files stay in that CODEX_HOME.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from ..config import CodexAgentConfig
+from ..errors import ClawError
+from . import AgentJob, AgentOutcome
+from ._cli import Program, api_key, log_tail, run_with_events, short
+
+PROGRAM = Program("codex", "codex", "npm install -g @openai/codex")
+KEY_VARIABLE = "CLAW_CODEX_API_KEY"   # the variable the written provider's env_key names
+
+
+def _toml(value: str) -> str:
+    return json.dumps(value)  # a JSON string is a valid TOML basic string
+
+
+class CodexAgent:
+    def __init__(self, name: str, config: CodexAgentConfig) -> None:
+        self.name = name
+        self.config = config
+
+    def settings(self) -> str:
+        """`$CODEX_HOME/config.toml`: unattended (never ask), the sandbox, model and provider."""
+        config = self.config
+        lines = ['approval_policy = "never"', f"sandbox_mode = {_toml(config.sandbox)}"]
+        if config.model:
+            lines.append(f"model = {_toml(config.model)}")
+        if config.effort:
+            lines.append(f"model_reasoning_effort = {_toml(config.effort)}")
+        if config.base_url:
+            lines += ['model_provider = "claw"', "", "[model_providers.claw]", 'name = "clawfleet"',
+                      f"base_url = {_toml(config.base_url)}", f'env_key = "{KEY_VARIABLE}"',
+                      'wire_api = "responses"']
+        return "\n".join(lines) + "\n"
+
+    def command(self, binary: str, job: AgentJob) -> list[str]:
+        # `-` reads the prompt from stdin: no argv length limit, and it is not in `ps`.
+        return [binary, "exec", "--json", "--skip-git-repo-check", "--cd", str(job.workspace),
+                *self.config.args, "-"]
+
+    def environment(self, job: AgentJob) -> dict[str, str]:
+        home = job.attempt_dir / "codex-home"
+        home.mkdir(exist_ok=True)   # Codex wants CODEX_HOME to exist already
+        (home / "config.toml").write_text(self.settings())
+        env = {**os.environ, "CODEX_HOME": str(home), **self.config.env}
+        key = api_key(self.name, self.config.api_key_env, self.config.base_url)
+        if key:
+            env[KEY_VARIABLE if self.config.base_url else "CODEX_API_KEY"] = key
+        return env
+
+    def run(self, job: AgentJob) -> AgentOutcome:
+        try:
+            binary = PROGRAM.require(self.name, self.config.binary)
+            env = self.environment(job)
+        except ClawError as error:
+            return AgentOutcome(error=str(error), exit_code=127)
+        events = _Events(job)
+        transcript = job.attempt_dir / f"codex-{job.round}.jsonl"
+        command = self.command(binary, job)
+        with open(job.log, "a") as log:
+            log.write(f"# Codex, agent '{self.name}': {' '.join(command[1:])}\n")
+        finished = run_with_events(job, command, env, transcript, events.on_event, stdin_text=job.prompt)
+        return events.outcome(finished.exit_code, finished.timed_out, transcript.name)
+
+
+class _Events:
+    """Reads `codex exec --json` events: a readable line in the agent log for each item, token
+    counts from each `turn.completed`, the last agent message as the summary, and failures."""
+
+    def __init__(self, job: AgentJob) -> None:
+        self.job = job
+        self.summary = ""
+        self.failure: str | None = None
+        self.last_error: str | None = None
+        self.completed_turns = 0
+        self.input_tokens = self.output_tokens = 0
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        kind, line = event.get("type"), None
+        if kind == "thread.started":
+            line = f"[codex thread {event.get('thread_id')}]"
+        elif kind in ("item.started", "item.completed"):
+            line = self._item(kind, event.get("item") or {})
+        elif kind == "turn.completed":
+            self.completed_turns += 1
+            usage = event.get("usage") or {}
+            # cached_input_tokens are part of input_tokens in the Responses API's accounting.
+            self.input_tokens += int(usage.get("input_tokens") or 0)
+            self.output_tokens += int(usage.get("output_tokens") or 0)
+            self.job.on_usage(self.input_tokens, self.output_tokens)
+            line = f"[turn completed: {self.input_tokens} in / {self.output_tokens} out tokens]"
+        elif kind == "turn.failed":
+            self.failure = str((event.get("error") or {}).get("message") or "turn failed")
+            line = f"[turn failed: {self.failure}]"
+        elif kind == "error":
+            self.last_error = str(event.get("message") or "")
+            line = f"[error: {self.last_error}]"
+        if line:
+            with open(self.job.log, "a") as log:
+                log.write(line + "\n")
+
+    def _item(self, kind: str, item: dict[str, Any]) -> str | None:
+        type_ = item.get("type")
+        if type_ == "command_execution":
+            if kind == "item.started":
+                return f"$ {item.get('command')}"
+            return f"  [exit {item.get('exit_code')}] {short(item.get('aggregated_output') or '')}"
+        if kind != "item.completed":
+            return None
+        if type_ == "agent_message":
+            self.summary = str(item.get("text") or "").strip()
+            return f"codex: {short(self.summary, 2000)}"
+        if type_ == "file_change":
+            changes = ", ".join(f"{c.get('kind')} {c.get('path')}" for c in item.get("changes") or [])
+            return f"files: {changes}"
+        if type_ == "error":   # a warning (e.g. unknown model metadata); failures are turn.failed
+            return f"warning: {item.get('message')}"
+        if type_ == "reasoning":
+            return None
+        return f"{type_}: {short(item)}"
+
+    def outcome(self, exit_code: int, timed_out: bool, transcript: str) -> AgentOutcome:
+        outcome = AgentOutcome(summary=self.summary, exit_code=exit_code,
+                               input_tokens=self.input_tokens, output_tokens=self.output_tokens)
+        if timed_out:
+            outcome.error, outcome.timed_out = "the agent ran out of time", True
+        elif self.failure:
+            outcome.error = f"codex failed: {self.failure}"
+        elif exit_code != 0:
+            reason = self.last_error or log_tail(self.job.log, 3) or "no message"
+            outcome.error = f"codex exited with status {exit_code} (transcript: {transcript}): {reason}"
+        elif not self.completed_turns:
+            outcome.error = f"codex ended without completing its turn (transcript: {transcript})"
+        if outcome.error and not outcome.exit_code:
+            outcome.exit_code = 1
+        return outcome

@@ -1,0 +1,241 @@
+"""The real agent CLIs (Claude Code, Codex) driven by `claw run` against the scripted model server.
+
+Nothing here is imitated: the npm packages' own programs run in the attempt's worktree, talk real
+HTTP to the scripted server through their documented base-URL settings, run the scripted tool
+calls (shell commands) themselves, and end; clawfleet commits, runs the checks, feeds a failure
+back for a fix round, and reads the summary and token use from the CLI's JSON output.
+
+The programs are found on PATH or in $CLAW_AGENT_BIN_DIR (`.ci/run` installs them into
+.ci/node); a test whose program is missing is skipped, saying how to install it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from clawfleet import git
+from clawfleet.agents import agent_kinds, claude, codex
+from clawfleet.llm.scripted import Script, ScriptedServer
+
+from conftest import claw, write_config
+from test_run import status_json
+
+LOCAL_BIN = Path(__file__).resolve().parent.parent / ".ci" / "node" / "node_modules" / ".bin"
+if LOCAL_BIN.is_dir():
+    os.environ.setdefault("CLAW_AGENT_BIN_DIR", str(LOCAL_BIN))
+
+CHECK = "python3 -m unittest discover -s tests"
+
+
+def shell_tool(kind: str, command: str) -> dict:
+    """A scripted step that asks the CLI to run `command` with its own shell tool."""
+    if kind == "claude":
+        return {"tool": "Bash", "input": {"command": command, "description": "run a command"}}
+    return {"tool": "exec_command", "input": {"cmd": command}}
+
+
+def require(kind: str) -> None:
+    program = {"claude": claude.PROGRAM, "codex": codex.PROGRAM}[kind]
+    if program.find() is None:
+        pytest.skip(f"{kind} is not installed: run .ci/run, or `{program.install}`")
+
+
+def calculator_repo(repo: Path) -> None:
+    (repo / "calc.py").write_text("def add(a, b):\n    return a + b\n")
+    (repo / "tests").mkdir()
+    (repo / "tests" / "test_calc.py").write_text(textwrap.dedent("""\
+        import unittest
+        from calc import add
+
+
+        class AddTest(unittest.TestCase):
+            def test_add(self):
+                self.assertEqual(add(2, 3), 5)
+        """))
+    git.git("add", "--all", cwd=repo)
+    git.git("commit", "--quiet", "-m", "calculator", cwd=repo, identity=True)
+
+
+MULTIPLY_TEST = textwrap.dedent("""\
+    cat > tests/test_multiply.py <<'EOF'
+    import unittest
+    from calc import multiply
+
+
+    class MultiplyTest(unittest.TestCase):
+        def test_multiply(self):
+            self.assertEqual(multiply(4, 5), 20)
+    EOF""")
+
+
+def multiply_script(kind: str) -> Script:
+    """Round 0 writes a wrong multiply and its test; the checks fail; the fix round repairs it."""
+    return Script.from_rules([
+        {"name": "fix", "match": "Add multiply.*The checks failed", "steps": [
+            shell_tool(kind, CHECK + " 2>&1 | tail -n 5"),
+            shell_tool(kind, "sed -i 's/return a + b  # multiply/return a * b/' calc.py && " + CHECK),
+            {"text": "Fixed multiply: it multiplies now; the tests pass."},
+        ]},
+        {"name": "feature", "match": "Add multiply", "steps": [
+            shell_tool(kind, "cat calc.py"),
+            shell_tool(kind, "printf '\\n\\ndef multiply(a, b):\\n    return a + b  # multiply\\n' >> calc.py"),
+            shell_tool(kind, MULTIPLY_TEST),
+            {"text": "Added multiply(a, b) and its test."},
+        ]},
+    ])
+
+
+def configure(repo: Path, kind: str, server: ScriptedServer, **extra: str) -> None:
+    base_url = server.url if kind == "claude" else server.openai_base_url
+    lines = "".join(f'{key} = {json.dumps(value)}\n' for key, value in extra.items())
+    write_config(repo, f"""
+        [fleet]
+        default_agent = "{kind}"
+        attempt_timeout = 240
+        max_attempts = 1
+        [checks]
+        commands = ["{CHECK}"]
+        fix_rounds = 1
+        [review]
+        auto_approve = []
+        [agents.{kind}]
+        kind = "{kind}"
+        model = "scripted-model"
+        effort = "low"
+        base_url = "{base_url}"
+        """ + textwrap.indent(lines, "        "))
+
+
+@pytest.mark.parametrize("kind", ["claude", "codex"])
+def test_real_cli_adds_a_function_with_its_test_and_fixes_the_failing_check(repo, kind):
+    require(kind)
+    calculator_repo(repo)
+    with ScriptedServer(multiply_script(kind)) as server:
+        configure(repo, kind, server)
+        assert claw(repo, "add", "Add multiply(a, b) to calc.py, with a test").returncode == 0
+        result = claw(repo, "run", timeout=600)
+        requests = list(server.requests)
+    assert result.returncode == 0, result.stderr
+    task = status_json(repo)[0]
+    attempt = task["latest_attempt"]
+    assert task["state"] == "review", (task["reason"], claw(repo, "log", "1").stdout[-3000:])
+    assert attempt["state"] == "ready" and attempt["checks_passed"] is True
+    assert attempt["fix_rounds"] == 1
+
+    # The work is committed on the attempt's branch; main is untouched.
+    branch = attempt["branch"]
+    assert "return a * b" in git.out("show", f"{branch}:calc.py", cwd=repo)
+    assert "multiply(4, 5), 20" in git.out("show", f"{branch}:tests/test_multiply.py", cwd=repo)
+    assert len(git.out("rev-list", f"main..{branch}", cwd=repo).split()) == 2   # the try and the fix
+    assert not (repo / "tests" / "test_multiply.py").exists()
+
+    # Summary and tokens were read from the CLI's own JSON output.
+    assert attempt["summary"] == "Fixed multiply: it multiplies now; the tests pass."
+    assert attempt["input_tokens"] > 1000 and attempt["output_tokens"] > 0
+
+    # The CLI ran each scripted command itself and sent its output back to the model.
+    path = "/v1/messages" if kind == "claude" else "/v1/responses"
+    assert {r["path"] for r in requests} == {path}
+    assert len(requests) == 4 + 3
+    assert "return a + b" in json.dumps(requests[1]["body"])     # what `cat calc.py` printed
+    assert "FAILED" in json.dumps(requests[-1]["body"]) or "AssertionError" in json.dumps(requests[-1]["body"])
+    assert requests[0]["body"]["model"] == "scripted-model"
+
+    # Its transcripts, its own home and the checks' logs are in the attempt folder.
+    attempt_dir = repo / ".claw" / "run" / "attempts" / str(attempt["id"])
+    for round_number in (0, 1):
+        events = [json.loads(line) for line in (attempt_dir / f"{kind}-{round_number}.jsonl").read_text().splitlines()]
+        assert events, f"{kind}-{round_number}.jsonl is empty"
+    assert (attempt_dir / f"{kind}-home").is_dir()
+    assert sorted(p.name for p in (attempt_dir / "checks").iterdir())
+    log = claw(repo, "log", "1").stdout
+    assert "cat calc.py" in log and "Fixed multiply" in log
+
+
+@pytest.mark.parametrize("kind", ["claude", "codex"])
+def test_a_model_error_fails_the_attempt_with_the_providers_message(repo, kind):
+    require(kind)
+    script = Script.from_rules([{"steps": [{"error": 400, "message": "scripted refusal: context too long"}]}])
+    with ScriptedServer(script) as server:
+        configure(repo, kind, server)
+        claw(repo, "add", "Anything at all")
+        result = claw(repo, "run", timeout=300)
+    assert result.returncode == 0, result.stderr
+    task = status_json(repo)[0]
+    assert task["state"] == "failed"
+    assert task["latest_attempt"]["state"] == "failed"
+    assert "scripted refusal: context too long" in task["reason"]
+
+
+def test_effort_model_and_settings_reach_each_cli(repo):
+    require("claude")
+    require("codex")
+    script = Script.from_rules([{"steps": [{"text": "nothing to do"}]}])
+    for kind in ("claude", "codex"):
+        with ScriptedServer(script) as server:
+            configure(repo, kind, server, args=[])
+            claw(repo, "add", f"Look around with {kind}")
+            assert claw(repo, "run", timeout=300).returncode == 0
+            body = server.requests[0]["body"]
+        assert body["model"] == "scripted-model"
+        if kind == "claude":
+            assert body["output_config"]["effort"] == "low"
+        else:
+            assert body["reasoning"]["effort"] == "low"
+    tasks = status_json(repo)
+    assert [t["latest_attempt"]["state"] for t in tasks] == ["no_change", "no_change"]
+    assert [t["latest_attempt"]["summary"] for t in tasks] == ["nothing to do", "nothing to do"]
+
+
+@pytest.mark.parametrize("kind, package", [("claude", "@anthropic-ai/claude-code"), ("codex", "@openai/codex")])
+def test_a_missing_program_fails_with_how_to_install_it(repo, kind, package):
+    write_config(repo, f"""
+        [fleet]
+        default_agent = "mine"
+        [agents.mine]
+        kind = "{kind}"
+        """)
+    claw(repo, "add", "anything")
+    empty = repo.parent / "empty-bin"
+    empty.mkdir()
+    env = {"PATH": f"{empty}:/usr/bin:/bin", "CLAW_AGENT_BIN_DIR": str(empty)}
+    assert claw(repo, "run", env=env).returncode == 0
+    reason = status_json(repo)[0]["reason"]
+    assert f"agent 'mine' (kind {kind}): program '{kind}' not found" in reason
+    assert f"npm install -g {package}" in reason
+
+
+def test_an_unset_api_key_variable_is_named(repo):
+    write_config(repo, """
+        [fleet]
+        default_agent = "claude"
+        [agents.claude]
+        kind = "claude"
+        api_key_env = "CLAW_TEST_UNSET_KEY"
+        binary = "/bin/true"
+        """)
+    claw(repo, "add", "anything")
+    assert claw(repo, "run").returncode == 0
+    reason = status_json(repo)[0]["reason"]
+    assert "$CLAW_TEST_UNSET_KEY (its api_key_env) is not set" in reason
+
+
+def test_claw_agents_lists_kinds_installed_and_versions(repo):
+    listed = claw(repo, "agents", "--json")
+    assert listed.returncode == 0, listed.stderr
+    kinds = {k["kind"]: k for k in json.loads(listed.stdout)}
+    assert set(kinds) >= {"builtin", "command", "claude", "codex"}
+    for kind, program in (("claude", claude.PROGRAM), ("codex", codex.PROGRAM)):
+        path = program.find()
+        assert kinds[kind]["installed"] is (path is not None)
+        if path:
+            assert kinds[kind]["version"] == program.version(path) and kinds[kind]["version"]
+        assert kinds[kind]["install"] == program.install
+    assert {k.kind for k in agent_kinds()} == set(kinds)
+    table = claw(repo, "agents")
+    assert "claude" in table.stdout and "codex" in table.stdout
