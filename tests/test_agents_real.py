@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from clawfleet import git
-from clawfleet.agents import agent_kinds, claude, codex
+from clawfleet.agents import agent_kinds, claude, codex, gemini
 from clawfleet.llm.scripted import Script, ScriptedServer
 
 from conftest import claw, write_config
@@ -36,11 +36,13 @@ def shell_tool(kind: str, command: str) -> dict:
     """A scripted step that asks the CLI to run `command` with its own shell tool."""
     if kind == "claude":
         return {"tool": "Bash", "input": {"command": command, "description": "run a command"}}
+    if kind == "gemini":
+        return {"tool": "run_shell_command", "input": {"command": command}}
     return {"tool": "exec_command", "input": {"cmd": command}}
 
 
 def require(kind: str) -> None:
-    program = {"claude": claude.PROGRAM, "codex": codex.PROGRAM}[kind]
+    program = {"claude": claude.PROGRAM, "codex": codex.PROGRAM, "gemini": gemini.PROGRAM}[kind]
     if program.find() is None:
         pytest.skip(f"{kind} is not installed: run .ci/run, or `{program.install}`")
 
@@ -91,7 +93,7 @@ def multiply_script(kind: str) -> Script:
 
 
 def configure(repo: Path, kind: str, server: ScriptedServer, **extra: str) -> None:
-    base_url = server.url if kind == "claude" else server.openai_base_url
+    base_url = server.openai_base_url if kind == "codex" else server.url
     lines = "".join(f'{key} = {json.dumps(value)}\n' for key, value in extra.items())
     write_config(repo, f"""
         [fleet]
@@ -106,12 +108,12 @@ def configure(repo: Path, kind: str, server: ScriptedServer, **extra: str) -> No
         [agents.{kind}]
         kind = "{kind}"
         model = "scripted-model"
-        effort = "low"
+        {'effort = "low"' if kind != "gemini" else ""}
         base_url = "{base_url}"
         """ + textwrap.indent(lines, "        "))
 
 
-@pytest.mark.parametrize("kind", ["claude", "codex"])
+@pytest.mark.parametrize("kind", ["claude", "codex", "gemini"])
 def test_real_cli_adds_a_function_with_its_test_and_fixes_the_failing_check(repo, kind):
     require(kind)
     calculator_repo(repo)
@@ -139,12 +141,14 @@ def test_real_cli_adds_a_function_with_its_test_and_fixes_the_failing_check(repo
     assert attempt["input_tokens"] > 1000 and attempt["output_tokens"] > 0
 
     # The CLI ran each scripted command itself and sent its output back to the model.
-    path = "/v1/messages" if kind == "claude" else "/v1/responses"
+    path = {"claude": "/v1/messages", "codex": "/v1/responses",
+            "gemini": "/v1beta/models/scripted-model:streamGenerateContent"}[kind]
     assert {r["path"] for r in requests} == {path}
     assert len(requests) == 4 + 3
     assert "return a + b" in json.dumps(requests[1]["body"])     # what `cat calc.py` printed
     assert "FAILED" in json.dumps(requests[-1]["body"]) or "AssertionError" in json.dumps(requests[-1]["body"])
-    assert requests[0]["body"]["model"] == "scripted-model"
+    if kind != "gemini":  # Gemini names the model in the path
+        assert requests[0]["body"]["model"] == "scripted-model"
 
     # Its transcripts, its own home and the checks' logs are in the attempt folder.
     attempt_dir = repo / ".claw" / "run" / "attempts" / str(attempt["id"])
@@ -157,7 +161,7 @@ def test_real_cli_adds_a_function_with_its_test_and_fixes_the_failing_check(repo
     assert "cat calc.py" in log and "Fixed multiply" in log
 
 
-@pytest.mark.parametrize("kind", ["claude", "codex"])
+@pytest.mark.parametrize("kind", ["claude", "codex", "gemini"])
 def test_a_model_error_fails_the_attempt_with_the_providers_message(repo, kind):
     require(kind)
     script = Script.from_rules([{"steps": [{"error": 400, "message": "scripted refusal: context too long"}]}])
@@ -192,7 +196,8 @@ def test_effort_model_and_settings_reach_each_cli(repo):
     assert [t["latest_attempt"]["summary"] for t in tasks] == ["nothing to do", "nothing to do"]
 
 
-@pytest.mark.parametrize("kind, package", [("claude", "@anthropic-ai/claude-code"), ("codex", "@openai/codex")])
+@pytest.mark.parametrize("kind, package", [("claude", "@anthropic-ai/claude-code"), ("codex", "@openai/codex"),
+                                           ("gemini", "@google/gemini-cli")])
 def test_a_missing_program_fails_with_how_to_install_it(repo, kind, package):
     write_config(repo, f"""
         [fleet]
@@ -229,8 +234,8 @@ def test_claw_agents_lists_kinds_installed_and_versions(repo):
     listed = claw(repo, "agents", "--json")
     assert listed.returncode == 0, listed.stderr
     kinds = {k["kind"]: k for k in json.loads(listed.stdout)}
-    assert set(kinds) >= {"builtin", "command", "claude", "codex"}
-    for kind, program in (("claude", claude.PROGRAM), ("codex", codex.PROGRAM)):
+    assert set(kinds) >= {"builtin", "command", "claude", "codex", "gemini"}
+    for kind, program in (("claude", claude.PROGRAM), ("codex", codex.PROGRAM), ("gemini", gemini.PROGRAM)):
         path = program.find()
         assert kinds[kind]["installed"] is (path is not None)
         if path:

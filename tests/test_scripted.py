@@ -449,3 +449,32 @@ def test_invalid_tool_steps(raw, problem):
     with pytest.raises(ClawError) as error:
         Script.from_rules([{"steps": [raw]}])
     assert problem in error.value.message
+
+
+def test_gemini_api_function_calls_text_stream_and_errors():
+    script = Script.from_rules([{"match": "Add a slugify", "steps": [
+        {"tool": "run_shell_command", "input": {"command": "ls"}},
+        {"text": "Added slugify and its test, all green."},
+    ]}, {"match": "busy", "steps": [{"error": 429, "message": "quota"}]}])
+    opening = [{"role": "user", "parts": [{"text": "<session_context/>"}, {"text": "Add a slugify helper"}]}]
+    with ScriptedServer(script) as server:
+        url = server.url + "/v1beta/models/gemini-x"
+        first = httpx.post(url + ":generateContent", json={"contents": opening}).json()
+        part = first["candidates"][0]["content"]["parts"][0]
+        assert part == {"functionCall": {"name": "run_shell_command", "args": {"command": "ls"}}}
+        assert first["usageMetadata"]["promptTokenCount"] > 1 and first["modelVersion"] == "gemini-x"
+        history = opening + [{"role": "model", "parts": [part]},
+                             {"role": "user", "parts": [{"functionResponse": {"name": "run_shell_command",
+                                                                              "response": {"output": "a.py"}}}]}]
+        streamed = httpx.post(url + ":streamGenerateContent?alt=sse", json={"contents": history})
+        chunks = [json.loads(line[6:]) for line in streamed.text.splitlines() if line.startswith("data: ")]
+        text = "".join(c["candidates"][0]["content"]["parts"][0]["text"] for c in chunks)
+        assert text == "Added slugify and its test, all green."
+        assert chunks[-1]["candidates"][0]["finishReason"] == "STOP"
+        assert "finishReason" not in chunks[0]["candidates"][0]
+        busy = httpx.post(url + ":generateContent", json={"contents": [{"role": "user", "parts": [{"text": "busy"}]}]})
+        assert busy.status_code == 429 and busy.json()["error"] == {"code": 429, "message": "quota",
+                                                                     "status": "RESOURCE_EXHAUSTED"}
+        assert httpx.post(url + ":countTokens", json={"contents": opening}).json()["totalTokens"] > 1
+        assert httpx.post(url + ":embedContent", json={}).status_code == 404
+        assert httpx.post(url + ":generateContent", json={"contents": "x"}).status_code == 400

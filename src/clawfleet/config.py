@@ -96,11 +96,16 @@ class CodexAgentConfig(_CliAgentConfig):
     sandbox: Literal["read-only", "workspace-write", "danger-full-access"] = "workspace-write"
 
 
-CLI_AGENT_CONFIGS = (ClaudeAgentConfig, CodexAgentConfig)
-AnyAgentConfig = BuiltinAgentConfig | CommandAgentConfig | ClaudeAgentConfig | CodexAgentConfig
-AgentConfig = Annotated[Union[BuiltinAgentConfig, CommandAgentConfig, ClaudeAgentConfig, CodexAgentConfig],
-                        Field(discriminator="kind")]
-AGENT_KINDS = ("builtin", "command", "claude", "codex")
+class GeminiAgentConfig(_CliAgentConfig):
+    kind: Literal["gemini"]
+    approval_mode: Literal["yolo", "auto_edit", "default"] = "yolo"
+
+
+AnyAgentConfig = (BuiltinAgentConfig | CommandAgentConfig | ClaudeAgentConfig | CodexAgentConfig
+                  | GeminiAgentConfig)
+AgentConfig = Annotated[Union[BuiltinAgentConfig, CommandAgentConfig, ClaudeAgentConfig, CodexAgentConfig,
+                              GeminiAgentConfig], Field(discriminator="kind")]
+AGENT_KINDS = ("builtin", "command", "claude", "codex", "gemini")
 _agent_config = TypeAdapter(AgentConfig)
 
 

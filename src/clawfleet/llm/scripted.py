@@ -242,6 +242,28 @@ def _responses_conversation(body: dict[str, Any]) -> Conversation:
     return Conversation("\n".join(opening), turns, _tokens(size))
 
 
+def _gemini_conversation(body: dict[str, Any]) -> Conversation:
+    """Gemini API: the user contents before the first model turn; one turn per `model` content.
+
+    Function results come back as `functionResponse` parts in a user content, so counting model
+    contents counts tool calls too.
+    """
+    contents = body.get("contents")
+    if not isinstance(contents, list) or not all(isinstance(c, dict) for c in contents):
+        raise ScriptError("scripted model: the request has no `contents` list of objects")
+    opening: list[str] = []
+    turns, size = 0, len(_text((body.get("systemInstruction") or {}).get("parts")))
+    for content in contents:
+        parts = content.get("parts") if isinstance(content.get("parts"), list) else []
+        if content.get("role") == "model":
+            turns += 1
+        elif not turns:
+            opening.append(_text(parts))
+        size += len(_text(parts)) + sum(len(json.dumps(p.get("functionResponse") or ""))
+                                         for p in parts if isinstance(p, dict))
+    return Conversation("\n".join(opening), turns, _tokens(size))
+
+
 def _tokens(chars: int) -> int:
     return max(1, chars // 4)
 
@@ -274,6 +296,16 @@ def openai_error(status: int, message: str) -> JSONResponse:
 
 def anthropic_error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"type": "error", "error": {"type": _error_type(status), "message": message}},
+                        status_code=status)
+
+
+_GOOGLE_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
+                  404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE"}
+
+
+def gemini_error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": status, "message": message,
+                                   "status": _GOOGLE_STATUS.get(status, "INTERNAL" if status >= 500 else "FAILED_PRECONDITION")}},
                         status_code=status)
 
 
@@ -425,6 +457,36 @@ class _Api:
         return _stream(events)
 
 
+    # -- Gemini API (generateContent, streamGenerateContent) --------------------------------
+
+    def gemini(self, body: dict[str, Any], step: Step, input_tokens: int, model: str, stream: bool) -> Any:
+        output_tokens = self._output_tokens(step)
+        part = ({"functionCall": {"name": step.value, "args": json.loads(step.input)}} if step.kind == "tool"
+                else {"text": step.reply_text()})
+        usage = {"promptTokenCount": input_tokens, "candidatesTokenCount": output_tokens,
+                 "totalTokenCount": input_tokens + output_tokens}
+
+        def response(parts: list[dict[str, Any]], finish: str | None) -> dict[str, Any]:
+            candidate = {"content": {"role": "model", "parts": parts}, "index": 0}
+            if finish:
+                candidate["finishReason"] = finish
+            return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": model,
+                    "responseId": f"scripted-{next(self._ids)}"}
+
+        if not stream:
+            return JSONResponse(response([part], "STOP"))
+
+        async def events() -> AsyncIterator[str]:
+            if step.kind == "tool":
+                yield _sse(response([part], "STOP"))  # a function call arrives whole
+                return
+            pieces = _chunks(part["text"])
+            for number, piece in enumerate(pieces):
+                yield _sse(response([{"text": piece}], "STOP" if number == len(pieces) - 1 else None))
+
+        return _stream(events)
+
+
 def build_app(script: Script, requests: list[dict[str, Any]], lock: threading.Lock) -> FastAPI:
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     api = _Api()
@@ -463,6 +525,23 @@ def build_app(script: Script, requests: list[dict[str, Any]], lock: threading.Lo
     @app.post("/messages")
     async def messages(request: Request) -> Any:
         return await answer(request, _messages_conversation, api.anthropic, anthropic_error)
+
+    @app.post("/v1beta/models/{target}")
+    @app.post("/v1/models/{target}")
+    async def gemini(target: str, request: Request) -> Any:
+        # The path is `models/MODEL:ACTION`, e.g. `models/gemini-2.5-pro:streamGenerateContent`.
+        model, _, action = target.partition(":")
+        if action == "countTokens":
+            body = await request.json()
+            return {"totalTokens": _gemini_conversation(body if "contents" in body else
+                                                        body.get("generateContentRequest") or {}).input_tokens}
+        if action not in ("generateContent", "streamGenerateContent"):
+            return gemini_error(404, f"scripted model: no method {action!r} (it answers generateContent, "
+                                     "streamGenerateContent and countTokens)")
+        return await answer(request, _gemini_conversation,
+                            lambda body, step, tokens: api.gemini(body, step, tokens, model,
+                                                                  action == "streamGenerateContent"),
+                            gemini_error)
 
     @app.get("/v1/models")
     @app.get("/models")

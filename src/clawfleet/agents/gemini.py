@@ -1,0 +1,138 @@
+"""`gemini`: Google's Gemini CLI, run headless (`gemini -p`) in the worktree.
+
+    [agents.gemini]
+    kind = "gemini"
+    model = "gemini-2.5-pro"                  # -m
+    base_url = "http://127.0.0.1:8080"        # GOOGLE_GEMINI_BASE_URL (a gateway, any Gemini-API server)
+    api_key_env = "GEMINI_API_KEY"            # passed to it as GEMINI_API_KEY
+
+It gets a HOME of its own in the attempt folder whose `.gemini/settings.json` selects API-key
+auth (without it, headless runs stop at "Invalid auth method selected") and turns off usage
+statistics. The prompt goes in on stdin (`-p ""` appends nothing to it); `--approval-mode yolo`
+lets it run its tools unattended, and `--skip-trust` trusts the worktree for this session only
+(an untrusted folder silently drops it back to asking). `--output-format stream-json` prints one
+JSON event a line (init, message, tool_use, tool_result, result with token stats), kept as
+`gemini-N.jsonl`. It has no reasoning-effort option, so none is passed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from ..config import GeminiAgentConfig
+from ..errors import ClawError
+from . import AgentJob, AgentOutcome
+from ._cli import Program, api_key, log_tail, run_with_events, short
+
+PROGRAM = Program("gemini", "gemini", "npm install -g @google/gemini-cli")
+
+
+class GeminiAgent:
+    def __init__(self, name: str, config: GeminiAgentConfig) -> None:
+        self.name = name
+        self.config = config
+
+    def command(self, binary: str) -> list[str]:
+        args = [binary, "-p", "", "--output-format", "stream-json",
+                "--approval-mode", self.config.approval_mode, "--skip-trust"]
+        if self.config.model:
+            args += ["--model", self.config.model]
+        return args + self.config.args
+
+    def environment(self, job: AgentJob) -> dict[str, str]:
+        home = job.attempt_dir / "gemini-home"
+        (home / ".gemini").mkdir(parents=True, exist_ok=True)
+        settings = {"security": {"auth": {"selectedType": "gemini-api-key"}},
+                    "privacy": {"usageStatisticsEnabled": False}}
+        (home / ".gemini" / "settings.json").write_text(json.dumps(settings, indent=1))
+        env = {**os.environ, "HOME": str(home), **self.config.env}
+        key = api_key(self.name, self.config.api_key_env, self.config.base_url)
+        if self.config.base_url:
+            env["GOOGLE_GEMINI_BASE_URL"] = self.config.base_url
+        if key:
+            env["GEMINI_API_KEY"] = key
+        return env
+
+    def run(self, job: AgentJob) -> AgentOutcome:
+        try:
+            binary = PROGRAM.require(self.name, self.config.binary)
+            env = self.environment(job)
+        except ClawError as error:
+            return AgentOutcome(error=str(error), exit_code=127)
+        events = _Events(job)
+        transcript = job.attempt_dir / f"gemini-{job.round}.jsonl"
+        command = self.command(binary)
+        with open(job.log, "a") as log:
+            log.write(f"# Gemini CLI, agent '{self.name}': {' '.join(command[1:])}\n")
+        finished = run_with_events(job, command, env, transcript, events.on_event, stdin_text=job.prompt)
+        return events.outcome(finished.exit_code, finished.timed_out, transcript.name)
+
+
+class _Events:
+    """Reads Gemini CLI's stream-json events. Assistant text arrives in deltas: the summary is the
+    text after the last tool call."""
+
+    def __init__(self, job: AgentJob) -> None:
+        self.job = job
+        self.reply: list[str] = []
+        self.result: dict[str, Any] | None = None
+        self.input_tokens = self.output_tokens = 0
+        self._logged = ""
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        kind, line = event.get("type"), None
+        if kind == "init":
+            line = f"[gemini session {event.get('session_id')}, model {event.get('model')}]"
+        elif kind == "message" and event.get("role") == "assistant":
+            if not event.get("delta"):
+                self.reply = []
+            self.reply.append(str(event.get("content") or ""))
+        elif kind == "tool_use":
+            self._flush()
+            self.reply = []
+            line = f"-> {event.get('tool_name')} {short(event.get('parameters'))}"
+        elif kind == "tool_result":
+            line = f"<- [{event.get('status')}] {short(event.get('output') or event.get('error') or '')}"
+        elif kind == "error":
+            line = f"[error: {short(event.get('message') or event)}]"
+        elif kind == "result":
+            self._flush()
+            self.result = event
+            stats = event.get("stats") or {}
+            self.input_tokens = int(stats.get("input_tokens") or 0)
+            self.output_tokens = int(stats.get("output_tokens") or 0)
+            self.job.on_usage(self.input_tokens, self.output_tokens)
+            line = (f"[result: {event.get('status')}, {stats.get('tool_calls', 0)} tool calls, "
+                    f"{self.input_tokens} in / {self.output_tokens} out tokens]")
+        if line:
+            self._write(line)
+
+    def _flush(self) -> None:
+        text = "".join(self.reply).strip()
+        if text and text != self._logged:
+            self._logged = text
+            self._write(f"gemini: {short(text, 2000)}")
+
+    def _write(self, line: str) -> None:
+        with open(self.job.log, "a") as log:
+            log.write(line + "\n")
+
+    def outcome(self, exit_code: int, timed_out: bool, transcript: str) -> AgentOutcome:
+        outcome = AgentOutcome(summary="".join(self.reply).strip(), exit_code=exit_code,
+                               input_tokens=self.input_tokens, output_tokens=self.output_tokens)
+        result = self.result or {}
+        if timed_out:
+            outcome.error, outcome.timed_out = "the agent ran out of time", True
+        elif not result:
+            outcome.error = (f"gemini exited with status {exit_code} without a result "
+                             f"(transcript: {transcript}): {log_tail(self.job.log, 3)}")
+        elif result.get("status") != "success":
+            error = result.get("error") or {}
+            outcome.error = f"gemini ended with {result.get('status')}: {error.get('message') or short(error)}"
+        elif exit_code != 0:
+            outcome.error = f"gemini exited with status {exit_code} (see `claw log`)"
+        if outcome.error and not outcome.exit_code:
+            outcome.exit_code = 1
+        return outcome
