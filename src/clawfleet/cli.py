@@ -546,7 +546,7 @@ def fake_llm(
     script: Annotated[Path, typer.Option(help="TOML script of rules (see README: 'Scripted model').")],
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 picks a free one).")] = 0,
 ) -> None:
-    """Serve a scripted model (OpenAI chat + Anthropic messages) on 127.0.0.1, for tests and demos."""
+    """Serve a scripted model (OpenAI chat and Responses, Anthropic, Gemini) on 127.0.0.1, for tests and demos."""
     from .llm.scripted import Script, ScriptedServer
 
     server = ScriptedServer(Script.load(script), port=port)

@@ -1,16 +1,16 @@
 """The scripted model server: a real HTTP server that answers like an LLM provider, from a script.
 
-It speaks OpenAI chat completions, the OpenAI Responses API and Anthropic Messages, streaming and
-not, so the built-in agent and the real agent CLIs (Claude Code, Codex, ...) pointed at it by base
-URL run offline, deterministically. A script is a list of rules; the first rule whose `match` is
-found in the conversation's opening user text answers, with its step N for the N-th model turn
-(N = model turns already in the conversation: assistant messages, or Responses output items).
-Stateless: the conversation itself says where it is.
+It speaks OpenAI chat completions, the OpenAI Responses API, Anthropic Messages and the Gemini API,
+streaming and not, so the built-in agent and the real agent CLIs (Claude Code, Codex, Gemini CLI)
+pointed at it by base URL run offline, deterministically. A script is a list of rules; the first
+rule whose `match` is found in the conversation's opening user text answers, with its step N for
+the N-th model turn (N = model turns already in the conversation: assistant messages, Responses
+output items or Gemini `model` contents). Stateless: the conversation itself says where it is.
 
 A step is a reply text (`text`, `command`, `done`), an HTTP error (`error`), or a tool call
 (`tool` + `input`), answered in the shape the API asks for: an Anthropic `tool_use` block, an
-OpenAI chat `tool_calls` entry or a Responses `function_call` item. The client runs the tool and
-sends its result back, which makes the next turn.
+OpenAI chat `tool_calls` entry, a Responses `function_call` item or a Gemini `functionCall` part.
+The client runs the tool and sends its result back, which makes the next turn.
 
     with ScriptedServer(Script.load("script.toml")) as server:
         client = openai.OpenAI(base_url=server.openai_base_url, api_key="none")
