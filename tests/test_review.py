@@ -65,3 +65,63 @@ def test_review_orders_by_importance_then_risk_and_records_the_wait(repo):
     events = json.loads(claw(repo, "show", "3", "--json").stdout)["events"]
     approved = next(e for e in events if e["kind"] == "attempt.approved")
     assert approved["data"]["waited_s"] > 0
+
+
+def ai_config(repo, server, agent):
+    configure(repo, {"w": agent}, auto_approve="[]", checks=["true"], max_attempts=2)
+    config = repo / ".claw" / "config.toml"
+    config.write_text(config.read_text().replace("[review]\n", """[review]
+auto_max_risk = { normal = -1 }
+ai_reviewer = "reviewer"
+ai_max_risk = { normal = 100 }
+""") + f"""
+[agents.reviewer]
+kind = "builtin"
+provider = "openai"
+model = "scripted"
+base_url = "{server.openai_base_url}"
+""")
+
+
+def test_ai_reviewer_approves_or_sends_back_with_comments(repo):
+    from clawfleet.llm.scripted import Script, ScriptedServer
+
+    agent = agent_script(repo, "w", """
+        if grep -q "reviewer asks" "$CLAW_PROMPT_FILE"; then echo "with a test" > done.txt
+        else echo "first try" > done.txt; fi
+        """)
+    script = Script.from_rules([
+        {"match": "first try", "steps": [{"text": '{"verdict": "revise", "comments": ["add a test"]}'}]},
+        {"match": "with a test", "steps": [{"text": '{"verdict": "approve", "comments": ["good"]}'}]},
+    ])
+    with ScriptedServer(script) as server:
+        ai_config(repo, server, agent)
+        claw(repo, "add", "do it")
+        result = claw(repo, "run")
+    assert result.returncode == 0, result.stderr
+    assert "AI reviewer: revise: add a test" in result.stdout
+    task = status_json(repo)[0]
+    assert task["state"] == "merged"
+    assert (repo / "done.txt").read_text() == "with a test\n"
+    shown = json.loads(claw(repo, "show", "1", "--json").stdout)
+    assert [a["state"] for a in shown["attempts"]] == ["sent_back", "merged"]
+    assert "- add a test" in (repo / ".claw/run/attempts" / str(shown["attempts"][1]["id"]) / "prompt-0.md").read_text()
+
+
+def test_ai_reviewer_rejection_or_failure_leaves_it_to_a_person(repo):
+    from clawfleet.llm.scripted import Script, ScriptedServer
+
+    agent = agent_script(repo, "w", 'echo "$CLAW_TASK_ID" > "t$CLAW_TASK_ID.txt"\n')
+    script = Script.from_rules([
+        {"match": "t1.txt", "steps": [{"text": '{"verdict": "reject", "comments": ["wrong file"]}'}]},
+        {"match": "t2.txt", "steps": [{"text": "no idea"}]},
+    ])
+    with ScriptedServer(script) as server:
+        ai_config(repo, server, agent)
+        claw(repo, "add", "one")
+        claw(repo, "add", "two")
+        assert claw(repo, "run").returncode == 0
+    tasks = status_json(repo)
+    assert [t["state"] for t in tasks] == ["review", "review"]
+    assert tasks[0]["reason"] == "AI reviewer: reject: wrong file"
+    assert tasks[1]["reason"].startswith("AI review failed, a person decides: the AI reviewer did not reply")

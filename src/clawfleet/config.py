@@ -40,6 +40,9 @@ class ReviewConfig(_Section):
     auto_approve: list[Importance] = Field(default_factory=lambda: [Importance.low])
     auto_max_risk: dict[Importance, int] = Field(
         default_factory=dict, description="per importance: the highest risk score approved without a person")
+    ai_reviewer: str | None = Field(None, description="built-in agent whose model reviews mid-risk attempts")
+    ai_max_risk: dict[Importance, int] = Field(
+        default_factory=dict, description="per importance: the highest risk the AI reviewer may approve")
     sensitive: list[str] = Field(
         default_factory=lambda: [".github/**", ".ci/**", "**/migrations/**", "**/*.lock",
                                  "**/Dockerfile", "**/*secret*", "pyproject.toml", "package.json"],
@@ -193,6 +196,9 @@ auto_approve = ["low"]    # importance levels approved without a person when che
 # Or approve by risk (0-100, from the diff's size, files, deletions, sensitive paths, tests
 # and checks): per importance, the highest risk that lands without a person.
 # auto_max_risk = {{ normal = 30, high = 10 }}
+# Between auto_max_risk and ai_max_risk, a model reviews first (the agent named here):
+# ai_reviewer = "builtin"
+# ai_max_risk = {{ normal = 60, high = 40 }}
 # sensitive = [".github/**", ".ci/**", "**/migrations/**", "**/*.lock", "pyproject.toml"]
 merge_on_approve = true   # `claw run` lands approved attempts as it goes
 

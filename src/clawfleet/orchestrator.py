@@ -13,14 +13,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import git, radar
+from . import git, radar, reviewer
 from .errors import ClawError
 from .executors.local import LocalExecutor, Running
 from .mergequeue import LandResult, MergeQueue
-from .models import Attempt, AttemptState, TaskState
+from .models import Attempt, AttemptState, Task, TaskState
 from .project import Project
 from .prompt import render_prompt
-from .review import decide, risk_of
+from .risk import Risk
+from .review import Decision, after_ai_review, decide, risk_of
 from .runner import AttemptSpec, AttemptStatus, read_progress
 from .scheduler import for_project
 from .workspace import WorkspacePool, attempt_worktree_name
@@ -235,13 +236,40 @@ class Orchestrator:
                                   task_feedback=decision.feedback,
                                   event_data={"risk": risk.score, "risk_reasons": risk.reasons} if risk else None,
                                   **fields)
-        if decision.auto_approved:
+        if decision.ai_review:
+            decision = self._ai_review(task, attempt, status, risk, attempts_so_far)
+        if decision.auto_approved:  # the task is approved already; the attempt follows
             self.store.finish_attempt(attempt.id, AttemptState.approved, "attempt.approved",
-                                      reason="auto-approved by policy")
+                                      reason=decision.reason)
         self.on_event(f"task {task.id}: attempt {attempt.number} {status.outcome}"
                       + (f" → {decision.task_state}" if decision.task_state else ""))
         if decision.task_state not in (TaskState.review, TaskState.approved):
             self._release(attempt, keep=status.outcome != AttemptState.no_change)
+
+    def _ai_review(self, task: Task, attempt: Attempt, status: AttemptStatus, risk: Risk,
+                   attempts_so_far: int) -> Decision:
+        """Ask the AI reviewer about a task now in review; return where its verdict sends it."""
+        try:
+            verdict = reviewer.review(self.project, task, attempt, status.head_commit, risk,
+                                      status.checks_passed)
+        except ClawError as error:
+            self.store.note_task(task.id, f"AI review failed, a person decides: {error}", "review.ai_failed")
+            return Decision(TaskState.review)
+        decision = after_ai_review(verdict, attempts_so_far, self.config)
+        self.on_event(f"task {task.id}: {verdict.describe()}")
+        if decision.task_state == TaskState.approved:
+            self.store.finish_attempt(attempt.id, AttemptState.approved, "attempt.approved",
+                                      task_state=TaskState.approved, task_reason=decision.reason,
+                                      event_data={"by": "ai", "comments": verdict.comments})
+            return Decision(TaskState.approved, decision.reason)
+        if decision.task_state == TaskState.queued:
+            self.store.finish_attempt(attempt.id, AttemptState.sent_back, "attempt.sent_back",
+                                      task_state=TaskState.queued, task_reason=decision.reason,
+                                      task_feedback=decision.feedback, feedback=decision.feedback,
+                                      event_data={"by": "ai", "comments": verdict.comments})
+            return Decision(TaskState.queued, decision.reason)  # the caller frees the worktree
+        self.store.note_task(task.id, decision.reason, "review.ai", comments=verdict.comments)
+        return Decision(TaskState.review, decision.reason)
 
     def _release(self, attempt: Attempt, keep: bool) -> None:
         """Free the worktree of an attempt that will not land; keep its branch unless empty."""

@@ -85,19 +85,10 @@ def parse_plan(text: str) -> list[TaskDraft]:
 
 def propose(project: Project, goal: str, agent_name: str | None = None) -> list[TaskDraft]:
     """Ask the model of a built-in agent for a plan."""
-    from .config import BuiltinAgentConfig
-    from .llm.client import make_model, resolve_model_settings
-    import os
+    from .agents.builtin import model_for
 
-    name = agent_name or "builtin"
-    config = project.config.agent(name)
-    if not isinstance(config, BuiltinAgentConfig):
-        raise ClawError(f"the planner needs a built-in agent's model; '{name}' is a {config.kind} agent",
-                        hint="pass --agent NAME of a [agents.NAME] with kind = \"builtin\"")
-    settings = resolve_model_settings(provider=config.provider, model=config.model,
-                                      base_url=config.base_url, api_key_env=config.api_key_env,
-                                      agent_name=name, env=os.environ, timeout=config.request_timeout)
-    reply = make_model(settings).complete([{"role": "user", "content": plan_prompt(project, goal)}])
+    model = model_for(project.config, agent_name or "builtin", "planner")
+    reply = model.complete([{"role": "user", "content": plan_prompt(project, goal)}])
     return parse_plan(reply.text)
 
 

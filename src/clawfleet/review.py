@@ -24,6 +24,7 @@ class Decision:
     reason: str | None = None
     feedback: str | None = None
     auto_approved: bool = False
+    ai_review: bool = False
 
 
 def decide(task: Task, status: AttemptStatus, attempts_so_far: int, config: Config,
@@ -38,6 +39,9 @@ def decide(task: Task, status: AttemptStatus, attempts_so_far: int, config: Conf
         if risk is not None and limit is not None and risk.score <= limit:
             return Decision(TaskState.approved, f"auto-approved: {risk.describe()} <= {limit} for "
                                                 f"{task.importance} tasks", auto_approved=True)
+        ai_limit = config.review.ai_max_risk.get(task.importance)
+        if risk is not None and config.review.ai_reviewer and ai_limit is not None and risk.score <= ai_limit:
+            return Decision(TaskState.review, f"for the AI reviewer: {risk.describe()}", ai_review=True)
         return Decision(TaskState.review, "ready for review" + (f": {risk.describe()}" if risk else ""))
     if outcome == AttemptState.checks_failed and config.checks.on_failure == "review":
         return Decision(TaskState.review, status.reason)
@@ -130,3 +134,13 @@ def cancel(project: Project, task_id: int) -> None:
         LocalExecutor().stop(attempt.id, project.attempt_dir(attempt.id), attempt.pid)
     elif task.state in (TaskState.review, TaskState.approved):
         release_worktree(project, attempt)
+
+
+def after_ai_review(verdict, attempts_so_far: int, config: Config) -> Decision:
+    """Where the AI reviewer's verdict sends a task that waits in review."""
+    if verdict.verdict == "approve":
+        return Decision(TaskState.approved, verdict.describe(), auto_approved=True)
+    if verdict.verdict == "revise" and attempts_so_far < config.fleet.max_attempts:
+        return Decision(TaskState.queued, verdict.describe(),
+                        feedback="The reviewer asks for changes:\n" + "\n".join(f"- {c}" for c in verdict.comments))
+    return Decision(TaskState.review, verdict.describe())

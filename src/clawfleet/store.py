@@ -210,6 +210,13 @@ class Store:
                    (str(new), reason, feedback, time.time(), task_id))
         self._event(db, event, task_id=task_id, old=str(current), new=str(new), reason=reason, **data)
 
+    def note_task(self, task_id: int, reason: str, event: str, **data: Any) -> None:
+        """Change why a task is where it is, without moving it (e.g. a reviewer's comments)."""
+        with self.transaction() as db:
+            db.execute("UPDATE tasks SET reason = ?, updated_at = ? WHERE id = ?",
+                       (reason, time.time(), task_id))
+            self._event(db, event, task_id=task_id, reason=reason, **data)
+
     def clear_feedback(self, task_id: int) -> None:
         with self.transaction() as db:
             db.execute("UPDATE tasks SET feedback = NULL WHERE id = ?", (task_id,))

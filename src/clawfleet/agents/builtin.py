@@ -35,6 +35,24 @@ class FormatError(Exception):
     """The reply was neither one command nor DONE; the model is told and tries again."""
 
 
+def model_of(name: str, config: BuiltinAgentConfig) -> Model:
+    """The model a built-in agent's config names (config first, then the usual variables)."""
+    settings = resolve_model_settings(
+        provider=config.provider, model=config.model, base_url=config.base_url,
+        api_key_env=config.api_key_env, agent_name=name, env=os.environ,
+        timeout=config.request_timeout)
+    return make_model(settings)
+
+
+def model_for(project_config, name: str, purpose: str) -> Model:
+    """The model of the built-in agent `name`, for the planner or the reviewer."""
+    config = project_config.agent(name)
+    if not isinstance(config, BuiltinAgentConfig):
+        raise ClawError(f"the {purpose} needs a built-in agent's model; '{name}' is a {config.kind} agent",
+                        hint='name an [agents.NAME] with kind = "builtin"')
+    return model_of(name, config)
+
+
 def system_prompt() -> str:
     return (resources.files("clawfleet") / "templates" / "builtin_system.md").read_text()
 
@@ -67,11 +85,7 @@ class BuiltinAgent:
         self._model = model
 
     def _make_model(self) -> Model:
-        settings = resolve_model_settings(
-            provider=self.config.provider, model=self.config.model, base_url=self.config.base_url,
-            api_key_env=self.config.api_key_env, agent_name=self.name, env=os.environ,
-            timeout=self.config.request_timeout)
-        return make_model(settings)
+        return model_of(self.name, self.config)
 
     def run(self, job: AgentJob) -> AgentOutcome:
         outcome = AgentOutcome()
