@@ -157,7 +157,12 @@ def worktree_of_branch(repo: Path, branch: str) -> Path | None:
     return None
 
 
-def add_detached_worktree(repo: Path, path: Path, commit: str) -> None:
+def add_detached_worktree(repo: Path, path: Path, commit: str, lock: bool = True) -> None:
+    """`lock=False` for a checkout nobody else can name yet (a staging folder): a long checkout
+    then does not hold up other worktree operations."""
+    if not lock:
+        git("worktree", "add", "--detach", "--quiet", str(path), commit, cwd=repo)
+        return
     with repo_lock(repo):
         git("worktree", "add", "--detach", "--quiet", str(path), commit, cwd=repo)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -87,11 +88,10 @@ class Orchestrator:
 
     def run(self, tick: float = 0.02, on_tick: Callable[[], None] | None = None) -> None:
         """Run until nothing is running and nothing more can start."""
-        tip = self.project.target_tip()  # fail early with a clear error on a bad target
-        with OrchestratorLock(self.project.run_dir):
+        self.project.target_tip()  # fail early with a clear error on a bad target
+        with OrchestratorLock(self.project.run_dir), ThreadPoolExecutor(1, "pool-filler") as filler:
             self.collect()  # reattach or collect what a previous orchestrator left
-            if self.store.list_tasks([TaskState.queued]):
-                self.pool.fill(tip)
+            filling: Future | None = None
             while True:
                 ended = self.collect()
                 if self.merge:
@@ -102,10 +102,13 @@ class Orchestrator:
                     on_tick()
                 if not started and not self.running() and not self._backing_off:
                     break
+                if filling is None or filling.done():
+                    if filling is not None and filling.exception() is not None:
+                        self.on_event(f"could not fill the worktree pool: {filling.exception()}")
+                    # One worktree at a time, in the background: starts and collects go on.
+                    filling = filler.submit(self.pool.fill, self.project.target_tip(), 1)
                 if not started and not ended:
-                    # Idle: top the pool up by one worktree, off the path of starts and collects.
-                    if not self.pool.fill(self.project.target_tip(), at_most=1):
-                        time.sleep(tick)
+                    time.sleep(tick)
 
     def running(self) -> list[Attempt]:
         return self.store.attempts(states=[AttemptState.running])

@@ -14,6 +14,7 @@ from .errors import ClawError
 from .project import Project
 
 POOL_PREFIX = "pool-"
+STAGING_PREFIX = "staging-"
 
 
 class WorkspacePool:
@@ -44,9 +45,14 @@ class WorkspacePool:
         return made
 
     def _make(self, commit: str) -> Path:
+        # Check out under a staging name nobody claims, then rename it into the pool: the slow
+        # checkout runs without the repository lock, so attempts keep starting meanwhile.
         self.dir.mkdir(parents=True, exist_ok=True)
-        path = self.dir / f"{POOL_PREFIX}{uuid.uuid4().hex[:10]}"
-        git.add_detached_worktree(self.project.root, path, commit)
+        name = uuid.uuid4().hex[:10]
+        staging, path = self.dir / f"{STAGING_PREFIX}{name}", self.dir / f"{POOL_PREFIX}{name}"
+        git.add_detached_worktree(self.project.root, staging, commit, lock=False)
+        with git.repo_lock(self.project.root):
+            git.git("worktree", "move", str(staging), str(path), cwd=self.project.root)
         return path
 
     def acquire(self, name: str, branch: str, base: str) -> Path:
