@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 from .models import Importance
@@ -117,12 +117,77 @@ def parse_agent_config(data: dict) -> AnyAgentConfig:
     return _agent_config.validate_python({"kind": "builtin", **data})
 
 
+Api = Literal["chat", "responses", "messages"]
+"""The wire formats the gateway speaks: OpenAI chat completions, OpenAI Responses, Anthropic Messages."""
+
+
+class UpstreamConfig(_Section):
+    base_url: str = Field(description="the API root with its version, as the OpenAI SDK takes it "
+                                      "(e.g. http://127.0.0.1:11434/v1); /chat/completions, "
+                                      "/responses or /messages is appended")
+    apis: list[Api] = Field(default_factory=lambda: ["chat"], min_length=1)
+    key_env: str | None = Field(None, description="environment variable holding the real API key")
+    models: list[str] = Field(default_factory=list, description="model name patterns (fnmatch) routed here")
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class BudgetConfig(_Section):
+    """Spending limits; unset means no limit, 0 refuses every call. Tokens are input + output."""
+    attempt_usd: float | None = Field(None, ge=0)
+    task_usd: float | None = Field(None, ge=0)
+    day_usd: float | None = Field(None, ge=0)
+    attempt_tokens: int | None = Field(None, ge=0)
+    task_tokens: int | None = Field(None, ge=0)
+    day_tokens: int | None = Field(None, ge=0)
+
+    @property
+    def any(self) -> bool:
+        return any(value is not None for value in self.model_dump().values())
+
+
+class PriceConfig(_Section):
+    """US dollars per million tokens."""
+    input: float = Field(0.0, ge=0)
+    output: float = Field(0.0, ge=0)
+    cached: float | None = Field(None, ge=0, description="cached input; unset = the input price")
+
+
+class GatewayConfig(_Section):
+    enabled: bool = Field(False, description="`claw run` starts the gateway and points agents at it")
+    port: int = Field(0, ge=0, le=65535, description="port on 127.0.0.1; 0 picks a free one")
+    connect_timeout: float = Field(10.0, gt=0)
+    read_timeout: float = Field(600.0, gt=0, description="longest silence from an upstream, seconds")
+    retries: int = Field(2, ge=0, le=10, description="for 408/409/429/5xx and refused connections")
+    retry_backoff: float = Field(0.5, ge=0, description="first wait in seconds; doubles each retry")
+    transcripts: bool = True
+    upstreams: dict[str, UpstreamConfig] = Field(default_factory=dict)
+    default: dict[Api, str] = Field(default_factory=dict, description="upstream per API when no pattern matches")
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    prices: dict[str, PriceConfig] = Field(default_factory=dict, description="per model name or pattern")
+
+    @model_validator(mode="after")
+    def _defaults_exist(self) -> "GatewayConfig":
+        for api, name in self.default.items():
+            if name not in self.upstreams:
+                raise ValueError(f"default.{api} names upstream '{name}', which is not under [gateway.upstreams]")
+            if api not in self.upstreams[name].apis:
+                raise ValueError(f"default.{api} names upstream '{name}', whose apis do not include '{api}'")
+        return self
+
+
 class Config(_Section):
     fleet: FleetConfig = Field(default_factory=FleetConfig)
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
     review: ReviewConfig = Field(default_factory=ReviewConfig)
     merge: MergeConfig = Field(default_factory=MergeConfig)
     agents: dict[str, AgentConfig] = Field(default_factory=dict)
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig)
 
     def agent(self, name: str) -> AnyAgentConfig:
         if name in self.agents:
@@ -237,4 +302,31 @@ output_limit = 10000
 # [agents.my-agent]
 # kind = "command"
 # command = ["my-agent", "--prompt-file", "{{prompt_file}}"]
+
+# The LLM gateway (`claw gateway`): a metering proxy on 127.0.0.1 for OpenAI chat, OpenAI
+# Responses and Anthropic Messages. Each attempt gets its own key, so tokens, cost and budgets
+# are counted per attempt. Upstreams are named; a model goes to the first upstream whose
+# `models` pattern matches it, else to the default for its API.
+# [gateway]
+# port = 0                  # 0 picks a free port
+# connect_timeout = 10
+# read_timeout = 600        # longest silence from an upstream
+# retries = 2               # 408/409/429/5xx and refused connections, before any byte is sent
+# retry_backoff = 0.5
+# transcripts = true        # .claw/run/attempts/ID/transcript.jsonl, secrets redacted
+# default = {{ chat = "local" }}
+# [gateway.upstreams.local]
+# base_url = "http://127.0.0.1:11434/v1"   # the API root with its version
+# apis = ["chat", "responses"]             # and/or "messages" (Anthropic)
+# key_env = "LOCAL_API_KEY"                # where the real key is; agents never see it
+# models = ["llama*", "qwen*"]
+# [gateway.budget]                         # unset = no limit; 0 refuses every call
+# attempt_usd = 2.0
+# task_usd = 5.0
+# day_usd = 50.0
+# attempt_tokens = 2000000
+# [gateway.prices."qwen*"]                 # dollars per million tokens
+# input = 0.0
+# output = 0.0
+# cached = 0.0
 '''

@@ -109,3 +109,34 @@ class Attempt:
     @property
     def tokens(self) -> int:
         return self.input_tokens + self.output_tokens
+
+
+@dataclass
+class LlmCall:
+    """One model call through the gateway. `input_tokens` includes `cached_tokens`.
+
+    status: ok, error (the upstream answered an error), refused (over budget), unreachable,
+    timeout, malformed (the upstream's reply could not be read), incomplete (the stream ended
+    early) or disconnected (the client went away mid-stream).
+    """
+    attempt_id: int
+    task_id: int
+    api: str
+    model: str
+    upstream: str
+    status: str
+    started_at: float
+    stream: bool = False
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cost: float | None = None
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    http_status: int | None = None
+    error: str | None = None
+    id: int | None = None
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens

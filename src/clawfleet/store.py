@@ -22,6 +22,7 @@ from .models import (
     Attempt,
     AttemptState,
     Importance,
+    LlmCall,
     Task,
     TaskState,
     can_transition,
@@ -322,6 +323,42 @@ class Store:
         return [{"id": r["id"], "at": r["at"], "task_id": r["task_id"], "attempt_id": r["attempt_id"],
                  "kind": r["kind"], "data": json.loads(r["data"])}
                 for r in self._db.execute(query + " ORDER BY id", args)]
+
+    # -- model calls (the gateway's meter) -------------------------------------------------
+
+    def record_llm_call(self, call: LlmCall) -> int:
+        fields = {k: v for k, v in vars(call).items() if k != "id"}
+        with self.transaction() as db:
+            cursor = db.execute(f"INSERT INTO llm_calls ({', '.join(fields)}) VALUES "
+                                f"({', '.join('?' * len(fields))})", list(fields.values()))
+        return cursor.lastrowid
+
+    def llm_calls(self, *, attempt_id: int | None = None, task_id: int | None = None,
+                  since: float | None = None) -> list[LlmCall]:
+        query, args = self._llm_filter(attempt_id, task_id, since)
+        return [LlmCall(**{**dict(row), "stream": bool(row["stream"])})
+                for row in self._db.execute("SELECT * FROM llm_calls" + query + " ORDER BY id", args)]
+
+    def llm_spend(self, *, attempt_id: int | None = None, task_id: int | None = None,
+                  since: float | None = None) -> tuple[int, float]:
+        """(tokens, dollars) spent by the calls that match; unpriced calls cost nothing."""
+        query, args = self._llm_filter(attempt_id, task_id, since)
+        row = self._db.execute("SELECT COALESCE(SUM(input_tokens + output_tokens), 0), COALESCE(SUM(cost), 0)"
+                               " FROM llm_calls" + query, args).fetchone()
+        return row[0], row[1]
+
+    @staticmethod
+    def _llm_filter(attempt_id: int | None, task_id: int | None,
+                    since: float | None) -> tuple[str, list[Any]]:
+        clauses, args = [], []
+        for column, value in (("attempt_id", attempt_id), ("task_id", task_id)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        if since is not None:
+            clauses.append("started_at >= ?")
+            args.append(since)
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
 
 
 def _attempt(row: sqlite3.Row) -> Attempt:
