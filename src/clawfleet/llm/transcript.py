@@ -1,0 +1,195 @@
+"""Transcripts of model calls: written with secrets redacted, and turned into a scripted-model script.
+
+Each line of `.claw/run/attempts/<id>/transcript.jsonl` is one call: the request body, the reply
+(text and tool calls, the same for every API) and, for a non-streamed call, the response body.
+`script_from_transcript` makes one rule per conversation (its first user message) with one step
+per turn (assistant messages so far), so `claw fake-llm --script` replays the run offline.
+
+    toml_text = script_from_transcript(read_transcript(path))
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from ..errors import ClawError
+
+REDACTED = "[REDACTED]"
+
+# Key formats worth catching wherever they appear, even inside a command's output.
+_SECRET_PATTERNS = [
+    re.compile(r"sk-[A-Za-z0-9_\-]{16,}"),                    # OpenAI and Anthropic keys
+    re.compile(r"claw-\d+\.[0-9a-f]{16,}"),                   # our per-attempt keys
+    re.compile(r"AKIA[0-9A-Z]{16}"),                           # AWS access key ids
+    re.compile(r"gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}"),
+    re.compile(r"xox[abposr]-[A-Za-z0-9-]{10,}"),              # Slack
+    re.compile(r"AIza[0-9A-Za-z_\-]{35}"),                     # Google
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
+    re.compile(r"(?i)(?<=bearer )[A-Za-z0-9._~+/\-]{12,}=*"),
+]
+# NAME=value where the name says it is a secret: keep the name, hide the value.
+_ASSIGNMENT = re.compile(r"\b([A-Za-z0-9_]*(?:KEY|SECRET|TOKEN|PASSWORD|PASSWD)[A-Za-z0-9_]*)"
+                         r"(\s*[=:]\s*)(['\"]?)([^\s'\"]{6,})")
+_SECRET_FIELD = re.compile(r"(?i)(api[-_]?key|secret|password|passwd|authorization|credential"
+                           r"|access[-_]?token|auth[-_]?token|refresh[-_]?token|^token$)")
+
+
+def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
+    for secret in secrets:
+        if secret and len(secret) >= 6:
+            text = text.replace(secret, REDACTED)
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(REDACTED, text)
+    return _ASSIGNMENT.sub(lambda m: m.group(1) + m.group(2) + m.group(3) + REDACTED
+                           if m.group(4) != REDACTED else m.group(0), text)
+
+
+def redact(value: Any, secrets: Iterable[str] = ()) -> Any:
+    """A copy of a JSON value with secrets replaced: known key formats, the given values, and
+    every string under a field named like a secret (api_key, password, authorization...)."""
+    secrets = tuple(secrets)
+    if isinstance(value, str):
+        return redact_text(value, secrets)
+    if isinstance(value, list):
+        return [redact(item, secrets) for item in value]
+    if isinstance(value, dict):
+        return {key: REDACTED if isinstance(item, str) and _SECRET_FIELD.search(str(key))
+                else redact(item, secrets) for key, item in value.items()}
+    return value
+
+
+def append_entry(path: Path, entry: dict[str, Any], secrets: Iterable[str] = ()) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(redact(entry, secrets), ensure_ascii=False)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(line + "\n")
+
+
+def read_transcript(path: Path) -> list[dict[str, Any]]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise ClawError(f"cannot read the transcript {path}: {error.strerror}",
+                        hint="transcripts are at .claw/run/attempts/ID/transcript.jsonl") from None
+    entries = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            raise ClawError(f"{path}:{number} is not a JSON line",
+                            hint="a transcript has one JSON object per line, as the gateway writes it") from None
+    return entries
+
+
+# -- replay ---------------------------------------------------------------------------------
+
+def _text(content: Any) -> str:
+    """Message text as the scripted model reads it (parts joined by newlines)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(_text(part.get("text", part.get("content")))
+                         for part in content if isinstance(part, dict)
+                         and ("text" in part or "content" in part))
+    return ""
+
+
+def conversation_of(api: str, request: Any) -> tuple[str, int] | None:
+    """(first user message, assistant turns so far) of a request, as the scripted model sees it."""
+    if not isinstance(request, dict):
+        return None
+    if api == "responses":
+        items = request.get("input")
+        if isinstance(items, str):
+            return items, 0
+        items = items if isinstance(items, list) else []
+    else:
+        items = request.get("messages") if isinstance(request.get("messages"), list) else []
+    items = [item for item in items if isinstance(item, dict)]
+    first = next((_text(item.get("content")) for item in items if item.get("role") == "user"), None)
+    if first is None:
+        return None
+    return first, sum(1 for item in items if item.get("role") == "assistant")
+
+
+def _step(entry: dict[str, Any]) -> dict[str, Any] | None:
+    status = entry.get("http_status") or 0
+    if status >= 400:
+        return {"error": status, "message": entry.get("error") or "recorded error"}
+    if entry.get("status") != "ok":
+        return None  # refused, unreachable, cut short: nothing the model said
+    return {"text": (entry.get("reply") or {}).get("text", "")}
+
+
+def _distinct_prefix(text: str, others: list[str], minimum: int = 160) -> str:
+    """The shortest start of `text` (at least `minimum` characters) no other message shares."""
+    length = min(len(text), minimum)
+    for other in others:
+        common = 0
+        for a, b in zip(text, other):
+            if a != b:
+                break
+            common += 1
+        length = max(length, min(common + 1, len(text)))
+    return text[:length]
+
+
+def script_from_transcript(entries: list[dict[str, Any]]) -> str:
+    """A scripted-model script (TOML) that answers each recorded conversation as it was answered."""
+    conversations: dict[str, dict[int, tuple[dict[str, Any], dict[str, Any]]]] = {}
+    for entry in entries:
+        found = conversation_of(entry.get("api", "chat"), entry.get("request"))
+        step = _step(entry)
+        if found is None or step is None:
+            continue
+        first, turn = found
+        conversations.setdefault(first, {})[turn] = (step, entry)  # a retry's answer wins
+    if not conversations:
+        raise ClawError("the transcript has no answered conversation to replay",
+                        hint="record a run through the gateway first (`[gateway] transcripts = true`)")
+    firsts = list(conversations)
+    rules = []
+    for number, first in enumerate(firsts):
+        prefix = _distinct_prefix(first, [f for f in firsts if f != first])
+        whole = prefix == first and any(f.startswith(first) for f in firsts if f != first)
+        match = r"\A" + re.escape(prefix) + (r"\Z" if whole else "")
+        turns = conversations[first]
+        steps, notes = [], []
+        for turn in range(max(turns) + 1):
+            if turn not in turns:
+                steps.append({"error": 500, "message": f"turn {turn} was not recorded"})
+                continue
+            step, entry = turns[turn]
+            steps.append(step)
+            tools = (entry.get("reply") or {}).get("tool_calls") or []
+            if tools:
+                notes.append(f"turn {turn} also called tools, replayed as text only: "
+                             + ", ".join(str(t.get("name")) for t in tools))
+        rules.append((len(prefix), number, first, match, steps, notes))
+    # Longer matches first, so a conversation whose start another one shares is still found.
+    rules.sort(key=lambda rule: (-rule[0], rule[1]))
+    out = ["# Replays a recorded run: one rule per conversation, one step per assistant turn.",
+           "# Made by `claw gateway script`; serve it with `claw fake-llm --script FILE`.", ""]
+    for _, number, first, match, steps, notes in rules:
+        out.append("[[rule]]")
+        out.append(f"name = {_toml(f'conversation-{number + 1}')}")
+        out.append(f"match = {_toml(match)}")
+        out.extend(f"# {note}" for note in notes)
+        for step in steps:
+            out.append("[[rule.steps]]")
+            out.extend(f"{key} = {_toml(value)}" for key, value in step.items())
+        out.append("")
+    return "\n".join(out)
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, int):
+        return str(value)
+    # A JSON string is a TOML basic string, except that TOML wants DEL escaped too.
+    return json.dumps(str(value), ensure_ascii=False).replace("\x7f", "\\u007f")
