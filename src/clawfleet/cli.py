@@ -591,6 +591,116 @@ def demo(
         raise typer.Exit(1)
 
 
+# -- the LLM gateway and statistics --------------------------------------------------------
+
+gateway_app = typer.Typer(no_args_is_help=False, help="Without a command: run the metering LLM gateway "
+                          "(OpenAI chat, Responses, Anthropic Messages) on 127.0.0.1 in the foreground, "
+                          "one line per model call. Commands: an attempt's key, a transcript as a script.")
+app.add_typer(gateway_app, name="gateway")
+
+
+@gateway_app.callback(invoke_without_command=True)
+def gateway(
+    ctx: typer.Context,
+    port: Annotated[Optional[int], typer.Option(min=0, max=65535, help="Port on 127.0.0.1 (default: gateway.port; 0 picks a free one).")] = None,
+) -> None:
+    """Run the gateway in the foreground, printing one line per model call; Ctrl-C stops."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from .llm.gateway import GatewayServer
+
+    project = _project()
+
+    def on_call(call) -> None:
+        cost = "" if call.cost is None else f" ${call.cost:.4f}"
+        ttft = "" if call.ttft_ms is None else f", first token {call.ttft_ms:.0f} ms"
+        console.print(f"attempt {call.attempt_id} {call.api} {escape(call.model)} via {escape(call.upstream)}: "
+                      f"{call.status} {call.http_status or ''} {call.input_tokens:,} in, "
+                      f"{call.output_tokens:,} out{cost}, {call.latency_ms:.0f} ms{ttft}"
+                      + (f" [red]{escape(call.error[:120])}[/]" if call.error else ""))
+
+    server = GatewayServer(project.root, port=project.config.gateway.port if port is None else port,
+                           on_call=on_call)
+    server.start()
+    upstreams = ", ".join(project.config.gateway.upstreams) or "none (add [gateway.upstreams.NAME])"
+    console.print(f"gateway at {server.url}  (attempt base URL {server.url}/a/TOKEN; upstreams: "
+                  f"{escape(upstreams)}); Ctrl-C stops")
+    try:
+        server.wait()
+    finally:
+        server.stop()
+
+
+@gateway_app.command("token")
+def gateway_token(
+    attempt_id: Annotated[int, typer.Argument(help="Attempt id (`claw show TASK` lists them).")],
+    port: Annotated[Optional[int], typer.Option(help="The gateway's port (default: gateway.port).")] = None,
+) -> None:
+    """Print an attempt's gateway key and base URL, as environment variables."""
+    from .llm.gateway import KEY_PREFIX, attempt_token, load_secret
+
+    project = _project()
+    project.store.get_attempt(attempt_id)
+    token = attempt_token(load_secret(project.run_dir / "gateway.secret"), attempt_id)
+    port = project.config.gateway.port if port is None else port
+    print(f"CLAW_GATEWAY_URL=http://127.0.0.1:{port or 'PORT'}/a/{token}")
+    print(f"CLAW_GATEWAY_KEY={KEY_PREFIX}{token}")
+
+
+@gateway_app.command("script")
+def gateway_script(
+    transcript: Annotated[Path, typer.Argument(help="A transcript.jsonl from .claw/run/attempts/ID/.")],
+) -> None:
+    """Turn a recorded transcript into a scripted-model script (TOML on stdout) that replays it."""
+    from .llm.transcript import read_transcript, script_from_transcript
+
+    sys.stdout.write(script_from_transcript(read_transcript(transcript)))
+
+
+@app.command()
+def stats(
+    hours: Annotated[Optional[float], typer.Option(min=0, help="Only the last N hours (default: everything).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Tokens per hour, cost, attempts by outcome, per agent kind and per task, slot utilisation."""
+    from .stats import fleet_stats
+
+    project = _project()
+    since = time.time() - hours * 3600 if hours is not None else None
+    data = fleet_stats(project.store, slots=project.config.fleet.slots, since=since)
+    if as_json:
+        _print_json(data)
+        return
+    if not data["attempts"]["total"]:
+        console.print("no attempts yet: `claw run` starts queued tasks")
+        return
+    tokens, cost, slots = data["tokens"], data["cost"], data["slots"]
+    outcomes = ", ".join(f"{n} {state}" for state, n in sorted(data["attempts"]["by_outcome"].items()))
+    console.print(f"[bold]{data['attempts']['total']} attempts[/] over {_ago(data['span']['hours'] * 3600)}: {outcomes}")
+    console.print(f"tokens: {tokens['total']:,} ({tokens['per_hour']:,.0f}/hour); metered by the gateway: "
+                  f"{tokens['input']:,} in ({tokens['cached']:,} cached), {tokens['output']:,} out")
+    console.print(f"cost: ${cost['total']:,.4f}" + (f" ({cost['unpriced_calls']} calls of unpriced models)"
+                                                    if cost["unpriced_calls"] else ""))
+    console.print(f"slot utilisation: {slots['utilisation']:.0%} ({slots['busy_slot_seconds'] / 3600:.2f} "
+                  f"busy slot-hours of {slots['slots']} slots x {data['span']['hours']:.2f} h span)")
+    if data["calls"]["total"]:
+        p50 = data["calls"]["latency_ms_p50"]
+        console.print(f"model calls: {data['calls']['total']} ("
+                      + ", ".join(f"{n} {s}" for s, n in sorted(data["calls"]["by_status"].items()))
+                      + (f"), latency p50 {p50:.0f} ms" if p50 is not None else ")"))
+    for title, key in (("agent", "per_agent"), ("task", "per_task")):
+        table = Table(box=None, pad_edge=False)
+        for column in (title, "attempts", "outcomes", "tokens", "cost", "busy"):
+            table.add_column(column, justify="right" if column in ("attempts", "tokens", "cost", "busy") else "left")
+        for name, row in data[key].items():
+            label = f"{name} {row['title'][:40]}" if key == "per_task" else str(name)
+            table.add_row(escape(label), str(row["attempts"]),
+                          ", ".join(f"{n} {s}" for s, n in sorted(row["outcomes"].items())),
+                          f"{row['tokens']:,}", f"${row['cost']:.4f}", _ago(row["busy_s"]))
+        console.print()
+        console.print(table)
+
+
 @app.command()
 def version() -> None:
     """Print clawfleet's version."""
