@@ -52,13 +52,13 @@ class Refusal:
 
     def message(self) -> str:
         def amount(value: float) -> str:
-            return f"${value:,.4f}" if self.unit == "usd" else f"{int(value):,} tokens"
-        whose = {"attempt": "this attempt has", "task": "this task has",
-                 "day": "the fleet has"}[self.scope] + (" today" if self.scope == "day" else "")
+            return f"${value:,.6f}" if self.unit == "usd" else f"{int(value):,} tokens"
+        who = {"attempt": "this attempt", "task": "this task", "day": "the fleet"}[self.scope]
         if self.limit == 0:
             used = f"{self.key} is 0, so no call is allowed"
         else:
-            used = f"{whose} used {amount(self.spent)} of its {amount(self.limit)} ({self.key})"
+            used = (f"{who} has used {amount(self.spent)} of its {amount(self.limit)}"
+                    f"{' today' if self.scope == 'day' else ''} ({self.key})")
         return (f"clawfleet gateway: over budget: {used}. Raise {self.key} in .claw/config.toml "
                 f"(or remove it for no limit) to allow more calls.")
 
