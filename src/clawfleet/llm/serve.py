@@ -35,7 +35,9 @@ class BackgroundServer:
 
     def start(self) -> "BackgroundServer":
         # Bind first, so the port is ours before uvicorn runs and a clash is a clear error.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto=IPPROTO_TCP: asyncio then sets TCP_NODELAY on each accepted connection; without
+        # it, a reply written as headers then body waits ~40 ms on Nagle and delayed ACKs.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((self.host, self.port))

@@ -112,7 +112,7 @@ class StreamTap:
     so the usage-only chunk (empty `choices`) is read and not passed on.
     """
 
-    def __init__(self, api: str, *, drop_usage_chunk: bool = False, clock=time.monotonic) -> None:
+    def __init__(self, api: str, *, drop_usage_chunk: bool = False, clock=time.perf_counter) -> None:
         self.api = api
         self.drop_usage_chunk = drop_usage_chunk
         self.usage = Usage()
