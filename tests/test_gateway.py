@@ -95,9 +95,16 @@ def anthropic_for(gateway: GatewayServer, attempt_id: int) -> anthropic.Anthropi
                                max_retries=0, timeout=10)
 
 
-def calls(project: Project, gateway: GatewayServer, **where):
-    gateway.gateway.meter.flush()
-    return project.store.llm_calls(**where)
+def calls(project: Project, gateway: GatewayServer, expect: int = 1, **where):
+    """The recorded calls, once `expect` of them are there: a call is recorded just after its
+    last byte is sent, so the client can be a moment ahead of the record."""
+    deadline = time.monotonic() + 5
+    while True:
+        gateway.gateway.meter.flush()
+        rows = project.store.llm_calls(**where)
+        if len(rows) >= expect or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.01)
 
 
 # -- the three APIs, through the official SDKs ---------------------------------------------
@@ -111,7 +118,7 @@ def test_openai_chat_through_the_gateway_is_metered_and_the_real_key_swapped_in(
         got = via.chat.completions.create(model="scripted", messages=conversation("Add a slugify helper", turn))
         assert got.choices[0].message.content == expected.choices[0].message.content
         assert got.usage.completion_tokens == expected.usage.completion_tokens
-    [call, *_] = rows = calls(project, gateway, attempt_id=attempt.id)
+    [call, *_] = rows = calls(project, gateway, expect=3, attempt_id=attempt.id)
     assert len(rows) == 3 and {r.status for r in rows} == {"ok"}
     assert (call.api, call.model, call.upstream, call.stream, call.http_status) == ("chat", "scripted", "scripted", False, 200)
     assert call.task_id == attempt.task_id and call.input_tokens > 0 and call.output_tokens > 0
@@ -152,7 +159,7 @@ def test_anthropic_messages_streamed_and_not(setup, gateway):
                                 messages=conversation("Add a slugify helper", 1)) as stream:
         streamed = stream.get_final_message()
     assert streamed.content[0].text == "a free text reply that is long enough to stream in pieces"
-    plain, live = calls(project, gateway, attempt_id=attempt.id)
+    plain, live = calls(project, gateway, expect=2, attempt_id=attempt.id)
     assert (plain.api, plain.stream, live.stream) == ("messages", False, True)
     assert plain.input_tokens == reply.usage.input_tokens and plain.output_tokens == reply.usage.output_tokens
     assert live.input_tokens == streamed.usage.input_tokens and live.output_tokens == streamed.usage.output_tokens
@@ -250,7 +257,7 @@ def test_responses_api_streamed_and_not_through_the_sdk(project, upstream):
         assert reply.output_text == "hello from responses"
         events = list(client.responses.create(model="gpt-test", input="say hello", stream=True))
         assert "".join(e.delta for e in events if e.type == "response.output_text.delta") == "hello from responses"
-        plain, live = calls(project, gateway)
+        plain, live = calls(project, gateway, expect=2)
     assert (plain.api, plain.input_tokens, plain.output_tokens, plain.cached_tokens) == ("responses", 12, 4, 8)
     assert (live.stream, live.status, live.input_tokens, live.cached_tokens) == (True, "ok", 12, 8)
     assert live.ttft_ms is not None
@@ -303,12 +310,8 @@ def test_a_client_leaving_mid_stream_closes_the_upstream_stream_and_is_recorded(
             lines = response.iter_lines()
             first = next(line for line in lines if line.startswith("data:"))
         assert '"0 "' in first
-        deadline = time.monotonic() + 5
         assert upstream.stream_closed.wait(5), "the gateway kept reading from the upstream"
-        rows: list = []
-        while not rows and time.monotonic() < deadline:
-            rows = calls(project, gateway)
-    [call] = rows
+        [call] = calls(project, gateway)
     assert (call.status, call.error) == ("disconnected", "the client went away mid-stream")
     assert call.ttft_ms is not None and call.latency_ms < 3000
 
@@ -328,7 +331,7 @@ def test_unknown_or_missing_attempt_key_is_a_401_that_says_what_to_use(setup, ga
     # A well-signed key of an attempt that does not exist is refused too.
     missing = httpx.post(gateway.url + "/v1/chat/completions", json={"model": "m", "messages": []},
                          headers={"authorization": f"Bearer claw-{gateway.gateway.token(999)}"})
-    assert missing.status_code == 401 and calls(project, gateway) == []
+    assert missing.status_code == 401 and calls(project, gateway, expect=0) == []
 
 
 def test_upstream_down_is_a_502_with_the_reason(project, monkeypatch):
@@ -389,7 +392,7 @@ def test_a_model_no_upstream_serves_is_a_404(project, scripted):
         ok = client.chat.completions.create(model="beta-1", messages=conversation("Add a slugify helper", 2))
         with pytest.raises(openai.NotFoundError) as error:
             client.chat.completions.create(model="gamma", messages=conversation("Add a slugify helper", 0))
-        rows = calls(project, gateway)
+        rows = calls(project, gateway, expect=3)
     assert ok.choices[0].message.content == "DONE: Added slugify."
     assert "no upstream serves model 'gamma' on the chat API (upstreams for it: one, two)" in error.value.message
     assert [(r.upstream, r.status) for r in rows] == [("two", "ok"), ("", "error")]
@@ -409,7 +412,7 @@ def test_a_zero_budget_refuses_at_once_and_says_how_to_raise_it(setup, scripted)
         with pytest.raises(anthropic.APIStatusError) as anthropic_error:
             anthropic_for(gateway, attempt.id).messages.create(model="scripted", max_tokens=5,
                                                                messages=conversation("Add a slugify helper", 0))
-        rows = calls(project, gateway)
+        rows = calls(project, gateway, expect=2)
     assert error.value.status_code == 402 and error.value.body["type"] == "insufficient_quota"
     assert "gateway.budget.attempt_usd is 0, so no call is allowed" in error.value.message
     assert "Raise gateway.budget.attempt_usd in .claw/config.toml" in error.value.message
@@ -427,6 +430,7 @@ def test_token_budgets_per_attempt_and_task_and_raising_one_applies_live(setup):
     with GatewayServer(project.root) as gateway:
         client = openai_for(gateway, attempt.id)
         client.chat.completions.create(model="scripted", messages=conversation("Add a slugify helper", 0))
+        calls(project, gateway)  # budgets count recorded calls
         with pytest.raises(openai.APIStatusError) as error:
             client.chat.completions.create(model="scripted", messages=conversation("Add a slugify helper", 1))
         spent = project.store.llm_spend(attempt_id=attempt.id)[0]
@@ -448,6 +452,7 @@ def test_the_day_budget_counts_the_whole_fleet(setup):
     other = new_attempt(project, "Another task")
     with GatewayServer(project.root) as gateway:
         openai_for(gateway, attempt.id).chat.completions.create(model="scripted", messages=conversation("Add a slugify helper", 0))
+        calls(project, gateway)  # budgets count recorded calls
         with pytest.raises(openai.APIStatusError) as error:
             openai_for(gateway, other.id).chat.completions.create(model="scripted", messages=conversation("Add a slugify helper", 0))
     assert error.value.status_code == 402
@@ -463,7 +468,7 @@ def test_transcripts_are_redacted(setup, gateway):
                      "export GITHUB_TOKEN=ghp_abcdefghijklmnopqrstuvwxyz0123456789")
     openai_for(gateway, attempt.id).chat.completions.create(
         model="scripted", messages=[{"role": "user", "content": secret_prompt}], extra_body={"api_key": "hunter2hunter2"})
-    calls(project, gateway)
+    calls(project, gateway, expect=5)
     text = (project.attempt_dir(attempt.id) / "transcript.jsonl").read_text()
     assert "sk-live-" not in text and "ghp_" not in text and "hunter2" not in text and REAL_KEY not in text
     [entry] = read_transcript(project.attempt_dir(attempt.id) / "transcript.jsonl")
