@@ -20,7 +20,7 @@ from typing import Any
 
 from ..errors import ClawError
 from ..procs import Finished
-from . import AgentJob
+from . import AgentJob, AgentOutcome
 
 BIN_DIR_ENV = "CLAW_AGENT_BIN_DIR"
 
@@ -154,3 +154,43 @@ def short(text: Any, limit: int = 300) -> str:
     text = text if isinstance(text, str) else json.dumps(text)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+class CliAgent:
+    """The run of an agent CLI, the same for every kind: find the program, prepare its
+    environment, start it with the prompt on standard input, read its events as they come.
+
+    A kind sets `program`, `label` and `transcript_prefix`, and says how its CLI starts
+    (`command`), what it needs around it (`environment`) and how its events read (`events`).
+    """
+
+    program: Program
+    label: str
+    transcript_prefix: str
+
+    def __init__(self, name: str, config: Any) -> None:
+        self.name = name
+        self.config = config
+
+    def command(self, binary: str, job: AgentJob) -> list[str]:
+        raise NotImplementedError
+
+    def environment(self, job: AgentJob) -> dict[str, str]:
+        raise NotImplementedError
+
+    def events(self, job: AgentJob) -> Any:
+        raise NotImplementedError
+
+    def run(self, job: AgentJob) -> AgentOutcome:
+        try:
+            binary = self.program.require(self.name, self.config.binary)
+            env = self.environment(job)
+        except ClawError as error:
+            return AgentOutcome(error=str(error), exit_code=127)
+        events = self.events(job)
+        transcript = job.attempt_dir / f"{self.transcript_prefix}-{job.round}.jsonl"
+        command = self.command(binary, job)
+        with open(job.log, "a") as log:
+            log.write(f"# {self.label}, agent '{self.name}': {' '.join(command[1:])}\n")
+        finished = run_with_events(job, command, env, transcript, events.on_event, stdin_text=job.prompt)
+        return events.outcome(finished.exit_code, finished.timed_out, transcript.name)

@@ -19,19 +19,19 @@ import os
 from typing import Any
 
 from ..config import ClaudeAgentConfig
-from ..errors import ClawError
 from . import AgentJob, AgentOutcome
-from ._cli import Program, api_key, log_tail, run_with_events, short
+from ._cli import CliAgent, Program, api_key, log_tail, short
 
 PROGRAM = Program("claude", "claude", "npm install -g @anthropic-ai/claude-code")
 
 
-class ClaudeAgent:
-    def __init__(self, name: str, config: ClaudeAgentConfig) -> None:
-        self.name = name
-        self.config = config
+class ClaudeAgent(CliAgent):
+    program = PROGRAM
+    label = "Claude Code"
+    transcript_prefix = "claude"
+    config: ClaudeAgentConfig
 
-    def command(self, binary: str) -> list[str]:
+    def command(self, binary: str, job: AgentJob) -> list[str]:
         config = self.config
         args = [binary, "-p", "--output-format", "stream-json", "--verbose",
                 "--permission-mode", config.permission_mode]
@@ -58,20 +58,8 @@ class ClaudeAgent:
             env["ANTHROPIC_API_KEY"] = key
         return env
 
-    def run(self, job: AgentJob) -> AgentOutcome:
-        try:
-            binary = PROGRAM.require(self.name, self.config.binary)
-            env = self.environment(job)
-        except ClawError as error:
-            return AgentOutcome(error=str(error), exit_code=127)
-        events = _Events(job)
-        transcript = job.attempt_dir / f"claude-{job.round}.jsonl"
-        with open(job.log, "a") as log:
-            log.write(f"# Claude Code, agent '{self.name}': {' '.join(self.command(binary)[1:])}\n")
-        finished = run_with_events(job, self.command(binary), env, transcript, events.on_event,
-                                   stdin_text=job.prompt)
-        return events.outcome(finished.exit_code, finished.timed_out, transcript.name)
-
+    def events(self, job: AgentJob) -> "_Events":
+        return _Events(job)
 
 class _Events:
     """Reads Claude Code's stream-json events: a readable line in the agent log for each, live

@@ -23,9 +23,8 @@ import os
 from typing import Any
 
 from ..config import CodexAgentConfig
-from ..errors import ClawError
 from . import AgentJob, AgentOutcome
-from ._cli import Program, api_key, log_tail, run_with_events, short
+from ._cli import CliAgent, Program, api_key, log_tail, short
 
 PROGRAM = Program("codex", "codex", "npm install -g @openai/codex")
 KEY_VARIABLE = "CLAW_CODEX_API_KEY"   # the variable the written provider's env_key names
@@ -35,10 +34,11 @@ def _toml(value: str) -> str:
     return json.dumps(value)  # a JSON string is a valid TOML basic string
 
 
-class CodexAgent:
-    def __init__(self, name: str, config: CodexAgentConfig) -> None:
-        self.name = name
-        self.config = config
+class CodexAgent(CliAgent):
+    program = PROGRAM
+    label = "Codex"
+    transcript_prefix = "codex"
+    config: CodexAgentConfig
 
     def settings(self) -> str:
         """`$CODEX_HOME/config.toml`: unattended (never ask), the sandbox, model and provider."""
@@ -69,20 +69,8 @@ class CodexAgent:
             env[KEY_VARIABLE if self.config.base_url else "CODEX_API_KEY"] = key
         return env
 
-    def run(self, job: AgentJob) -> AgentOutcome:
-        try:
-            binary = PROGRAM.require(self.name, self.config.binary)
-            env = self.environment(job)
-        except ClawError as error:
-            return AgentOutcome(error=str(error), exit_code=127)
-        events = _Events(job)
-        transcript = job.attempt_dir / f"codex-{job.round}.jsonl"
-        command = self.command(binary, job)
-        with open(job.log, "a") as log:
-            log.write(f"# Codex, agent '{self.name}': {' '.join(command[1:])}\n")
-        finished = run_with_events(job, command, env, transcript, events.on_event, stdin_text=job.prompt)
-        return events.outcome(finished.exit_code, finished.timed_out, transcript.name)
-
+    def events(self, job: AgentJob) -> "_Events":
+        return _Events(job)
 
 class _Events:
     """Reads `codex exec --json` events: a readable line in the agent log for each item, token

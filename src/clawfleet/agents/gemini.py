@@ -22,19 +22,19 @@ import os
 from typing import Any
 
 from ..config import GeminiAgentConfig
-from ..errors import ClawError
 from . import AgentJob, AgentOutcome
-from ._cli import Program, api_key, log_tail, run_with_events, short
+from ._cli import CliAgent, Program, api_key, log_tail, short
 
 PROGRAM = Program("gemini", "gemini", "npm install -g @google/gemini-cli")
 
 
-class GeminiAgent:
-    def __init__(self, name: str, config: GeminiAgentConfig) -> None:
-        self.name = name
-        self.config = config
+class GeminiAgent(CliAgent):
+    program = PROGRAM
+    label = "Gemini CLI"
+    transcript_prefix = "gemini"
+    config: GeminiAgentConfig
 
-    def command(self, binary: str) -> list[str]:
+    def command(self, binary: str, job: AgentJob) -> list[str]:
         args = [binary, "-p", "", "--output-format", "stream-json",
                 "--approval-mode", self.config.approval_mode, "--skip-trust"]
         if self.config.model:
@@ -55,20 +55,8 @@ class GeminiAgent:
             env["GEMINI_API_KEY"] = key
         return env
 
-    def run(self, job: AgentJob) -> AgentOutcome:
-        try:
-            binary = PROGRAM.require(self.name, self.config.binary)
-            env = self.environment(job)
-        except ClawError as error:
-            return AgentOutcome(error=str(error), exit_code=127)
-        events = _Events(job)
-        transcript = job.attempt_dir / f"gemini-{job.round}.jsonl"
-        command = self.command(binary)
-        with open(job.log, "a") as log:
-            log.write(f"# Gemini CLI, agent '{self.name}': {' '.join(command[1:])}\n")
-        finished = run_with_events(job, command, env, transcript, events.on_event, stdin_text=job.prompt)
-        return events.outcome(finished.exit_code, finished.timed_out, transcript.name)
-
+    def events(self, job: AgentJob) -> "_Events":
+        return _Events(job)
 
 class _Events:
     """Reads Gemini CLI's stream-json events. Assistant text arrives in deltas: the summary is the

@@ -36,7 +36,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
 from ..config import GatewayConfig, UpstreamConfig, load_config
-from ..errors import ClawError, ConfigError
+from ..errors import ConfigError
 from ..models import LlmCall
 from .meter import Caller, Meter, Refusal, cost_of, price_for
 from .serve import BackgroundServer
