@@ -22,7 +22,7 @@ from clawfleet.llm.serve import BackgroundServer
 from clawfleet.llm.transcript import read_transcript, redact, script_from_transcript
 from clawfleet.project import Project
 
-from conftest import claw
+from conftest import claw, write_config
 
 REAL_KEY = "sk-upstream-REALKEY-0123456789abcdef"
 SCRIPT = Script.from_rules([
@@ -495,6 +495,9 @@ def test_a_transcript_becomes_a_script_that_replays_the_same_replies(setup, gate
     recorded_other = other.choices[0].message.content
     calls(project, gateway)
     path = project.attempt_dir(attempt.id) / "transcript.jsonl"
+    deadline = time.monotonic() + 10
+    while len(read_transcript(path)) < 4 and time.monotonic() < deadline:
+        time.sleep(0.02)  # the transcript line is written just after the call's record
     toml_text = script_from_transcript(read_transcript(path))
     result = claw(project.root, "gateway", "script", str(path))
     assert result.returncode == 0, result.stderr
@@ -528,3 +531,34 @@ def test_claw_stats_reports_tokens_cost_outcomes_and_utilisation(setup, gateway)
     assert 0 < data["slots"]["utilisation"] <= 1 / 3 + 1e-9  # one running attempt of 3 slots
     human = claw(project.root, "stats")
     assert "1 attempts" in human.stdout and "slot utilisation" in human.stdout and "cost: $" in human.stdout
+
+
+def testclaw_run_meters_the_builtin_agent_through_the_gateway(repo):
+    """`[gateway] enabled`: claw run starts it, points the built-in agent at it, meters each call."""
+    script = Script.from_rules([{"match": "Create notes", "steps": [
+        {"command": "printf 'metered\\n' > notes.txt"}, {"done": "created notes.txt"}]}])
+    with ScriptedServer(script) as upstream:
+        write_config(repo, f"""
+            [review]
+            auto_approve = ["normal"]
+            [agents.builtin]
+            kind = "builtin"
+            provider = "openai"
+            model = "scripted"
+            base_url = "http://127.0.0.1:9/v1"   # never used: the gateway stands in
+            [gateway]
+            enabled = true
+            default = {{ chat = "scripted" }}
+            [gateway.upstreams.scripted]
+            base_url = "{upstream.openai_base_url}"
+            apis = ["chat"]
+            """)
+        claw(repo, "add", "Create notes")
+        result = claw(repo, "run")
+        assert result.returncode == 0, result.stderr
+        assert len(upstream.requests) == 2
+    assert "gateway at http://127.0.0.1:" in result.stdout
+    tasks = json.loads(claw(repo, "status", "--all", "--json").stdout)
+    assert tasks[0]["state"] == "merged" and (repo / "notes.txt").read_text() == "metered\n"
+    calls = Project(repo).store.llm_calls(attempt_id=tasks[0]["latest_attempt"]["id"])
+    assert len(calls) == 2 and all(c.status == "ok" and c.input_tokens > 0 for c in calls)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import fcntl
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from . import git, radar, reviewer
@@ -80,6 +81,7 @@ class Orchestrator:
         self.clock = clock
         self.scheduler = for_project(project, respect_footprints)
         self._radar_at = 0.0
+        self.gateway = None
         self._backing_off = False
         self._merge_waiting: tuple[str, float] | None = None
         self._collisions: set[tuple] = set()
@@ -89,7 +91,8 @@ class Orchestrator:
     def run(self, tick: float = 0.02, on_tick: Callable[[], None] | None = None) -> None:
         """Run until nothing is running and nothing more can start."""
         self.project.target_tip()  # fail early with a clear error on a bad target
-        with OrchestratorLock(self.project.run_dir), ThreadPoolExecutor(1, "pool-filler") as filler:
+        with OrchestratorLock(self.project.run_dir), ThreadPoolExecutor(1, "pool-filler") as filler, \
+                self._gateway():
             self.collect()  # reattach or collect what a previous orchestrator left
             filling: Future | None = None
             while True:
@@ -109,6 +112,23 @@ class Orchestrator:
                     filling = filler.submit(self.pool.fill, self.project.target_tip(), 1)
                 if not started and not ended:
                     time.sleep(tick)
+
+    @contextmanager
+    def _gateway(self) -> Iterator[None]:
+        """With `[gateway] enabled`, meter every attempt's model calls for the run's duration."""
+        if not self.config.gateway.enabled:
+            yield
+            return
+        from .llm.gateway import GatewayServer
+
+        self.gateway = GatewayServer(self.project.root, port=self.config.gateway.port)
+        self.gateway.start()
+        self.on_event(f"gateway at {self.gateway.url}")
+        try:
+            yield
+        finally:
+            self.gateway.stop()
+            self.gateway = None
 
     def running(self) -> list[Attempt]:
         return self.store.attempts(states=[AttemptState.running])
@@ -152,7 +172,9 @@ class Orchestrator:
             agent_name=agent_name, agent=agent_config.model_dump(),
             checks=[*self.config.checks.commands, *task.checks],
             check_timeout=self.config.checks.timeout, fix_rounds=self.config.checks.fix_rounds,
-            deadline=self.clock() + self.config.fleet.attempt_timeout, feedback=task.feedback)
+            deadline=self.clock() + self.config.fleet.attempt_timeout, feedback=task.feedback,
+            gateway_url=self.gateway.attempt_url(attempt.id) if self.gateway else None,
+            gateway_key=self.gateway.attempt_key(attempt.id) if self.gateway else None)
         spec.save(attempt_dir)
         (attempt_dir / "prompt-0.md").write_text(render_prompt(
             task, project_root=self.project.root, branch=attempt.branch, checks=spec.checks,

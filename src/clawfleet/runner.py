@@ -50,6 +50,8 @@ class AttemptSpec:
     fix_rounds: int
     deadline: float
     feedback: str | None = None
+    gateway_url: str | None = None     # this attempt's base URL on the metering gateway
+    gateway_key: str | None = None
 
     def save(self, attempt_dir: Path) -> None:
         _write_json(attempt_dir / "spec.json", asdict(self))
@@ -84,6 +86,24 @@ class AttemptStatus:
             return None
         data["outcome"] = AttemptState(data["outcome"])
         return cls(**data)
+
+
+def through_gateway(spec: AttemptSpec) -> dict[str, Any]:
+    """The agent's config, pointed at the gateway when the attempt has one.
+
+    Every agent gets CLAW_GATEWAY_URL and CLAW_GATEWAY_KEY in its environment; the built-in
+    agent is pointed there itself (its real upstream is the gateway's business).
+    """
+    if not spec.gateway_url:
+        return spec.agent
+    os.environ["CLAW_GATEWAY_URL"] = spec.gateway_url
+    os.environ["CLAW_GATEWAY_KEY"] = spec.gateway_key or ""
+    if spec.agent.get("kind", "builtin") != "builtin":
+        return spec.agent
+    anthropic = spec.agent.get("provider") == "anthropic"
+    os.environ["CLAW_GATEWAY_KEY_FOR_AGENT"] = spec.gateway_key or ""
+    return {**spec.agent, "base_url": spec.gateway_url if anthropic else spec.gateway_url + "/v1",
+            "api_key_env": "CLAW_GATEWAY_KEY_FOR_AGENT"}
 
 
 def read_progress(attempt_dir: Path) -> dict[str, Any]:
@@ -125,7 +145,7 @@ class Runner:
     def run(self) -> AttemptStatus:
         spec = self.spec
         task = _task_from(spec.task)
-        agent = make_agent(spec.agent_name, spec.agent)
+        agent = make_agent(spec.agent_name, through_gateway(spec))
         failure, checks = None, []
         for round_number in range(spec.fix_rounds + 1):
             prompt_file = self.dir / f"prompt-{round_number}.md"
