@@ -459,9 +459,9 @@ def reject(
 @app.command()
 def review(as_json: JsonOption = False) -> None:
     """Go through attempts waiting for review, most important first: approve, reject or send back."""
-    from .review import approve as approve_attempt, reject as reject_attempt
-
+    from .review import approve as approve_attempt
     from .review import needs_a_person_first
+    from .review import reject as reject_attempt
 
     project = _project()
     waiting = needs_a_person_first(project, project.store.list_tasks([TaskState.review]))

@@ -56,8 +56,10 @@ TASK_TRANSITIONS: dict[TaskState, set[TaskState]] = {
     TaskState.cancelled: {TaskState.queued},
 }
 
-FINISHED_ATTEMPT_STATES = frozenset(AttemptState) - {AttemptState.running}
-ACTIVE_TASK_STATES = frozenset({TaskState.queued, TaskState.running, TaskState.review, TaskState.approved})
+# The outcomes a run itself ends with (what follows, approval to merge, is a decision on it).
+RUN_OUTCOMES = frozenset({AttemptState.ready, AttemptState.checks_failed, AttemptState.no_change,
+                          AttemptState.failed, AttemptState.crashed, AttemptState.timed_out,
+                          AttemptState.cancelled})
 
 
 def can_transition(current: TaskState, new: TaskState) -> bool:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import fcntl
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import git, radar, reviewer
@@ -22,8 +22,8 @@ from .mergequeue import LandResult, MergeQueue
 from .models import Attempt, AttemptState, Task, TaskState
 from .project import Project
 from .prompt import render_prompt
-from .risk import Risk
 from .review import Decision, after_ai_review, decide, risk_of
+from .risk import Risk
 from .runner import AttemptSpec, AttemptStatus, read_progress
 from .scheduler import for_project
 from .workspace import WorkspacePool, attempt_worktree_name

@@ -19,6 +19,7 @@ from typing import Any
 
 from .errors import ClawError, NotFound, StoreBusy
 from .models import (
+    RUN_OUTCOMES,
     Attempt,
     AttemptState,
     Importance,
@@ -277,9 +278,7 @@ class Store:
                 raise NotFound(f"there is no attempt {attempt_id}", hint="`claw show TASK` lists attempts")
             sets = ["state = ?"] + [f"{name} = ?" for name in fields]
             values = [str(state), *fields.values()]
-            if state in (AttemptState.ready, AttemptState.checks_failed, AttemptState.no_change,
-                         AttemptState.failed, AttemptState.crashed, AttemptState.timed_out,
-                         AttemptState.cancelled):
+            if state in RUN_OUTCOMES:
                 sets.append("finished_at = COALESCE(finished_at, ?)")
                 values.append(time.time())
             db.execute(f"UPDATE attempts SET {', '.join(sets)} WHERE id = ?", [*values, attempt_id])
