@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import asdict
@@ -10,12 +9,19 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
 from . import __version__, git
+from .commands._common import (
+    JsonOption,
+    ago,
+    console,
+    err_console,
+    open_project,
+    print_json,
+)
 from .errors import ClawError, UsageError
 from .models import AttemptState, Importance, Task, TaskState
 from .project import Project, initialize
@@ -24,10 +30,6 @@ from .runner import AttemptStatus, read_progress
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Run a fleet of coding agents on one git repository, in parallel, and land "
                        "their work on the target branch through checks, review and a merge queue.")
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
-
-JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 TaskId = Annotated[int, typer.Argument(help="Task id, as printed by `claw add` and `claw status`.")]
 
 STATE_STYLE = {
@@ -38,25 +40,6 @@ STATE_STYLE = {
 
 def _styled(state: str) -> str:
     return f"[{STATE_STYLE.get(state, 'default')}]{state}[/]"
-
-
-def _project() -> Project:
-    project = Project.find()
-    _ = project.config  # a broken config is reported by every command, not only those that use it
-    return project
-
-
-def _print_json(data: object) -> None:
-    print(json.dumps(data, indent=2, default=str))
-
-
-def _ago(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def _waiting(project: Project) -> dict[int, str]:
@@ -126,14 +109,14 @@ def add(
         drafts = [TaskDraft(title or "", body or "")]
     if any(not d.title.strip() for d in drafts):
         raise UsageError("a task needs a title", hint='claw add "Add a slugify helper" -b "details"')
-    project = _project()
+    project = open_project()
     for name in {agent, *(d.agent for d in drafts)} - {None}:
         project.config.agent(name)
     ids = queue_drafts(project.store, drafts, kind=kind, importance=importance, priority=priority,
                        agent=agent, footprint=footprint or [], checks=check or [],
                        depends_on=depends or [])
     if as_json:
-        _print_json({"ids": ids})
+        print_json({"ids": ids})
     else:
         for task_id in ids:
             print(task_id)
@@ -150,7 +133,7 @@ def plan(
     from .planner import plan_path, propose, queue_drafts
     from .taskfile import render_task_file
 
-    project = _project()
+    project = open_project()
     with err_console.status("planning..."):
         drafts = propose(project, goal, agent)
     path = plan_path(project, goal)
@@ -158,7 +141,7 @@ def plan(
     path.write_text(render_task_file(drafts, heading=goal))
     if as_json:
         ids = queue_drafts(project.store, drafts) if yes else []
-        _print_json({"file": str(path), "tasks": [asdict(d) for d in drafts], "ids": ids})
+        print_json({"file": str(path), "tasks": [asdict(d) for d in drafts], "ids": ids})
         return
     table = Table(box=None, pad_edge=False)
     for column in ("#", "task", "kind", "importance", "footprint", "after"):
@@ -182,13 +165,13 @@ def status(
     as_json: JsonOption = False,
 ) -> None:
     """List tasks with their state, agent, time and tokens."""
-    project = _project()
+    project = open_project()
     tasks = project.store.list_tasks()
     if not all_tasks:
         tasks = [t for t in tasks if t.state not in (TaskState.merged, TaskState.cancelled, TaskState.rejected)]
     if as_json:
         waiting = _waiting(project)
-        _print_json([_task_json(project, t, waiting) for t in tasks])
+        print_json([_task_json(project, t, waiting) for t in tasks])
         return
     if not tasks:
         console.print("no tasks" + ("" if all_tasks else " open (`claw status --all` shows landed ones)"))
@@ -221,7 +204,7 @@ def _task_table(project: Project, tasks: list[Task]) -> Table:
         attempt = project.store.latest_attempt(task.id)
         elapsed = ""
         if attempt:
-            elapsed = _ago((attempt.finished_at or now) - attempt.started_at)
+            elapsed = ago((attempt.finished_at or now) - attempt.started_at)
         note = task.reason or ""
         if task.state == TaskState.queued:
             note = waiting.get(task.id) or note
@@ -240,7 +223,7 @@ def _task_table(project: Project, tasks: list[Task]) -> Table:
 @app.command()
 def show(task_id: TaskId, as_json: JsonOption = False) -> None:
     """Show a task: its body, attempts, check results and history."""
-    project = _project()
+    project = open_project()
     task = project.store.get_task(task_id)
     attempts = project.store.attempts(task_id=task_id)
     events = project.store.events(task_id=task_id)
@@ -249,7 +232,7 @@ def show(task_id: TaskId, as_json: JsonOption = False) -> None:
         status = AttemptStatus.read(project.attempt_dir(attempt.id))
         checks[attempt.id] = status.checks if status else []
     if as_json:
-        _print_json({**asdict(task), "attempts": [{**asdict(a), "checks": checks[a.id]} for a in attempts],
+        print_json({**asdict(task), "attempts": [{**asdict(a), "checks": checks[a.id]} for a in attempts],
                      "events": events})
         return
     console.print(f"[bold]task {task.id}[/]: {escape(task.title)}  {_styled(task.state)}")
@@ -289,7 +272,7 @@ def log(
     follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing until the attempt ends.")] = False,
 ) -> None:
     """Print the agent's log of the task's latest attempt."""
-    project = _project()
+    project = open_project()
     attempt = _latest_attempt(project, task_id)
     path = project.attempt_dir(attempt.id) / "agent.log"
     position = 0
@@ -315,12 +298,12 @@ def diff(
     as_json: JsonOption = False,
 ) -> None:
     """Show the changes of the task's latest attempt against its base commit."""
-    project = _project()
+    project = open_project()
     attempt = _latest_attempt(project, task_id)
     head = attempt.head_commit or git.branch_tip(project.root, attempt.branch) or attempt.base_commit
     stats = git.diff_stats(project.root, attempt.base_commit, head)
     if as_json:
-        _print_json({"base": attempt.base_commit, "head": head, "files": [asdict(s) for s in stats],
+        print_json({"base": attempt.base_commit, "head": head, "files": [asdict(s) for s in stats],
                      "diff": "" if stat else git.diff(project.root, attempt.base_commit, head)})
         return
     for entry in stats:
@@ -334,7 +317,7 @@ def cancel(task_id: TaskId) -> None:
     """Cancel a task; a running attempt is stopped (its work so far stays on its branch)."""
     from .review import cancel as cancel_task
 
-    cancel_task(_project(), task_id)
+    cancel_task(open_project(), task_id)
     console.print(f"task {task_id} cancelled")
 
 
@@ -344,7 +327,7 @@ def retry(
     feedback: Annotated[Optional[str], typer.Option(help="What the next attempt should do differently.")] = None,
 ) -> None:
     """Queue a failed, rejected or cancelled task again for a new attempt."""
-    project = _project()
+    project = open_project()
     project.store.move_task(task_id, TaskState.queued, "task.retried", reason="retry requested",
                             feedback=feedback,
                             expect=[TaskState.failed, TaskState.rejected, TaskState.cancelled])
@@ -360,7 +343,7 @@ def run(
     ignore_footprints: Annotated[bool, typer.Option("--ignore-footprints", help="Run tasks together even when their footprints overlap.")] = False,
 ) -> None:
     """Run queued tasks in parallel until nothing runnable is left."""
-    project = _project()
+    project = open_project()
     started = time.time()
     _run_fleet(project, slots=slots, merge=merge, respect_footprints=False if ignore_footprints else None)
     _print_run_summary(project, started)
@@ -377,9 +360,9 @@ def _run_fleet(project: Project, *, slots: int | None, merge: bool | None,
 
     def on_event(message: str) -> None:
         if live_mode:
-            events.append(f"{_ago(time.time() - started):>6}  {message}")
+            events.append(f"{ago(time.time() - started):>6}  {message}")
         else:
-            console.print(f"{_ago(time.time() - started):>6}  {escape(message)}")
+            console.print(f"{ago(time.time() - started):>6}  {escape(message)}")
 
     orchestrator = Orchestrator(project, slots=slots, merge=merge, on_event=on_event,
                                 respect_footprints=respect_footprints)
@@ -412,7 +395,7 @@ def _print_run_summary(project: Project, started: float) -> None:
     for task in tasks:
         counts[task.state] = counts.get(task.state, 0) + 1
     summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
-    console.print(f"done in {_ago(time.time() - started)}: {summary or 'nothing to run'}")
+    console.print(f"done in {ago(time.time() - started)}: {summary or 'nothing to run'}")
     if counts.get("review"):
         console.print("`claw review` to decide on what waits for you")
 
@@ -422,10 +405,10 @@ def conflicts(as_json: JsonOption = False) -> None:
     """Predict which running or finished attempts will collide, and on which files (read-only)."""
     from . import radar
 
-    project = _project()
+    project = open_project()
     report = radar.scan(project)
     if as_json:
-        _print_json(asdict(report))
+        print_json(asdict(report))
         return
     if not report.collisions:
         console.print(f"no conflicts ahead among {len(report.touched)} live attempt(s)")
@@ -440,7 +423,7 @@ def approve(task_id: TaskId) -> None:
     """Approve the attempt that waits for review; `claw merge` (or `claw run`) lands it."""
     from .review import approve as approve_attempt
 
-    approve_attempt(_project().store, task_id)
+    approve_attempt(open_project().store, task_id)
     console.print(f"task {task_id} approved")
 
 
@@ -452,7 +435,7 @@ def reject(
     """Reject the attempt that waits for review; with --feedback, send it back for a new attempt."""
     from .review import reject as reject_attempt
 
-    reject_attempt(_project(), task_id, feedback)
+    reject_attempt(open_project(), task_id, feedback)
     console.print(f"task {task_id} " + ("sent back with feedback" if feedback else "rejected"))
 
 
@@ -463,10 +446,10 @@ def review(as_json: JsonOption = False) -> None:
     from .review import needs_a_person_first
     from .review import reject as reject_attempt
 
-    project = _project()
+    project = open_project()
     waiting = needs_a_person_first(project, project.store.list_tasks([TaskState.review]))
     if as_json:
-        _print_json([{**_task_json(project, t, {}), "risk": asdict(risk) if risk else None}
+        print_json([{**_task_json(project, t, {}), "risk": asdict(risk) if risk else None}
                      for t, risk in waiting])
         return
     if not waiting:
@@ -506,11 +489,11 @@ def merge(as_json: JsonOption = False) -> None:
     from .mergequeue import MergeQueue
     from .orchestrator import OrchestratorLock
 
-    project = _project()
+    project = open_project()
     with OrchestratorLock(project.run_dir):
         results = MergeQueue(project).land_all()
     if as_json:
-        _print_json([asdict(r) for r in results])
+        print_json([asdict(r) for r in results])
         return
     if not results:
         console.print("nothing approved to land")
@@ -528,7 +511,7 @@ def agents(as_json: JsonOption = False) -> None:
 
     kinds = agent_kinds()
     if as_json:
-        _print_json([asdict(kind) for kind in kinds])
+        print_json([asdict(kind) for kind in kinds])
         return
     table = Table(box=None, pad_edge=False)
     for column in ("kind", "installed", "version", "what"):
@@ -609,7 +592,7 @@ def gateway(
         return
     from .llm.gateway import GatewayServer
 
-    project = _project()
+    project = open_project()
 
     def on_call(call) -> None:
         cost = "" if call.cost is None else f" ${call.cost:.4f}"
@@ -639,7 +622,7 @@ def gateway_token(
     """Print an attempt's gateway key and base URL, as environment variables."""
     from .llm.gateway import KEY_PREFIX, attempt_token, load_secret
 
-    project = _project()
+    project = open_project()
     project.store.get_attempt(attempt_id)
     token = attempt_token(load_secret(project.run_dir / "gateway.secret"), attempt_id)
     port = project.config.gateway.port if port is None else port
@@ -665,18 +648,18 @@ def stats(
     """Tokens per hour, cost, attempts by outcome, per agent kind and per task, slot utilisation."""
     from .stats import fleet_stats
 
-    project = _project()
+    project = open_project()
     since = time.time() - hours * 3600 if hours is not None else None
     data = fleet_stats(project.store, slots=project.config.fleet.slots, since=since)
     if as_json:
-        _print_json(data)
+        print_json(data)
         return
     if not data["attempts"]["total"]:
         console.print("no attempts yet: `claw run` starts queued tasks")
         return
     tokens, cost, slots = data["tokens"], data["cost"], data["slots"]
     outcomes = ", ".join(f"{n} {state}" for state, n in sorted(data["attempts"]["by_outcome"].items()))
-    console.print(f"[bold]{data['attempts']['total']} attempts[/] over {_ago(data['span']['hours'] * 3600)}: {outcomes}")
+    console.print(f"[bold]{data['attempts']['total']} attempts[/] over {ago(data['span']['hours'] * 3600)}: {outcomes}")
     console.print(f"tokens: {tokens['total']:,} ({tokens['per_hour']:,.0f}/hour); metered by the gateway: "
                   f"{tokens['input']:,} in ({tokens['cached']:,} cached), {tokens['output']:,} out")
     console.print(f"cost: ${cost['total']:,.4f}" + (f" ({cost['unpriced_calls']} calls of unpriced models)"
@@ -696,7 +679,7 @@ def stats(
             label = f"{name} {row['title'][:40]}" if key == "per_task" else str(name)
             table.add_row(escape(label), str(row["attempts"]),
                           ", ".join(f"{n} {s}" for s, n in sorted(row["outcomes"].items())),
-                          f"{row['tokens']:,}", f"${row['cost']:.4f}", _ago(row["busy_s"]))
+                          f"{row['tokens']:,}", f"${row['cost']:.4f}", ago(row["busy_s"]))
         console.print()
         console.print(table)
 
