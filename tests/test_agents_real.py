@@ -1,7 +1,8 @@
-"""The real agent CLIs (Claude Code, Codex) driven by `claw run` against the scripted model server.
+"""The real agent CLIs (Claude Code, Codex, Gemini CLI) driven by `claw run` against the scripted model server.
 
 Nothing here is imitated: the npm packages' own programs run in the attempt's worktree, talk real
-HTTP to the scripted server through their documented base-URL settings, run the scripted tool
+HTTP to the scripted server through their documented base-URL settings (directly, or through the
+metering gateway that `claw run` starts with `[gateway] enabled`), run the scripted tool
 calls (shell commands) themselves, and end; clawfleet commits, runs the checks, feeds a failure
 back for a fix round, and reads the summary and token use from the CLI's JSON output.
 
@@ -21,6 +22,7 @@ import pytest
 from clawfleet import git
 from clawfleet.agents import agent_kinds, claude, codex, gemini
 from clawfleet.llm.scripted import Script, ScriptedServer
+from clawfleet.store import Store
 
 from conftest import claw, write_config
 from test_run import status_json
@@ -92,9 +94,28 @@ def multiply_script(kind: str) -> Script:
     ])
 
 
-def configure(repo: Path, kind: str, server: ScriptedServer, **extra: str) -> None:
+GATEWAY_API = {"claude": "messages", "codex": "responses", "gemini": "gemini"}
+
+
+def configure(repo: Path, kind: str, server: ScriptedServer, *, gateway: bool = False, **extra: str) -> None:
+    """The CLI pointed at the scripted server: by its own base-URL setting, or through the gateway
+    (then clawfleet points it at the gateway, which forwards to the scripted server)."""
     base_url = server.openai_base_url if kind == "codex" else server.url
+    upstream = {"codex": server.openai_base_url, "gemini": server.url + "/v1beta"}.get(kind, server.url + "/v1")
     lines = "".join(f'{key} = {json.dumps(value)}\n' for key, value in extra.items())
+    if gateway:
+        lines += textwrap.dedent(f"""\
+            [gateway]
+            enabled = true
+            [gateway.upstreams.scripted]
+            base_url = "{upstream}"
+            apis = ["{GATEWAY_API[kind]}"]
+            [gateway.prices.scripted-model]
+            input = 1.0
+            output = 4.0
+            """)
+    else:
+        lines = f'base_url = "{base_url}"\n' + lines
     write_config(repo, f"""
         [fleet]
         default_agent = "{kind}"
@@ -109,16 +130,15 @@ def configure(repo: Path, kind: str, server: ScriptedServer, **extra: str) -> No
         kind = "{kind}"
         model = "scripted-model"
         {'effort = "low"' if kind != "gemini" else ""}
-        base_url = "{base_url}"
         """ + textwrap.indent(lines, "        "))
 
 
 @pytest.mark.parametrize("kind", ["claude", "codex", "gemini"])
-def test_real_cli_adds_a_function_with_its_test_and_fixes_the_failing_check(repo, kind):
+def test_real_cli_through_the_gateway_adds_a_function_with_its_test_and_fixes_the_failing_check(repo, kind):
     require(kind)
     calculator_repo(repo)
     with ScriptedServer(multiply_script(kind)) as server:
-        configure(repo, kind, server)
+        configure(repo, kind, server, gateway=True)
         assert claw(repo, "add", "Add multiply(a, b) to calc.py, with a test").returncode == 0
         result = claw(repo, "run", timeout=600)
         requests = list(server.requests)
@@ -145,6 +165,13 @@ def test_real_cli_adds_a_function_with_its_test_and_fixes_the_failing_check(repo
             "gemini": "/v1beta/models/scripted-model:streamGenerateContent"}[kind]
     assert {r["path"] for r in requests} == {path}
     assert len(requests) == 4 + 3
+
+    # Every call went through the gateway, which metered it against this attempt.
+    calls = Store(repo / ".claw" / "run" / "claw.db").llm_calls(attempt_id=attempt["id"])
+    assert len(calls) == 7 and {c.api for c in calls} == {GATEWAY_API[kind]}
+    assert all(c.status == "ok" and c.input_tokens > 0 and c.output_tokens > 0 for c in calls), calls
+    assert sum(c.input_tokens for c in calls) > 1000 and all(c.cost > 0 for c in calls)
+    assert "gateway at http://127.0.0.1:" in result.stdout
     assert "return a + b" in json.dumps(requests[1]["body"])     # what `cat calc.py` printed
     assert "FAILED" in json.dumps(requests[-1]["body"]) or "AssertionError" in json.dumps(requests[-1]["body"])
     if kind != "gemini":  # Gemini names the model in the path

@@ -166,6 +166,67 @@ def test_anthropic_messages_streamed_and_not(setup, gateway):
     assert live.ttft_ms is not None and live.status == "ok"
 
 
+def gemini_contents(first: str, turns: int) -> list[dict]:
+    contents = [{"role": "user", "parts": [{"text": first}]}]
+    for n in range(turns):
+        contents += [{"role": "model", "parts": [{"text": f"reply {n}"}]},
+                     {"role": "user", "parts": [{"text": f"output {n}"}]}]
+    return contents
+
+
+def test_gemini_api_streamed_and_not_is_metered_and_token_counts_pass_through(project, scripted, monkeypatch):
+    monkeypatch.setenv("CLAW_TEST_GEMINI_KEY", REAL_KEY)
+    configure(project, f"""
+        [gateway.upstreams.google]
+        base_url = "{scripted.url}/v1beta"
+        apis = ["gemini"]
+        key_env = "CLAW_TEST_GEMINI_KEY"
+        [gateway.prices."gemini-*"]
+        input = 1.0
+        output = 2.0
+        """)
+    attempt = new_attempt(project)
+    with GatewayServer(project.root) as gateway:
+        # As the Gemini CLI calls it: its base URL, the key in x-goog-api-key, the model in the path.
+        headers = {"x-goog-api-key": gateway.attempt_key(attempt.id)}
+        base = f"{gateway.url}/v1beta/models/gemini-test"
+        plain = httpx.post(f"{base}:generateContent", headers=headers, timeout=10,
+                           json={"contents": gemini_contents("Add a slugify helper", 2)})
+        assert plain.status_code == 200, plain.text
+        assert plain.json()["candidates"][0]["content"]["parts"][0]["text"] == "DONE: Added slugify."
+        with httpx.stream("POST", f"{base}:streamGenerateContent?alt=sse", headers=headers, timeout=10,
+                          json={"contents": gemini_contents("Add a slugify helper", 1)}) as response:
+            events = [json.loads(line[5:]) for line in response.iter_lines() if line.startswith("data:")]
+        assert len(events) > 1   # passed on event by event
+        assert "".join(e["candidates"][0]["content"]["parts"][0]["text"] for e in events) == \
+            "a free text reply that is long enough to stream in pieces"
+        counted = httpx.post(f"{base}:countTokens", headers=headers, timeout=10,
+                             json={"contents": gemini_contents("Add a slugify helper", 0)})
+        assert counted.status_code == 200 and counted.json()["totalTokens"] > 0
+        refused = httpx.post(f"{base}:generateContent", headers={"x-goog-api-key": "claw-1.forged"}, timeout=10,
+                             json={"contents": gemini_contents("Add a slugify helper", 0)})
+        assert refused.status_code == 401 and refused.json()["error"]["status"] == "UNAUTHENTICATED"
+        rows = calls(project, gateway, expect=2, attempt_id=attempt.id)
+    # Token counting is not a model call: two calls metered, with the upstream's own counts and a price.
+    assert [(r.api, r.stream, r.status) for r in rows] == [("gemini", False, "ok"), ("gemini", True, "ok")]
+    usage = plain.json()["usageMetadata"]
+    assert (rows[0].input_tokens, rows[0].output_tokens) == (usage["promptTokenCount"], usage["candidatesTokenCount"])
+    assert rows[1].output_tokens == events[-1]["usageMetadata"]["candidatesTokenCount"]
+    assert rows[1].ttft_ms is not None and all(r.cost > 0 and r.model == "gemini-test" for r in rows)
+    # The upstream saw the real key, never the attempt's.
+    seen = [r for r in scripted.requests if "gemini-test" in r["path"]]
+    assert len(seen) == 2   # countTokens is not recorded by the scripted server
+
+
+def test_model_lists_pass_through_unmetered(setup, gateway):
+    project, attempt = setup
+    listed = openai_for(gateway, attempt.id).models.list()
+    assert [m.id for m in listed.data] == ["scripted"]
+    assert httpx.get(f"{gateway.url}/v1/models", timeout=5).status_code == 401   # still needs an attempt key
+    gateway.gateway.meter.flush()
+    assert project.store.llm_calls(attempt_id=attempt.id) == []
+
+
 # A small real upstream for what the scripted model does not do (yet): the Responses API,
 # flaky and broken replies, key checks, a slow stream.
 class Upstream(BackgroundServer):

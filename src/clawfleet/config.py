@@ -117,14 +117,15 @@ def parse_agent_config(data: dict) -> AnyAgentConfig:
     return _agent_config.validate_python({"kind": "builtin", **data})
 
 
-Api = Literal["chat", "responses", "messages"]
-"""The wire formats the gateway speaks: OpenAI chat completions, OpenAI Responses, Anthropic Messages."""
+Api = Literal["chat", "responses", "messages", "gemini"]
+"""The wire formats the gateway speaks: OpenAI chat completions, OpenAI Responses, Anthropic Messages,
+Gemini generateContent."""
 
 
 class UpstreamConfig(_Section):
     base_url: str = Field(description="the API root with its version, as the OpenAI SDK takes it "
                                       "(e.g. http://127.0.0.1:11434/v1); /chat/completions, "
-                                      "/responses or /messages is appended")
+                                      "/responses, /messages or /models/MODEL:ACTION is appended")
     apis: list[Api] = Field(default_factory=lambda: ["chat"], min_length=1)
     key_env: str | None = Field(None, description="environment variable holding the real API key")
     models: list[str] = Field(default_factory=list, description="model name patterns (fnmatch) routed here")
@@ -317,7 +318,7 @@ output_limit = 10000
 # default = {{ chat = "local" }}
 # [gateway.upstreams.local]
 # base_url = "http://127.0.0.1:11434/v1"   # the API root with its version
-# apis = ["chat", "responses"]             # and/or "messages" (Anthropic)
+# apis = ["chat", "responses"]             # and/or "messages" (Anthropic), "gemini"
 # key_env = "LOCAL_API_KEY"                # where the real key is; agents never see it
 # models = ["llama*", "qwen*"]
 # [gateway.budget]                         # unset = no limit; 0 refuses every call

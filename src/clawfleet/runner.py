@@ -88,22 +88,30 @@ class AttemptStatus:
         return cls(**data)
 
 
+# Where each agent kind is pointed on the gateway: Anthropic and Gemini clients add their own
+# API version to the base URL, OpenAI ones expect it in there.
+_GATEWAY_SUFFIX = {"claude": "", "gemini": "", "codex": "/v1"}
+
+
 def through_gateway(spec: AttemptSpec) -> dict[str, Any]:
     """The agent's config, pointed at the gateway when the attempt has one.
 
-    Every agent gets CLAW_GATEWAY_URL and CLAW_GATEWAY_KEY in its environment; the built-in
-    agent is pointed there itself (its real upstream is the gateway's business).
+    Every agent gets CLAW_GATEWAY_URL and CLAW_GATEWAY_KEY in its environment (a `command` agent
+    uses them as it likes); the built-in agent and the agent CLIs are pointed there through their
+    own base-URL and key settings. Their real upstream and key are then the gateway's business.
     """
     if not spec.gateway_url:
         return spec.agent
     os.environ["CLAW_GATEWAY_URL"] = spec.gateway_url
     os.environ["CLAW_GATEWAY_KEY"] = spec.gateway_key or ""
-    if spec.agent.get("kind", "builtin") != "builtin":
+    kind = spec.agent.get("kind", "builtin")
+    if kind == "builtin":
+        suffix = "" if spec.agent.get("provider") == "anthropic" else "/v1"
+    elif kind in _GATEWAY_SUFFIX:
+        suffix = _GATEWAY_SUFFIX[kind]
+    else:
         return spec.agent
-    anthropic = spec.agent.get("provider") == "anthropic"
-    os.environ["CLAW_GATEWAY_KEY_FOR_AGENT"] = spec.gateway_key or ""
-    return {**spec.agent, "base_url": spec.gateway_url if anthropic else spec.gateway_url + "/v1",
-            "api_key_env": "CLAW_GATEWAY_KEY_FOR_AGENT"}
+    return {**spec.agent, "base_url": spec.gateway_url + suffix, "api_key_env": "CLAW_GATEWAY_KEY"}
 
 
 def read_progress(attempt_dir: Path) -> dict[str, Any]:

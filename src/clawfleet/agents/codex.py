@@ -63,7 +63,12 @@ class CodexAgent(CliAgent):
         home = job.attempt_dir / "codex-home"
         home.mkdir(exist_ok=True)   # Codex wants CODEX_HOME to exist already
         (home / "config.toml").write_text(self.settings())
-        env = {**os.environ, "CODEX_HOME": str(home), **self.config.env}
+        # Codex puts helper links for its Linux sandbox (run through bwrap) in CODEX_HOME, and
+        # refuses to when that is under the temporary folder; a TMPDIR of the attempt's own
+        # keeps it working wherever the project lives, /tmp included.
+        tmp = job.attempt_dir / "codex-tmp"
+        tmp.mkdir(exist_ok=True)
+        env = {**os.environ, "CODEX_HOME": str(home), "TMPDIR": str(tmp), **self.config.env}
         key = api_key(self.name, self.config.api_key_env, self.config.base_url)
         if key:
             env[KEY_VARIABLE if self.config.base_url else "CODEX_API_KEY"] = key

@@ -1,4 +1,5 @@
-"""The LLM gateway: a metering proxy on 127.0.0.1 for OpenAI chat, OpenAI Responses and Anthropic Messages.
+"""The LLM gateway: a metering proxy on 127.0.0.1 for OpenAI chat, OpenAI Responses, Anthropic Messages
+and the Gemini API.
 
 Every attempt is given its own key, `claw-<token>`, and/or the base URL `http://127.0.0.1:PORT/a/<token>`;
 the gateway knows the attempt from it, swaps in the real upstream key (never shown to the agent),
@@ -28,6 +29,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import anyio
 import httpx
@@ -44,7 +46,9 @@ from .usage import StreamTap, error_of, reply_of, usage_of
 
 log = logging.getLogger("clawfleet.gateway")
 
-API_PATHS = {"chat": "/chat/completions", "responses": "/responses", "messages": "/messages"}
+API_PATHS = {"chat": "/chat/completions", "responses": "/responses", "messages": "/messages",
+             "gemini": "/models/{target}"}   # target: MODEL:generateContent or MODEL:streamGenerateContent
+GEMINI_CALLS = ("generateContent", "streamGenerateContent")
 KEY_PREFIX = "claw-"
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 MAX_RETRY_WAIT_S = 30.0
@@ -52,7 +56,7 @@ HTTP_POOLS = 16
 # Hop-by-hop, length and encoding headers are the proxy's own business; credentials are swapped.
 _DROP_REQUEST_HEADERS = frozenset({"host", "content-length", "connection", "keep-alive", "transfer-encoding",
                                    "te", "upgrade", "proxy-authorization", "accept-encoding",
-                                   "authorization", "x-api-key", "api-key", "cookie"})
+                                   "authorization", "x-api-key", "api-key", "x-goog-api-key", "cookie"})
 _DROP_RESPONSE_HEADERS = frozenset({"content-length", "connection", "keep-alive", "transfer-encoding",
                                     "content-encoding", "date", "server"})
 
@@ -91,6 +95,8 @@ _ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 4
                     404: "not_found_error", 429: "rate_limit_error"}
 _OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "insufficient_quota",
                  404: "invalid_request_error", 429: "rate_limit_error"}
+_GOOGLE_STATUSES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 402: "RESOURCE_EXHAUSTED",
+                    403: "PERMISSION_DENIED", 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED"}
 
 
 def api_error(api: str, status: int, message: str, code: str | None = None) -> JSONResponse:
@@ -99,6 +105,9 @@ def api_error(api: str, status: int, message: str, code: str | None = None) -> J
     if api == "messages":
         kind = _ANTHROPIC_TYPES.get(status, "api_error")
         body: dict[str, Any] = {"type": "error", "error": {"type": kind, "message": message}}
+    elif api == "gemini":
+        kind = _GOOGLE_STATUSES.get(status, "INTERNAL" if status >= 500 else "FAILED_PRECONDITION")
+        body = {"error": {"code": status, "message": message, "status": kind}}
     else:
         kind = _OPENAI_TYPES.get(status, "server_error")
         body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
@@ -294,8 +303,15 @@ class Gateway:
             body = None
         if not isinstance(body, dict):
             return api_error(api, 400, "clawfleet gateway: the request body is not a JSON object")
-        model = body.get("model") if isinstance(body.get("model"), str) else ""
-        stream = body.get("stream") is True
+        if api == "gemini":  # the model and whether to stream are in the path
+            target = request.path_params["target"]
+            model, _, method = target.partition(":")
+            if method not in GEMINI_CALLS:
+                return await self.passthrough(request, api, token)
+            stream = method == "streamGenerateContent"
+        else:
+            model = body.get("model") if isinstance(body.get("model"), str) else ""
+            stream = body.get("stream") is True
         call = LlmCall(caller.attempt_id, caller.task_id, api, model, "", "ok", started, stream=stream)
         routed = route(config, api, model)
         if routed is None:
@@ -319,7 +335,7 @@ class Gateway:
             forwarded = {**body, "stream_options": {**(body.get("stream_options") or {}), "include_usage": True}}
             raw, drop_usage_chunk = json.dumps(forwarded).encode(), True
         headers = self._headers(request, api, key)
-        url = upstream.base_url + API_PATHS[api]
+        url = self._upstream_url(request, api, upstream)
         try:
             response, _tries = await self._send(config, call.upstream, url, headers, raw)
         except GatewayFailure as failure:
@@ -357,7 +373,7 @@ class Gateway:
                 api, 502, f"clawfleet gateway: upstream '{call.upstream}' answered {response.status_code} "
                 f"with a body that is not a JSON object: {preview!r}"), "malformed", t0)
         else:
-            usage = usage_of(api, reply_body.get("usage"))
+            usage = usage_of(api, reply_body.get("usageMetadata" if api == "gemini" else "usage"))
             call.input_tokens, call.output_tokens, call.cached_tokens = (
                 usage.input_tokens, usage.output_tokens, usage.cached_tokens)
             call.cost = cost_of(usage, price_for(config.prices, model))
@@ -368,6 +384,33 @@ class Gateway:
             self._record(call, body, config, secrets, reply=reply and reply.to_dict(), response=reply_body)
         return Response(content, status_code=response.status_code, headers=out_headers,
                         background=BackgroundTask(record))
+
+    async def passthrough(self, request: Request, api: str, token: str | None, path: str | None = None) -> Response:
+        """Forward a call that uses no tokens to the upstream that serves its API, unmetered."""
+        config = self.watch.get()
+        error_api = "chat" if api == "models" else api
+        caller = await self._caller(request, token)
+        if isinstance(caller, str):
+            return api_error(error_api, 401, caller, "invalid_api_key")
+        routed = None
+        for candidate in ((api,) if api != "models" else ("responses", "chat", "messages")):
+            routed = route(config, candidate, "")
+            if routed is not None:
+                api = candidate
+                break
+        if routed is None:
+            return api_error(error_api, 404, f"clawfleet gateway: no upstream serves {request.url.path}")
+        name, upstream = routed
+        key = os.environ.get(upstream.key_env) if upstream.key_env else None
+        url = self._upstream_url(request, api, upstream, path)
+        timeout = httpx.Timeout(config.read_timeout, connect=config.connect_timeout)
+        try:
+            response = await self._http().request(request.method, url, headers=self._headers(request, api, key),
+                                                  content=await request.body(), timeout=timeout)
+        except httpx.HTTPError as error:
+            return api_error(error_api, 502, f"clawfleet gateway: upstream '{name}' failed: {error}")
+        headers = {k: v for k, v in response.headers.items() if k.lower() not in _DROP_RESPONSE_HEADERS}
+        return Response(response.content, status_code=response.status_code, headers=headers)
 
     async def _relay(self, response: httpx.Response, tap: StreamTap, call: LlmCall,
                      config: GatewayConfig, t0: float) -> AsyncIterator[bytes]:
@@ -407,7 +450,8 @@ class Gateway:
     async def _caller(self, request: Request, token: str | None) -> Caller | str:
         """The attempt a request belongs to, or the reason it is refused."""
         if token is None:
-            key = request.headers.get("x-api-key") or ""
+            key = (request.headers.get("x-api-key") or request.headers.get("x-goog-api-key")
+                   or request.query_params.get("key") or "")
             authorization = request.headers.get("authorization") or ""
             if authorization.lower().startswith("bearer "):
                 key = key if key.startswith(KEY_PREFIX) else authorization[7:].strip()
@@ -431,9 +475,20 @@ class Gateway:
         if key:
             if api == "messages":
                 headers["x-api-key"] = key
+            elif api == "gemini":
+                headers["x-goog-api-key"] = key
             else:
                 headers["authorization"] = f"Bearer {key}"
         return headers
+
+    @staticmethod
+    def _upstream_url(request: Request, api: str, upstream: UpstreamConfig, path: str | None = None) -> str:
+        """The upstream address of a request: its API path under the upstream's root, with the
+        client's query (Anthropic's `beta=true`, Gemini's `alt=sse`) but never a key in it."""
+        if path is None:
+            path = API_PATHS[api].format(target=request.path_params.get("target", ""))
+        query = [(k, v) for k, v in request.query_params.multi_items() if k != "key"]
+        return upstream.base_url + path + (f"?{urlencode(query)}" if query else "")
 
     @staticmethod
     def _secrets(config: GatewayConfig) -> tuple[str, ...]:
@@ -471,8 +526,20 @@ class Gateway:
             return endpoint
 
         for api, path in API_PATHS.items():
-            for prefix in ("", "/v1", "/a/{token}", "/a/{token}/v1"):
+            versions = ("/v1beta", "/v1") if api == "gemini" else ("", "/v1")
+            for prefix in (*versions, *(f"/a/{{token}}{v}" for v in versions)):
                 app.add_api_route(prefix + path, endpoint_for(api), methods=["POST"])
+
+        # Calls that cost nothing are passed through, unmetered: listing models, counting tokens.
+        def passthrough_for(api: str, path: str) -> Callable[[Request], Any]:
+            async def endpoint(request: Request) -> Response:
+                return await self.passthrough(request, api, request.path_params.get("token"), path)
+            return endpoint
+
+        for prefix in ("", "/v1", "/a/{token}", "/a/{token}/v1"):
+            app.add_api_route(prefix + "/messages/count_tokens",
+                              passthrough_for("messages", "/messages/count_tokens"), methods=["POST"])
+            app.add_api_route(prefix + "/models", passthrough_for("models", "/models"), methods=["GET"])
 
         @app.get("/health")
         async def health() -> dict[str, str]:

@@ -1,7 +1,8 @@
 """What a model call used and said, read from its reply: a JSON body, or an event stream as it passes.
 
-The three wire formats count tokens differently; `Usage` is the common form, where
-`input_tokens` includes cached input (OpenAI's way; Anthropic's cache reads are added in).
+The four wire formats count tokens differently; `Usage` is the common form, where
+`input_tokens` includes cached input (OpenAI's way; Anthropic's cache reads are added in) and
+`output_tokens` includes reasoning (Gemini's thoughts are added in).
 
     tap = StreamTap("messages")
     for chunk in upstream_chunks:
@@ -47,6 +48,10 @@ def usage_of(api: str, usage: Any) -> Usage:
         written = _int(usage.get("cache_creation_input_tokens"))
         return Usage(_int(usage.get("input_tokens")) + cached + written,
                      _int(usage.get("output_tokens")), cached)
+    if api == "gemini":  # usageMetadata
+        return Usage(_int(usage.get("promptTokenCount")),
+                     _int(usage.get("candidatesTokenCount")) + _int(usage.get("thoughtsTokenCount")),
+                     _int(usage.get("cachedContentTokenCount")))
     if api == "responses":
         details = usage.get("input_tokens_details") or {}
         return Usage(_int(usage.get("input_tokens")), _int(usage.get("output_tokens")),
@@ -85,6 +90,8 @@ def reply_of(api: str, body: Any) -> Reply:
             elif block.get("type") == "tool_use":
                 reply.tool_calls.append({"id": block.get("id"), "name": block.get("name"),
                                          "arguments": json.dumps(block.get("input", {}))})
+    elif api == "gemini":
+        reply = _gemini_parts(reply, body)
     else:
         for item in body.get("output") or []:
             if item.get("type") == "message":
@@ -95,8 +102,24 @@ def reply_of(api: str, body: Any) -> Reply:
     return reply
 
 
+def _gemini_parts(reply: Reply, body: dict[str, Any]) -> Reply:
+    """Add the first candidate's text and function calls (a whole response or one stream chunk)."""
+    candidates = body.get("candidates") or [{}]
+    content = (candidates[0] if isinstance(candidates[0], dict) else {}).get("content") or {}
+    for part in content.get("parts") or []:
+        if not isinstance(part, dict) or part.get("thought"):
+            continue
+        if isinstance(part.get("text"), str):
+            reply.text += part["text"]
+        elif isinstance(part.get("functionCall"), dict):
+            call = part["functionCall"]
+            reply.tool_calls.append({"id": call.get("id"), "name": call.get("name"),
+                                     "arguments": json.dumps(call.get("args", {}))})
+    return reply
+
+
 def error_of(body: Any) -> str | None:
-    """The message of an error body in any of the three formats."""
+    """The message of an error body in any of the four formats."""
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         return str(body["error"].get("message") or body["error"])
     return None
@@ -170,6 +193,8 @@ class StreamTap:
             return self._chat(obj)
         if self.api == "messages":
             self._messages(obj)
+        elif self.api == "gemini":
+            self._gemini(obj)
         else:
             self._responses(obj)
         return True
@@ -245,3 +270,17 @@ class StreamTap:
                 self.error = error_of(response) or "the response failed"
         elif kind == "error":
             self.error = str(obj.get("message") or error_of(obj) or obj)
+
+    def _gemini(self, obj: dict[str, Any]) -> None:
+        # Every chunk is a whole GenerateContentResponse; usage in each is the running total.
+        if obj.get("usageMetadata"):
+            self.usage = usage_of("gemini", obj["usageMetadata"])
+        if isinstance(obj.get("error"), dict):
+            self.error = error_of(obj)
+        before = (len(self.reply.text), len(self.reply.tool_calls))
+        _gemini_parts(self.reply, obj)
+        if (len(self.reply.text), len(self.reply.tool_calls)) != before:
+            self._output()
+        candidates = obj.get("candidates") or []
+        if candidates and isinstance(candidates[0], dict) and candidates[0].get("finishReason"):
+            self.completed = True
