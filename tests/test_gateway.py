@@ -480,7 +480,7 @@ def test_a_zero_budget_refuses_at_once_and_says_how_to_raise_it(setup, scripted)
     assert anthropic_error.value.status_code == 402 and anthropic_error.value.body["error"]["type"] == "billing_error"
     assert len(scripted.requests) == before, "a refused call reached the upstream"
     assert [r.status for r in rows] == ["refused"] * 3
-    over = [e for e in project.store.events() if e["kind"] == "attempt.over_budget"]
+    over = [e for e in project.store.events() if e["kind"] == "budget.refused"]
     assert len(over) == 1 and over[0]["attempt_id"] == attempt.id
     assert over[0]["data"]["budget"] == "gateway.budget.attempt_usd"
 
@@ -594,7 +594,7 @@ def test_claw_stats_reports_tokens_cost_outcomes_and_utilisation(setup, gateway)
     assert "1 attempts" in human.stdout and "slot utilisation" in human.stdout and "cost: $" in human.stdout
 
 
-def testclaw_run_meters_the_builtin_agent_through_the_gateway(repo):
+def test_claw_run_meters_the_builtin_agent_through_the_gateway(repo):
     """`[gateway] enabled`: claw run starts it, points the built-in agent at it, meters each call."""
     script = Script.from_rules([{"match": "Create notes", "steps": [
         {"command": "printf 'metered\\n' > notes.txt"}, {"done": "created notes.txt"}]}])
@@ -623,3 +623,93 @@ def testclaw_run_meters_the_builtin_agent_through_the_gateway(repo):
     assert tasks[0]["state"] == "merged" and (repo / "notes.txt").read_text() == "metered\n"
     calls = Project(repo).store.llm_calls(attempt_id=tasks[0]["latest_attempt"]["id"])
     assert len(calls) == 2 and all(c.status == "ok" and c.input_tokens > 0 for c in calls)
+
+
+# An agent that goes on after the gateway refused it: one paid call, a file written, a refused
+# call, then "work" that would take a minute.
+STUBBORN_AGENT = """\
+import json, os, time, urllib.error, urllib.request
+
+def ask():
+    request = urllib.request.Request(
+        os.environ["CLAW_GATEWAY_URL"] + "/v1/chat/completions",
+        data=json.dumps({"model": "scripted", "messages": [{"role": "user", "content": "Create notes"}]}).encode(),
+        headers={"authorization": "Bearer " + os.environ["CLAW_GATEWAY_KEY"], "content-type": "application/json"})
+    try:
+        return urllib.request.urlopen(request, timeout=10).status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+print("first call:", ask(), flush=True)
+open("half-done.txt", "w").write("work in progress\\n")
+time.sleep(0.5)   # the first call is recorded just after its reply
+print("second call:", ask(), flush=True)
+time.sleep(60)
+"""
+
+
+def test_an_attempt_over_budget_is_stopped_its_work_kept_and_the_task_failed_with_the_fix(repo):
+    (repo.parent / "stubborn.py").write_text(STUBBORN_AGENT)
+    script = Script.from_rules([{"match": "Create notes", "steps": [{"text": "noted"}]}])
+    with ScriptedServer(script) as upstream:
+        write_config(repo, f"""
+            [fleet]
+            default_agent = "stubborn"
+            [agents.stubborn]
+            kind = "command"
+            command = ["python3", "{repo.parent / 'stubborn.py'}"]
+            [gateway]
+            enabled = true
+            [gateway.upstreams.scripted]
+            base_url = "{upstream.openai_base_url}"
+            [gateway.budget]
+            attempt_tokens = 1
+            """)
+        claw(repo, "add", "Take notes")
+        started = time.monotonic()
+        result = claw(repo, "run")
+        took = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    assert took < 30, "the attempt was not stopped: it ran its minute out"
+    print(f"claw run took {took:.1f} s")
+    task = json.loads(claw(repo, "status", "--all", "--json").stdout)[0]
+    attempt = task["latest_attempt"]
+    assert task["state"] == "failed" and attempt["state"] == "over_budget"
+    assert "this attempt has used" in task["reason"] and "gateway.budget.attempt_tokens" in task["reason"]
+    assert "Raise gateway.budget.attempt_tokens" in task["reason"]
+    assert attempt["cost_usd"] == 0 and attempt["metered_tokens"] > 1
+    # What it wrote before it was stopped is committed on its branch.
+    assert "work in progress" in git_show(repo, f"{attempt['branch']}:half-done.txt")
+    kinds = [e["kind"] for e in Project(repo).store.events(task_id=task["id"])]
+    assert "budget.refused" in kinds and "attempt.over_budget" in kinds
+    assert "over_budget" in result.stdout
+    table = claw(repo, "status", "--all").stdout
+    assert "over budget" in table or "this attempt has used" in table
+
+
+def git_show(repo, spec: str) -> str:
+    from clawfleet import git
+    return git.out("show", spec, cwd=repo)
+
+
+def test_a_builtin_agent_refused_over_budget_ends_over_budget_not_failed(repo):
+    script = Script.from_rules([{"match": "Create notes", "steps": [
+        {"command": "printf 'draft\\n' > notes.txt && sleep 0.5"}, {"done": "created notes.txt"}]}])
+    with ScriptedServer(script) as upstream:
+        write_config(repo, f"""
+            [agents.builtin]
+            kind = "builtin"
+            model = "scripted"
+            [gateway]
+            enabled = true
+            [gateway.upstreams.scripted]
+            base_url = "{upstream.openai_base_url}"
+            [gateway.budget]
+            attempt_tokens = 1
+            """)
+        claw(repo, "add", "Create notes")
+        assert claw(repo, "run").returncode == 0
+    task = json.loads(claw(repo, "status", "--all", "--json").stdout)[0]
+    assert (task["state"], task["latest_attempt"]["state"]) == ("failed", "over_budget")
+    assert "gateway.budget.attempt_tokens" in task["reason"]
+    assert git_show(repo, f"{task['latest_attempt']['branch']}:notes.txt") == "draft"

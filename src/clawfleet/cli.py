@@ -53,6 +53,9 @@ def _task_json(project: Project, task: Task, waiting: dict[int, str]) -> dict:
     data = asdict(task)
     attempt = project.store.latest_attempt(task.id)
     data["latest_attempt"] = asdict(attempt) if attempt else None
+    if attempt:
+        metered_tokens, cost = project.store.llm_spend(attempt_id=attempt.id)
+        data["latest_attempt"].update(metered_tokens=metered_tokens, cost_usd=round(cost, 6))
     if task.state == TaskState.queued:
         data["waiting"] = waiting.get(task.id)
     return data
@@ -196,9 +199,9 @@ def _print_collisions(project: Project) -> None:
 def _task_table(project: Project, tasks: list[Task]) -> Table:
     waiting = _waiting(project) if any(t.state == TaskState.queued for t in tasks) else {}
     table = Table(box=None, pad_edge=False)
-    for column in ("id", "task", "agent", "state", "elapsed", "tokens", "note"):
+    for column in ("id", "task", "agent", "state", "elapsed", "tokens", "cost", "note"):
         table.add_column(column, no_wrap=column != "task" and column != "note",
-                         justify="right" if column in ("id", "tokens", "elapsed") else "left")
+                         justify="right" if column in ("id", "tokens", "cost", "elapsed") else "left")
     now = time.time()
     for task in tasks:
         attempt = project.store.latest_attempt(task.id)
@@ -209,13 +212,18 @@ def _task_table(project: Project, tasks: list[Task]) -> Table:
         if task.state == TaskState.queued:
             note = waiting.get(task.id) or note
         state = _styled(task.state)
+        # Tokens as the agent counts them, live; cost as the gateway metered it (blank without it).
+        tokens, cost = (attempt.tokens, "") if attempt else (0, "")
+        if attempt:
+            metered, dollars = project.store.llm_spend(attempt_id=attempt.id)
+            tokens = max(tokens, metered)
+            cost = f"${dollars:.4f}" if metered or dollars else ""
         if task.state == TaskState.running and attempt:
             phase = read_progress(project.attempt_dir(attempt.id)).get("phase")
             state += f" [dim]{phase}[/]" if phase else ""
         table.add_row(str(task.id), escape(task.title[:60]),
                       escape(attempt.agent if attempt else task.agent or project.config.fleet.default_agent),
-                      state, elapsed,
-                      f"{attempt.tokens:,}" if attempt and attempt.tokens else "",
+                      state, elapsed, f"{tokens:,}" if tokens else "", cost,
                       escape(note.splitlines()[0][:70] if note else ""))
     return table
 

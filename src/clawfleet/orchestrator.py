@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from . import git, radar, reviewer
@@ -30,6 +31,7 @@ from .workspace import WorkspacePool, attempt_worktree_name
 
 HARD_KILL_GRACE_S = 15.0
 MERGE_RETRY_S = 2.0
+BUDGET_CHECK_S = 1.0       # how often refused calls are looked for (a query by primary key)
 
 
 class OrchestratorLock:
@@ -85,6 +87,8 @@ class Orchestrator:
         self._backing_off = False
         self._merge_waiting: tuple[str, float] | None = None
         self._collisions: set[tuple] = set()
+        self._budget_at = 0.0
+        self._refused_after = 0
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -96,7 +100,7 @@ class Orchestrator:
             self.collect()  # reattach or collect what a previous orchestrator left
             filling: Future | None = None
             while True:
-                ended = self.collect()
+                ended = self.collect() + self.stop_over_budget()
                 if self.merge:
                     self.land()  # before scheduling: landing unblocks dependents
                 self.watch_conflicts()
@@ -229,6 +233,31 @@ class Orchestrator:
             ended += 1
         return ended
 
+    def stop_over_budget(self) -> int:
+        """Stop each running attempt the gateway refused a call for being over budget (checked
+        every second: the gateway may be this process's or a `claw gateway` of its own)."""
+        if self.clock() - self._budget_at < BUDGET_CHECK_S:
+            return 0
+        self._budget_at = self.clock()
+        refused = self.store.refused_calls(self._refused_after)
+        if not refused:
+            return 0
+        self._refused_after = refused[-1][0]
+        running = {attempt.id: attempt for attempt in self.running()}
+        stopped = 0
+        for _, attempt_id, message in refused:
+            attempt = running.pop(attempt_id, None)
+            if attempt is None:
+                continue
+            attempt_dir = self.project.attempt_dir(attempt.id)
+            self.executor.stop(attempt.id, attempt_dir, attempt.pid)
+            # The stopped runner commits the work it leaves and writes its status; _finish
+            # then marks it over budget.
+            self._finish(attempt, AttemptStatus.read(attempt_dir) or AttemptStatus(
+                AttemptState.cancelled, message, finished_at=self.clock()))
+            stopped += 1
+        return stopped
+
     def _deadline(self, attempt_dir: Path, attempt: Attempt) -> float:
         try:
             return AttemptSpec.load(attempt_dir).deadline
@@ -243,6 +272,12 @@ class Orchestrator:
 
     def _finish(self, attempt: Attempt, status: AttemptStatus) -> None:
         task = self.store.get_task(attempt.task_id)
+        if status.outcome in (AttemptState.failed, AttemptState.cancelled, AttemptState.crashed):
+            # An agent refused by the gateway often ends by itself, before it is stopped.
+            refusal = self.store.budget_refusal(attempt.id)
+            if refusal is not None:
+                status = replace(status, outcome=AttemptState.over_budget,
+                                 reason=refusal.removeprefix("clawfleet gateway: "))
         fields = dict(reason=status.reason, summary=status.summary, exit_code=status.exit_code,
                       head_commit=status.head_commit, input_tokens=status.input_tokens,
                       output_tokens=status.output_tokens, checks_passed=status.checks_passed,
@@ -297,7 +332,15 @@ class Orchestrator:
         return Decision(TaskState.review, decision.reason)
 
     def _release(self, attempt: Attempt, keep: bool) -> None:
-        """Free the worktree of an attempt that will not land; keep its branch unless empty."""
+        """Free the worktree of an attempt that will not land; keep its branch unless empty.
+
+        Whatever a killed agent left uncommitted is committed on the branch first: nothing is lost.
+        """
+        if keep and attempt.worktree and Path(attempt.worktree).exists():
+            try:
+                git.commit_all(Path(attempt.worktree), f"clawfleet attempt {attempt.id}: work left when it stopped")
+            except ClawError as error:
+                self.on_event(f"attempt {attempt.id}: could not commit what it left: {error}")
         if attempt.worktree:
             self.pool.release(Path(attempt.worktree), recycle_at=self.project.target_tip())
         if not keep:

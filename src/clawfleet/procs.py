@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,14 +40,20 @@ def cmdline(pid: int) -> list[str]:
         return []
 
 
-def kill_group(pgid: int, grace: float = KILL_GRACE_S) -> None:
-    """SIGTERM a process group, then SIGKILL whatever is left after `grace` seconds."""
+def kill_group(pgid: int, grace: float = KILL_GRACE_S, reap: Callable[[], object] | None = None) -> None:
+    """SIGTERM a process group, then SIGKILL whatever is left after `grace` seconds.
+
+    `reap` (a child's `poll`) collects the group's leader when it is our own child: until then
+    it stays a zombie, which still counts as a member and would make every stop wait `grace`.
+    """
     try:
         os.killpg(pgid, signal.SIGTERM)
     except (ProcessLookupError, PermissionError):
         return
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
+        if reap is not None:
+            reap()
         try:
             os.killpg(pgid, 0)
         except ProcessLookupError:
@@ -103,7 +109,7 @@ class ChildGroups:
                                          timeout=max(timeout, 0.01))
         except subprocess.TimeoutExpired:
             timed_out = True
-            kill_group(proc.pid)
+            kill_group(proc.pid, reap=proc.poll)
             output, _ = proc.communicate()
         finally:
             kill_group(proc.pid, grace=0.5)  # background children it left behind

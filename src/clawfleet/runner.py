@@ -210,6 +210,17 @@ class Runner:
                             f"checks failed after {spec.fix_rounds} fix round(s): "
                             f"{failure.splitlines()[0]}", checks=checks, **status)
 
+    def save_work(self, why: str) -> str | None:
+        """Commit what the agent left in the worktree, its children stopped first; the new head."""
+        self.children.kill_all()
+        task = self.spec.task
+        try:
+            git.commit_all(self.worktree, f"{task['title']}\n\nclawfleet task {task['id']}, attempt "
+                                          f"{self.spec.attempt_number}: work in progress, {why}")
+            return git.rev(self.worktree, "HEAD")
+        except ClawError:
+            return None
+
     def _status(self, outcome: AttemptState, reason: str | None, *, checks: list[CheckResult] = (),
                 **fields: Any) -> AttemptStatus:
         return AttemptStatus(outcome=outcome, reason=reason, input_tokens=self.input_tokens,
@@ -230,8 +241,9 @@ def main(argv: list[str]) -> int:
         runner = Runner(attempt_dir)
         status = runner.run()
     except Stopped:
-        status = AttemptStatus(AttemptState.cancelled, "stopped by the orchestrator (cancel or timeout)",
-                               exit_code=143, finished_at=time.time())
+        status = AttemptStatus(AttemptState.cancelled, "stopped by the orchestrator (cancel, timeout or budget)",
+                               exit_code=143, finished_at=time.time(),
+                               head_commit=runner.save_work("stopped") if runner else None)
     except ClawError as error:
         status = AttemptStatus(AttemptState.failed, str(error), exit_code=1, finished_at=time.time())
     except Exception:

@@ -338,6 +338,18 @@ class Store:
         return [LlmCall(**{**dict(row), "stream": bool(row["stream"])})
                 for row in self._db.execute("SELECT * FROM llm_calls" + query + " ORDER BY id", args)]
 
+    def refused_calls(self, after_id: int = 0) -> list[tuple[int, int, str]]:
+        """(call id, attempt id, message) of the calls the gateway refused over budget, after `after_id`."""
+        return [(row[0], row[1], row[2] or "") for row in self._db.execute(
+            "SELECT id, attempt_id, error FROM llm_calls WHERE id > ? AND status = 'refused' ORDER BY id",
+            (after_id,))]
+
+    def budget_refusal(self, attempt_id: int) -> str | None:
+        """The gateway's message when it refused a call of this attempt over budget, else None."""
+        row = self._db.execute("SELECT error FROM llm_calls WHERE attempt_id = ? AND status = 'refused' "
+                               "ORDER BY id LIMIT 1", (attempt_id,)).fetchone()
+        return None if row is None else (row[0] or "over budget")
+
     def llm_spend(self, *, attempt_id: int | None = None, task_id: int | None = None,
                   since: float | None = None) -> tuple[int, float]:
         """(tokens, dollars) spent by the calls that match; unpriced calls cost nothing."""

@@ -56,8 +56,9 @@ class LocalExecutor:
 
     def stop(self, attempt_id: int, attempt_dir: Path, pid: int | None) -> None:
         """Kill the runner's process group and every group it recorded for its children."""
-        if pid and (attempt_id in self._children or self.is_our_runner(pid, attempt_dir)):
-            kill_group(pid)
+        proc = self._children.get(attempt_id)
+        if pid and (proc is not None or self.is_our_runner(pid, attempt_dir)):
+            kill_group(pid, reap=proc.poll if proc is not None else None)
         proc = self._children.pop(attempt_id, None)
         if proc is not None:
             proc.wait(timeout=10)

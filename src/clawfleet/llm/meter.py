@@ -150,7 +150,7 @@ class Meter:
         if (caller.attempt_id, refusal.key) in self._reported:
             return
         self._reported.add((caller.attempt_id, refusal.key))
-        self._db().record_event("attempt.over_budget", task_id=caller.task_id, attempt_id=caller.attempt_id,
+        self._db().record_event("budget.refused", task_id=caller.task_id, attempt_id=caller.attempt_id,
                                 budget=refusal.key, spent=refusal.spent, limit=refusal.limit)
 
     def record(self, call: LlmCall, transcript: dict[str, Any] | None = None,
