@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from clawfleet import git
-from clawfleet.agents import agent_kinds, claude, codex, gemini
+from clawfleet.agents import agent_kinds, claude, codex, gemini, opencode
 from clawfleet.llm.scripted import Script, ScriptedServer
 from clawfleet.store import Store
 
@@ -40,11 +40,14 @@ def shell_tool(kind: str, command: str) -> dict:
         return {"tool": "Bash", "input": {"command": command, "description": "run a command"}}
     if kind == "gemini":
         return {"tool": "run_shell_command", "input": {"command": command}}
+    if kind == "opencode":
+        return {"tool": "bash", "input": {"command": command, "description": "run a command"}}
     return {"tool": "exec_command", "input": {"cmd": command}}
 
 
 def require(kind: str) -> None:
-    program = {"claude": claude.PROGRAM, "codex": codex.PROGRAM, "gemini": gemini.PROGRAM}[kind]
+    program = {"claude": claude.PROGRAM, "codex": codex.PROGRAM, "gemini": gemini.PROGRAM,
+               "opencode": opencode.PROGRAM}[kind]
     if program.find() is None:
         pytest.skip(f"{kind} is not installed: run .ci/run, or `{program.install}`")
 
@@ -94,14 +97,15 @@ def multiply_script(kind: str) -> Script:
     ])
 
 
-GATEWAY_API = {"claude": "messages", "codex": "responses", "gemini": "gemini"}
+GATEWAY_API = {"claude": "messages", "codex": "responses", "gemini": "gemini", "opencode": "chat"}
+OPENAI_STYLE = ("codex", "opencode")   # their base URL ends in /v1
 
 
 def configure(repo: Path, kind: str, server: ScriptedServer, *, gateway: bool = False, **extra: str) -> None:
     """The CLI pointed at the scripted server: by its own base-URL setting, or through the gateway
     (then clawfleet points it at the gateway, which forwards to the scripted server)."""
-    base_url = server.openai_base_url if kind == "codex" else server.url
-    upstream = {"codex": server.openai_base_url, "gemini": server.url + "/v1beta"}.get(kind, server.url + "/v1")
+    base_url = server.openai_base_url if kind in OPENAI_STYLE else server.url
+    upstream = server.url + ("/v1beta" if kind == "gemini" else "/v1")
     lines = "".join(f'{key} = {json.dumps(value)}\n' for key, value in extra.items())
     if gateway:
         lines += textwrap.dedent(f"""\
@@ -129,11 +133,11 @@ def configure(repo: Path, kind: str, server: ScriptedServer, *, gateway: bool = 
         [agents.{kind}]
         kind = "{kind}"
         model = "scripted-model"
-        {'effort = "low"' if kind != "gemini" else ""}
+        {'effort = "low"' if kind in ("claude", "codex") else ""}
         """ + textwrap.indent(lines, "        "))
 
 
-@pytest.mark.parametrize("kind", ["claude", "codex", "gemini"])
+@pytest.mark.parametrize("kind", ["claude", "codex", "gemini", "opencode"])
 def test_real_cli_through_the_gateway_adds_a_function_with_its_test_and_fixes_the_failing_check(repo, kind):
     require(kind)
     calculator_repo(repo)
@@ -161,7 +165,7 @@ def test_real_cli_through_the_gateway_adds_a_function_with_its_test_and_fixes_th
     assert attempt["input_tokens"] > 1000 and attempt["output_tokens"] > 0
 
     # The CLI ran each scripted command itself and sent its output back to the model.
-    path = {"claude": "/v1/messages", "codex": "/v1/responses",
+    path = {"claude": "/v1/messages", "codex": "/v1/responses", "opencode": "/v1/chat/completions",
             "gemini": "/v1beta/models/scripted-model:streamGenerateContent"}[kind]
     assert {r["path"] for r in requests} == {path}
     assert len(requests) == 4 + 3
@@ -188,7 +192,7 @@ def test_real_cli_through_the_gateway_adds_a_function_with_its_test_and_fixes_th
     assert "cat calc.py" in log and "Fixed multiply" in log
 
 
-@pytest.mark.parametrize("kind", ["claude", "codex", "gemini"])
+@pytest.mark.parametrize("kind", ["claude", "codex", "gemini", "opencode"])
 def test_a_model_error_fails_the_attempt_with_the_providers_message(repo, kind):
     require(kind)
     script = Script.from_rules([{"steps": [{"error": 400, "message": "scripted refusal: context too long"}]}])
@@ -224,7 +228,7 @@ def test_effort_model_and_settings_reach_each_cli(repo):
 
 
 @pytest.mark.parametrize("kind, package", [("claude", "@anthropic-ai/claude-code"), ("codex", "@openai/codex"),
-                                           ("gemini", "@google/gemini-cli")])
+                                           ("gemini", "@google/gemini-cli"), ("opencode", "opencode-ai")])
 def test_a_missing_program_fails_with_how_to_install_it(repo, kind, package):
     write_config(repo, f"""
         [fleet]
@@ -261,8 +265,9 @@ def test_claw_agents_lists_kinds_installed_and_versions(repo):
     listed = claw(repo, "agents", "--json")
     assert listed.returncode == 0, listed.stderr
     kinds = {k["kind"]: k for k in json.loads(listed.stdout)}
-    assert set(kinds) >= {"builtin", "command", "claude", "codex", "gemini"}
-    for kind, program in (("claude", claude.PROGRAM), ("codex", codex.PROGRAM), ("gemini", gemini.PROGRAM)):
+    assert set(kinds) >= {"builtin", "command", "claude", "codex", "gemini", "opencode"}
+    for kind, program in (("claude", claude.PROGRAM), ("codex", codex.PROGRAM), ("gemini", gemini.PROGRAM),
+                          ("opencode", opencode.PROGRAM)):
         path = program.find()
         assert kinds[kind]["installed"] is (path is not None)
         if path:

@@ -104,11 +104,16 @@ class GeminiAgentConfig(_CliAgentConfig):
     approval_mode: Literal["yolo", "auto_edit", "default"] = "yolo"
 
 
+class OpencodeAgentConfig(_CliAgentConfig):
+    kind: Literal["opencode"]
+    effort: str | None = Field(None, description="opencode's --variant: the provider's reasoning effort")
+
+
 AnyAgentConfig = (BuiltinAgentConfig | CommandAgentConfig | ClaudeAgentConfig | CodexAgentConfig
-                  | GeminiAgentConfig)
+                  | GeminiAgentConfig | OpencodeAgentConfig)
 AgentConfig = Annotated[Union[BuiltinAgentConfig, CommandAgentConfig, ClaudeAgentConfig, CodexAgentConfig,
-                              GeminiAgentConfig], Field(discriminator="kind")]
-AGENT_KINDS = ("builtin", "command", "claude", "codex", "gemini")
+                              GeminiAgentConfig, OpencodeAgentConfig], Field(discriminator="kind")]
+AGENT_KINDS = ("builtin", "command", "claude", "codex", "gemini", "opencode")
 _agent_config = TypeAdapter(AgentConfig)
 
 
@@ -298,6 +303,13 @@ output_limit = 10000
 # effort = "medium"
 # base_url = "http://127.0.0.1:8080/v1"
 # api_key_env = "OPENAI_API_KEY"
+# [agents.gemini]
+# kind = "gemini"
+# model = "gemini-2.5-pro"
+# [agents.opencode]
+# kind = "opencode"
+# model = "qwen3-coder"
+# base_url = "http://127.0.0.1:11434/v1"   # any OpenAI-compatible endpoint
 
 # Any program can be an agent: it runs in the worktree with CLAW_TASK_ID and CLAW_PROMPT_FILE set.
 # [agents.my-agent]

@@ -90,7 +90,7 @@ class AttemptStatus:
 
 # Where each agent kind is pointed on the gateway: Anthropic and Gemini clients add their own
 # API version to the base URL, OpenAI ones expect it in there.
-_GATEWAY_SUFFIX = {"claude": "", "gemini": "", "codex": "/v1"}
+_GATEWAY_SUFFIX = {"claude": "", "gemini": "", "codex": "/v1", "opencode": "/v1"}
 
 
 def through_gateway(spec: AttemptSpec) -> dict[str, Any]:

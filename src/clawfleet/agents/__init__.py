@@ -52,7 +52,8 @@ def make_agent(name: str, config: Mapping[str, Any]) -> Agent:
     if config.get("kind") == "command":
         from .command import CommandAgent
         return CommandAgent(name, command=list(config["command"]), env=dict(config.get("env") or {}))
-    from ..config import ClaudeAgentConfig, CodexAgentConfig, GeminiAgentConfig, parse_agent_config
+    from ..config import (ClaudeAgentConfig, CodexAgentConfig, GeminiAgentConfig, OpencodeAgentConfig,
+                          parse_agent_config)
 
     parsed = parse_agent_config(dict(config))
     if isinstance(parsed, ClaudeAgentConfig):
@@ -64,6 +65,9 @@ def make_agent(name: str, config: Mapping[str, Any]) -> Agent:
     if isinstance(parsed, GeminiAgentConfig):
         from .gemini import GeminiAgent
         return GeminiAgent(name, parsed)
+    if isinstance(parsed, OpencodeAgentConfig):
+        from .opencode import OpencodeAgent
+        return OpencodeAgent(name, parsed)
     from .builtin import BuiltinAgent
     return BuiltinAgent(name, parsed)
 
@@ -82,13 +86,14 @@ class KindInfo:
 def agent_kinds() -> list[KindInfo]:
     """Every agent kind, and whether its program is installed here (each CLI asked its version)."""
     from .. import __version__
-    from . import claude, codex, gemini
+    from . import claude, codex, gemini, opencode
     kinds = [KindInfo("builtin", "clawfleet's own loop on any OpenAI-compatible or Anthropic model",
                       True, __version__),
              KindInfo("command", "any program, run with the prompt in a file", True)]
     for module, description in ((claude, "Claude Code (claude -p, stream-json)"),
                                 (codex, "OpenAI Codex CLI (codex exec --json)"),
-                                (gemini, "Google Gemini CLI (gemini -p, stream-json)")):
+                                (gemini, "Google Gemini CLI (gemini -p, stream-json)"),
+                                (opencode, "opencode (opencode run --format json)")):
         program = module.PROGRAM
         path = program.find()
         kinds.append(KindInfo(program.kind, description, path is not None,

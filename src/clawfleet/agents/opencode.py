@@ -1,0 +1,142 @@
+"""`opencode`: opencode, run headless (`opencode run --format json`) in the worktree.
+
+    [agents.opencode]
+    kind = "opencode"
+    model = "qwen3-coder"                     # with base_url: the model's name there
+    effort = "high"                           # --variant (the provider's reasoning effort)
+    base_url = "http://127.0.0.1:11434/v1"    # any OpenAI-compatible endpoint (chat completions)
+    api_key_env = "OPENAI_API_KEY"
+
+With `base_url`, a config of its own (OPENCODE_CONFIG) declares a provider `claw` of that address
+through opencode's bundled OpenAI-compatible SDK, and the model runs as `claw/MODEL`; without it,
+`model` is opencode's own `provider/model` and its keys come from the environment. It gets a
+HOME of its own in the attempt folder; nothing is fetched at start (no model catalogue, plugins,
+LSP servers or updates), so it works offline. The prompt goes in on stdin; `--auto` approves its
+tools; `--format json` prints one JSON event a line (step_start, tool_use, text, step_finish
+with tokens, error), kept as `opencode-N.jsonl`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from ..config import OpencodeAgentConfig
+from . import AgentJob, AgentOutcome
+from ._cli import CliAgent, Program, api_key, log_tail, short
+
+PROGRAM = Program("opencode", "opencode", "npm install -g opencode-ai")
+KEY_VARIABLE = "CLAW_OPENCODE_API_KEY"   # the variable the written provider's apiKey names
+PROVIDER = "claw"
+
+# Everything it would otherwise fetch or read from outside the attempt at start.
+QUIET = {"OPENCODE_DISABLE_MODELS_FETCH": "1", "OPENCODE_DISABLE_AUTOUPDATE": "1",
+         "OPENCODE_DISABLE_DEFAULT_PLUGINS": "1", "OPENCODE_DISABLE_SHARE": "1",
+         "OPENCODE_DISABLE_LSP_DOWNLOAD": "1", "OPENCODE_DISABLE_CLAUDE_CODE": "1"}
+
+
+class OpencodeAgent(CliAgent):
+    program = PROGRAM
+    label = "opencode"
+    transcript_prefix = "opencode"
+    config: OpencodeAgentConfig
+
+    def settings(self) -> dict[str, Any]:
+        """Its config file: a provider for base_url with the one model it serves."""
+        settings: dict[str, Any] = {"autoupdate": False, "share": "disabled"}
+        config = self.config
+        if config.base_url:
+            model = config.model or "default"
+            settings["provider"] = {PROVIDER: {
+                "npm": "@ai-sdk/openai-compatible", "name": "clawfleet",
+                "options": {"baseURL": config.base_url, "apiKey": f"{{env:{KEY_VARIABLE}}}"},
+                "models": {model: {"name": model}}}}
+            settings["model"] = f"{PROVIDER}/{model}"
+        elif config.model:
+            settings["model"] = config.model
+        return settings
+
+    def command(self, binary: str, job: AgentJob) -> list[str]:
+        # --title: the session is named after the task, so it asks the model for no title.
+        args = [binary, "run", "--pure", "--format", "json", "--auto", "--dir", str(job.workspace),
+                "--title", f"clawfleet task {job.task_id}"]
+        if self.config.effort:
+            args += ["--variant", self.config.effort]
+        return args + self.config.args
+
+    def environment(self, job: AgentJob) -> dict[str, str]:
+        home = job.attempt_dir / "opencode-home"
+        home.mkdir(exist_ok=True)
+        settings = home / "opencode.json"
+        settings.write_text(json.dumps(self.settings(), indent=1))
+        # PWD too: it takes its directory from there, which is the runner's caller's, not the worktree.
+        env = {**os.environ, **QUIET, "HOME": str(home), "OPENCODE_CONFIG": str(settings),
+               "PWD": str(job.workspace), **self.config.env}
+        for variable in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
+            env.pop(variable, None)   # they would point it back at the person's own
+        key = api_key(self.name, self.config.api_key_env, self.config.base_url)
+        if key and self.config.base_url:
+            env[KEY_VARIABLE] = key
+        return env
+
+    def events(self, job: AgentJob) -> "_Events":
+        return _Events(job)
+
+
+class _Events:
+    """Reads `opencode run --format json` events: tool calls and texts into the agent log, tokens
+    from each `step_finish`, the last text as the summary, an `error` event as the failure."""
+
+    def __init__(self, job: AgentJob) -> None:
+        self.job = job
+        self.summary = ""
+        self.error: str | None = None
+        self.finished_steps = 0
+        self.input_tokens = self.output_tokens = 0
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        kind, part, line = event.get("type"), event.get("part") or {}, None
+        if kind == "tool_use":
+            state = part.get("state") or {}
+            line = (f"-> {part.get('tool')} {short(state.get('input'))}\n"
+                    f"<- [{state.get('status')}] {short(state.get('output') or state.get('error') or '')}")
+            self.summary = ""   # the summary is what it says after its last tool call
+        elif kind == "text":
+            text = str(part.get("text") or "").strip()
+            if text:
+                self.summary = text
+                line = f"opencode: {short(text, 2000)}"
+        elif kind == "step_finish":
+            self.finished_steps += 1
+            tokens = part.get("tokens") or {}
+            cache = tokens.get("cache") or {}
+            # Its input count leaves out cached reads and writes; they were read all the same.
+            self.input_tokens += sum(int(n or 0) for n in (tokens.get("input"), cache.get("read"), cache.get("write")))
+            self.output_tokens += int(tokens.get("output") or 0) + int(tokens.get("reasoning") or 0)
+            self.job.on_usage(self.input_tokens, self.output_tokens)
+            line = f"[step {self.finished_steps} ({part.get('reason')}): {self.input_tokens} in / {self.output_tokens} out tokens]"
+        elif kind == "error":
+            error = event.get("error") or {}
+            data = error.get("data") or {}
+            self.error = str(data.get("message") or error.get("name") or short(error))
+            line = f"[error: {self.error}]"
+        if line:
+            with open(self.job.log, "a") as log:
+                log.write(line + "\n")
+
+    def outcome(self, exit_code: int, timed_out: bool, transcript: str) -> AgentOutcome:
+        outcome = AgentOutcome(summary=self.summary, exit_code=exit_code,
+                               input_tokens=self.input_tokens, output_tokens=self.output_tokens)
+        if timed_out:
+            outcome.error, outcome.timed_out = "the agent ran out of time", True
+        elif self.error:
+            outcome.error = f"opencode failed: {self.error}"
+        elif exit_code != 0:
+            outcome.error = (f"opencode exited with status {exit_code} (transcript: {transcript}): "
+                             f"{log_tail(self.job.log, 3) or 'no message'}")
+        elif not self.finished_steps:
+            outcome.error = f"opencode ended without a model reply (transcript: {transcript})"
+        if outcome.error and not outcome.exit_code:
+            outcome.exit_code = 1
+        return outcome
