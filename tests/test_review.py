@@ -65,6 +65,14 @@ def test_review_orders_by_importance_then_risk_and_records_the_wait(repo):
     events = json.loads(claw(repo, "show", "3", "--json").stdout)["events"]
     approved = next(e for e in events if e["kind"] == "attempt.approved")
     assert approved["data"]["waited_s"] > 0
+    assert claw(repo, "reject", "1", "--feedback", "smaller, please").returncode == 0
+
+    # `claw stats` shows how long attempts waited for a person, and what waits now.
+    review = json.loads(claw(repo, "stats", "--json").stdout)["review"]
+    assert review["decided"] == 2 and review["waiting_now"] == 1
+    assert 0 < review["wait_s_p50"] <= review["wait_s_max"] and review["oldest_waiting_s"] >= review["wait_s_max"]
+    assert "review: 2 decided by a person, waited p50" in claw(repo, "stats").stdout
+    assert "1 waiting now, the oldest for" in claw(repo, "stats").stdout
 
 
 def ai_config(repo, server, agent):

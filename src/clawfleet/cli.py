@@ -674,6 +674,15 @@ def stats(
                                                     if cost["unpriced_calls"] else ""))
     console.print(f"slot utilisation: {slots['utilisation']:.0%} ({slots['busy_slot_seconds'] / 3600:.2f} "
                   f"busy slot-hours of {slots['slots']} slots x {data['span']['hours']:.2f} h span)")
+    review = data["review"]
+    if review["decided"] or review["waiting_now"]:
+        line = f"review: {review['decided']} decided by a person"
+        if review["decided"]:
+            line += (f", waited p50 {ago(review['wait_s_p50'])}, p90 {ago(review['wait_s_p90'])}, "
+                     f"max {ago(review['wait_s_max'])}")
+        if review["waiting_now"]:
+            line += f"; {review['waiting_now']} waiting now, the oldest for {ago(review['oldest_waiting_s'])}"
+        console.print(line)
     if data["calls"]["total"]:
         p50 = data["calls"]["latency_ms_p50"]
         console.print(f"model calls: {data['calls']['total']} ("

@@ -7,6 +7,8 @@ Definitions (shown by `claw stats` too):
 - cost: the gateway's metered dollars (calls of unpriced models count 0; `unpriced_calls` says how many).
 - slot utilisation: busy slot-time / (slots x span), where busy slot-time is the sum of the attempts'
   run times (agent, commits and checks) and slots is `fleet.slots`. 1.0 = every slot busy all along.
+- review wait: from an attempt's end to a person's decision on it (approve, reject, send back);
+  attempts approved by policy or by the AI reviewer never wait for a person and are not counted.
 
     stats = fleet_stats(project.store, slots=project.config.fleet.slots)
 """
@@ -17,7 +19,10 @@ import time
 from collections import Counter, defaultdict
 from typing import Any
 
+from .models import TaskState
 from .store import Store
+
+REVIEW_DECISIONS = ("attempt.approved", "attempt.rejected", "attempt.sent_back")
 
 
 def _percentile(values: list[float], share: float) -> float | None:
@@ -71,6 +76,10 @@ def fleet_stats(store: Store, *, slots: int, now: float | None = None, since: fl
         for row in rows.values():
             row["outcomes"] = dict(row["outcomes"])
 
+    decided = [e["data"]["waited_s"] for e in store.events(kinds=REVIEW_DECISIONS, since=since)
+               if isinstance(e["data"].get("waited_s"), (int, float))]
+    in_review = [store.latest_attempt(task.id) for task in store.list_tasks([TaskState.review])]
+    waiting = [now - (a.finished_at or a.started_at) for a in in_review if a is not None]
     total_tokens = sum(tokens_of(a) for a in attempts)
     latencies = [c.latency_ms for c in calls if c.status == "ok"]
     ttfts = [c.ttft_ms for c in calls if c.ttft_ms is not None]
@@ -88,5 +97,8 @@ def fleet_stats(store: Store, *, slots: int, now: float | None = None, since: fl
         "hours": [{"hour": hour, **values} for hour, values in sorted(hours.items())],
         "slots": {"slots": slots, "busy_slot_seconds": busy,
                   "utilisation": busy / (slots * span) if span > 0 else 0.0},
+        "review": {"decided": len(decided), "wait_s_p50": _percentile(decided, 0.5),
+                   "wait_s_p90": _percentile(decided, 0.9), "wait_s_max": max(decided, default=None),
+                   "waiting_now": len(waiting), "oldest_waiting_s": max(waiting, default=None)},
         **groups,
     }

@@ -314,11 +314,18 @@ class Store:
 
     # -- events ---------------------------------------------------------------------------
 
-    def events(self, task_id: int | None = None, after_id: int = 0) -> list[dict[str, Any]]:
+    def events(self, task_id: int | None = None, after_id: int = 0, *,
+               kinds: Sequence[str] = (), since: float | None = None) -> list[dict[str, Any]]:
         query, args = "SELECT * FROM events WHERE id > ?", [after_id]
         if task_id is not None:
             query += " AND task_id = ?"
             args.append(task_id)
+        if kinds:
+            query += f" AND kind IN ({', '.join('?' * len(kinds))})"
+            args.extend(kinds)
+        if since is not None:
+            query += " AND at >= ?"
+            args.append(since)
         return [{"id": r["id"], "at": r["at"], "task_id": r["task_id"], "attempt_id": r["attempt_id"],
                  "kind": r["kind"], "data": json.loads(r["data"])}
                 for r in self._db.execute(query + " ORDER BY id", args)]
