@@ -84,7 +84,9 @@ def add(
     title: Annotated[Optional[str], typer.Argument(help="What to do, in a line.")] = None,
     body: Annotated[Optional[str], typer.Option("-b", "--body", help="Details, in markdown.")] = None,
     file: Annotated[Optional[Path], typer.Option("-f", "--file", help="Markdown file: the body, or one task per `## ` section.")] = None,
-    agent: Annotated[Optional[str], typer.Option(help="Agent name from config (default: fleet.default_agent).")] = None,
+    agent: Annotated[Optional[list[str]], typer.Option(help="Agent name from config (default: fleet.default_agent). "
+                                                            "Repeat it with --attempts to give each attempt its own.")] = None,
+    attempts: Annotated[Optional[int], typer.Option("--attempts", min=1, max=16, help="Best-of-N: run N attempts side by side and keep the best by checks, then risk (default: 1, or one per --agent).")] = None,
     priority: Annotated[int, typer.Option(min=-1_000_000, max=1_000_000, help="Higher runs first.")] = 0,
     importance: Annotated[Importance, typer.Option(help="Drives review: low tasks can be auto-approved.")] = Importance.normal,
     kind: Annotated[str, typer.Option(help="feature, fix, research, plan or experiment.")] = "feature",
@@ -113,11 +115,17 @@ def add(
     if any(not d.title.strip() for d in drafts):
         raise UsageError("a task needs a title", hint='claw add "Add a slugify helper" -b "details"')
     project = open_project()
-    for name in {agent, *(d.agent for d in drafts)} - {None}:
+    agents = list(dict.fromkeys(agent or []))
+    best_of = attempts or max(len(agents), 1)
+    for name in {*agents, *(d.agent for d in drafts)} - {None}:
         project.config.agent(name)
+    if best_of > project.config.fleet.slots:
+        raise UsageError(f"--attempts {best_of} needs {best_of} slots at once; the fleet has "
+                         f"{project.config.fleet.slots}", hint="raise `slots` under [fleet] in .claw/config.toml, "
+                                                              "or ask for fewer attempts")
     ids = queue_drafts(project.store, drafts, kind=kind, importance=importance, priority=priority,
-                       agent=agent, footprint=footprint or [], checks=check or [],
-                       depends_on=depends or [])
+                       agent=agents[0] if agents else None, footprint=footprint or [], checks=check or [],
+                       depends_on=depends or [], best_of=best_of, agents=agents if len(agents) > 1 else [])
     if as_json:
         print_json({"ids": ids})
     else:
@@ -221,8 +229,10 @@ def _task_table(project: Project, tasks: list[Task]) -> Table:
         if task.state == TaskState.running and attempt:
             phase = read_progress(project.attempt_dir(attempt.id)).get("phase")
             state += f" [dim]{phase}[/]" if phase else ""
-        table.add_row(str(task.id), escape(task.title[:60]),
-                      escape(attempt.agent if attempt else task.agent or project.config.fleet.default_agent),
+        agent = attempt.agent if attempt else task.agent or project.config.fleet.default_agent
+        if task.best_of > 1:
+            agent = f"{'+'.join(dict.fromkeys(task.agents)) or agent} ×{task.best_of}"
+        table.add_row(str(task.id), escape(task.title[:60]), escape(agent),
                       state, elapsed, f"{tokens:,}" if tokens else "", cost,
                       escape(note.splitlines()[0][:70] if note else ""))
     return table

@@ -41,6 +41,7 @@ class AttemptState(StrEnum):
     approved = "approved"
     rejected = "rejected"
     sent_back = "sent_back"          # a person asked for another attempt with feedback
+    superseded = "superseded"        # best-of-N: another attempt of the same task was kept
     merged = "merged"
     bounced = "bounced"              # the merge step refused it: conflict or red checks
 
@@ -84,6 +85,13 @@ class Task:
     reason: str | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
+    best_of: int = 1                     # attempts run at once; the best one is kept
+    agents: list[str] = field(default_factory=list)   # best-of agents, in turn (else `agent`)
+
+    def attempt_agents(self, default: str) -> list[str]:
+        """The agent of each attempt a start makes: one, or `best_of` taking `agents` in turn."""
+        pool = self.agents or [self.agent or default]
+        return [pool[n % len(pool)] for n in range(max(self.best_of, 1))]
 
 
 @dataclass

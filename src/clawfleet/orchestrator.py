@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from . import git, radar, reviewer
 from .errors import ClawError
@@ -31,7 +32,9 @@ from .workspace import WorkspacePool, attempt_worktree_name
 
 HARD_KILL_GRACE_S = 15.0
 MERGE_RETRY_S = 2.0
-BUDGET_CHECK_S = 1.0       # how often refused calls are looked for (a query by primary key)
+BUDGET_CHECK_S = 1.0
+# Best-of-N: which outcome is better (lower first); everything else comes after these.
+BEST_OF_ORDER = {AttemptState.ready: 0, AttemptState.checks_failed: 1, AttemptState.no_change: 2}       # how often refused calls are looked for (a query by primary key)
 
 
 class OrchestratorLock:
@@ -148,27 +151,34 @@ class Orchestrator:
             self.start(task.id)
         return len(plan.start)
 
-    def start(self, task_id: int) -> Attempt | None:
+    def start(self, task_id: int) -> list[Attempt]:
+        """Start a queued task: one attempt, or `best_of` side by side from the same base."""
         task = self.store.get_task(task_id)
-        agent_name = task.agent or self.config.fleet.default_agent
+        agents = task.attempt_agents(self.config.fleet.default_agent)
         try:
-            agent_config = self.config.agent(agent_name)
+            configs = {name: self.config.agent(name) for name in agents}
         except ClawError as error:
             self.store.move_task(task_id, TaskState.failed, "task.failed", reason=str(error))
             self.on_event(f"task {task_id} failed: {error}")
-            return None
+            return []
         base = self.project.target_tip()
-        attempt = self.store.start_attempt(task_id, agent=agent_name, base_commit=base,
-                                           branch_for=lambda n: git.branch_name(task_id, task.title, n))
+        attempts = self.store.start_attempts(task_id, agents=agents, base_commit=base,
+                                             branch_for=lambda n: git.branch_name(task_id, task.title, n))
+        for attempt in attempts:
+            self._launch(task, attempt, configs[attempt.agent])
+        return attempts
+
+    def _launch(self, task: Task, attempt: Attempt, agent_config: Any) -> None:
+        """Give a new attempt its worktree, spec and first prompt, and start its runner."""
+        agent_name, task_id, base = attempt.agent, task.id, attempt.base_commit
         attempt_dir = self.project.attempt_dir(attempt.id)
         attempt_dir.mkdir(parents=True, exist_ok=True)
         try:
             worktree = self.pool.acquire(attempt_worktree_name(attempt.id), attempt.branch, base)
         except ClawError as error:
-            self.store.finish_attempt(attempt.id, AttemptState.failed, "attempt.failed",
-                                      task_state=TaskState.failed, task_reason=str(error),
-                                      reason=f"could not make its workspace: {error}")
-            return attempt
+            self._finish(attempt, AttemptStatus(AttemptState.failed, f"could not make its workspace: {error}",
+                                                finished_at=self.clock()))
+            return
         spec = AttemptSpec(
             attempt_id=attempt.id, attempt_number=attempt.number,
             task={k: v for k, v in vars(task).items()}, project_root=str(self.project.root),
@@ -186,7 +196,6 @@ class Orchestrator:
         pid = self.executor.start(attempt.id, attempt_dir, cwd=worktree)
         self.store.update_attempt(attempt.id, pid=pid, worktree=str(worktree))
         self.on_event(f"task {task_id}: attempt {attempt.number} started ({agent_name})")
-        return attempt
 
     # -- conflict radar -------------------------------------------------------------------
 
@@ -278,33 +287,84 @@ class Orchestrator:
             if refusal is not None:
                 status = replace(status, outcome=AttemptState.over_budget,
                                  reason=refusal.removeprefix("clawfleet gateway: "))
-        fields = dict(reason=status.reason, summary=status.summary, exit_code=status.exit_code,
-                      head_commit=status.head_commit, input_tokens=status.input_tokens,
-                      output_tokens=status.output_tokens, checks_passed=status.checks_passed,
-                      fix_rounds=status.fix_rounds)
+        fields = _fields(status)
         if task.state != TaskState.running:  # cancelled while it ran
             self.store.finish_attempt(attempt.id, AttemptState.cancelled, "attempt.cancelled", **fields)
             self._release(attempt, keep=True)
             return
+        siblings = self.store.siblings(attempt) if task.best_of > 1 else [attempt]
+        if len(siblings) > 1:
+            # Best-of-N: each outcome is recorded as it comes; the last one picks the best.
+            self.store.finish_attempt(attempt.id, status.outcome, f"attempt.{status.outcome}", **fields)
+            self.on_event(f"task {task.id}: attempt {attempt.number} {status.outcome}")
+            if any(s.id != attempt.id and s.state == AttemptState.running for s in siblings):
+                if status.outcome != AttemptState.ready:
+                    self._release(attempt, keep=status.outcome != AttemptState.no_change)
+                return
+            attempt, status, ranking = self._keep_best(task, siblings, attempt.id, status)
+            self._decide(task, attempt, status, "attempt.kept", {"best_of": ranking})
+            return
+        self._decide(task, attempt, status, f"attempt.{status.outcome}", {})
+
+    def _decide(self, task: Task, attempt: Attempt, status: AttemptStatus, event: str,
+                event_data: dict[str, Any]) -> None:
+        """Move the task where the policy sends an attempt that ended with `status`."""
         attempts_so_far = len(self.store.attempts(task_id=task.id))
         risk = None
         if status.outcome == AttemptState.ready and status.head_commit:
             risk = risk_of(self.project, attempt.base_commit, status.head_commit, status.checks_passed)
+            event_data = {**event_data, "risk": risk.score, "risk_reasons": risk.reasons}
         decision = decide(task, status, attempts_so_far, self.config, risk)
-        self.store.finish_attempt(attempt.id, status.outcome, f"attempt.{status.outcome}",
+        self.store.finish_attempt(attempt.id, status.outcome, event,
                                   task_state=decision.task_state, task_reason=decision.reason,
-                                  task_feedback=decision.feedback,
-                                  event_data={"risk": risk.score, "risk_reasons": risk.reasons} if risk else None,
-                                  **fields)
+                                  task_feedback=decision.feedback, event_data=event_data or None,
+                                  **_fields(status))
         if decision.ai_review:
             decision = self._ai_review(task, attempt, status, risk, attempts_so_far)
         if decision.auto_approved:  # the task is approved already; the attempt follows
             self.store.finish_attempt(attempt.id, AttemptState.approved, "attempt.approved",
                                       reason=decision.reason)
         self.on_event(f"task {task.id}: attempt {attempt.number} {status.outcome}"
+                      + (" (kept, best of its batch)" if event == "attempt.kept" else "")
                       + (f" → {decision.task_state}" if decision.task_state else ""))
         if decision.task_state not in (TaskState.review, TaskState.approved):
             self._release(attempt, keep=status.outcome != AttemptState.no_change)
+
+    def _keep_best(self, task: Task, siblings: list[Attempt], last_id: int,
+                   last_status: AttemptStatus) -> tuple[Attempt, AttemptStatus, list[dict[str, Any]]]:
+        """Pick the best of a best-of-N batch: checks passed first, then the lowest risk, the
+        fewest fix rounds, the fewest tokens, the earliest end. The others are superseded."""
+        scored = []
+        for sibling in (self.store.get_attempt(s.id) for s in siblings):
+            status = last_status if sibling.id == last_id else self._status_of(sibling)
+            risk = None
+            if status.outcome == AttemptState.ready and status.head_commit:
+                risk = risk_of(self.project, sibling.base_commit, status.head_commit, status.checks_passed)
+            key = (BEST_OF_ORDER.get(status.outcome, len(BEST_OF_ORDER)), risk.score if risk else 101,
+                   status.fix_rounds, status.input_tokens + status.output_tokens, status.finished_at)
+            scored.append((key, sibling, status, risk))
+        scored.sort(key=lambda item: item[0])
+        ranking = [{"attempt": a.id, "number": a.number, "agent": a.agent, "outcome": str(st.outcome),
+                    "risk": r.score if r else None} for _, a, st, r in scored]
+        _, best, best_status, _ = scored[0]
+        for _, loser, loser_status, _ in scored[1:]:
+            self.store.finish_attempt(loser.id, AttemptState.superseded, "attempt.superseded",
+                                      reason=f"attempt {best.number} of the same batch was better "
+                                             f"({best_status.outcome} vs {loser_status.outcome})")
+            self._release(loser, keep=loser_status.outcome != AttemptState.no_change)
+        self.on_event(f"task {task.id}: best of {len(scored)}: keeps attempt {best.number} ({best.agent}); "
+                      + ", ".join(f"#{r['number']} {r['outcome']}" + (f" risk {r['risk']}" if r["risk"] is not None else "")
+                                  for r in ranking))
+        return best, best_status, ranking
+
+    def _status_of(self, attempt: Attempt) -> AttemptStatus:
+        """How a finished attempt ended, as recorded (its runner's status file adds the checks)."""
+        written = AttemptStatus.read(self.project.attempt_dir(attempt.id))
+        recorded = dict(outcome=attempt.state, reason=attempt.reason, summary=attempt.summary or "",
+                        head_commit=attempt.head_commit, exit_code=attempt.exit_code or 0,
+                        input_tokens=attempt.input_tokens, output_tokens=attempt.output_tokens,
+                        fix_rounds=attempt.fix_rounds, finished_at=attempt.finished_at or 0.0)
+        return replace(written, **recorded) if written else AttemptStatus(**recorded)
 
     def _ai_review(self, task: Task, attempt: Attempt, status: AttemptStatus, risk: Risk,
                    attempts_so_far: int) -> Decision:
@@ -359,3 +419,11 @@ class Orchestrator:
         if result.outcome == "waiting" and self._merge_waiting and self._merge_waiting[0] == result.reason:
             return
         self.on_event(result.describe().splitlines()[0])
+
+
+def _fields(status: AttemptStatus) -> dict[str, Any]:
+    """The attempt columns a run's status sets."""
+    return dict(reason=status.reason, summary=status.summary, exit_code=status.exit_code,
+                head_commit=status.head_commit, input_tokens=status.input_tokens,
+                output_tokens=status.output_tokens, checks_passed=status.checks_passed,
+                fix_rounds=status.fix_rounds)

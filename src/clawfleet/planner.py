@@ -95,7 +95,7 @@ def propose(project: Project, goal: str, agent_name: str | None = None) -> list[
 def queue_drafts(store: Store, drafts: Sequence[TaskDraft], *, kind: str = "feature",
                  importance: Importance = Importance.normal, priority: int = 0,
                  agent: str | None = None, footprint: Sequence[str] = (), checks: Sequence[str] = (),
-                 depends_on: Sequence[int] = ()) -> list[int]:
+                 depends_on: Sequence[int] = (), best_of: int = 1, agents: Sequence[str] = ()) -> list[int]:
     """Queue drafts in order; a draft's own fields win over the defaults given here."""
     ids: list[int] = []
     for draft in drafts:
@@ -104,7 +104,8 @@ def queue_drafts(store: Store, drafts: Sequence[TaskDraft], *, kind: str = "feat
             importance=draft.importance or importance,
             priority=draft.priority if draft.priority is not None else priority,
             agent=draft.agent or agent, footprint=draft.footprint or list(footprint),
-            checks=checks, depends_on=[*depends_on, *(ids[n - 1] for n in draft.depends)])
+            checks=checks, depends_on=[*depends_on, *(ids[n - 1] for n in draft.depends)],
+            best_of=best_of, agents=agents if not draft.agent else ())
         ids.append(task.id)
     return ids
 

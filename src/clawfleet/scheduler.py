@@ -2,13 +2,15 @@
 
 A task waits while a dependency has not landed, while it backs off after a crash or timeout, while its footprint overlaps the footprint of
 a running task (two agents never edit the same code at once), while its agent has no free slot,
-or while the fleet has none. A task's footprint is what it declared with `--footprint`, or else
+or while the fleet has none. A best-of-N task needs N free slots at once: its attempts run
+side by side, from the same base. A task's footprint is what it declared with `--footprint`, or else
 what its last attempt touched (a prediction); a task with neither is never held back by one.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -36,17 +38,15 @@ class Scheduler:
         self.footprint_of = footprint_of
         self.respect_footprints = respect_footprints
 
-    def _agent(self, task: Task) -> str:
-        return task.agent or self.config.fleet.default_agent
-
     def plan(self, slots: int) -> Plan:
         plan = Plan()
         running = self.store.list_tasks([TaskState.running])
         busy = [(t, self.footprint_of(t)) for t in running]
         per_agent: dict[str, int] = {}
-        for task in running:
-            per_agent[self._agent(task)] = per_agent.get(self._agent(task), 0) + 1
-        free = slots - len(running)
+        attempts = self.store.attempts(states=[AttemptState.running])
+        for attempt in attempts:
+            per_agent[attempt.agent] = per_agent.get(attempt.agent, 0) + 1
+        free = slots - len(attempts)
         queued = self.store.list_tasks([TaskState.queued])
         queued.sort(key=lambda t: (-t.priority, -t.importance.rank, t.id))
         files: Sequence[str] | None = None
@@ -60,19 +60,24 @@ class Scheduler:
                 if mine and busy:
                     files = self.files() if files is None else files
                     reason = _overlap_wait(mine, busy, files)
-            agent = self._agent(task)
-            limit = self.config.fleet.agent_slots.get(agent)
-            if reason is None and limit is not None and per_agent.get(agent, 0) >= limit:
-                reason = f"agent '{agent}' has all its {limit} slot(s) busy"
-            if reason is None and free <= 0:
-                reason = "waits for a free slot"
+            wanted = Counter(task.attempt_agents(self.config.fleet.default_agent))
+            for agent, count in wanted.items():
+                limit = self.config.fleet.agent_slots.get(agent)
+                if reason is None and limit is not None and per_agent.get(agent, 0) + count > limit:
+                    reason = f"agent '{agent}' has all its {limit} slot(s) busy"
+            needed = sum(wanted.values())
+            if reason is None and needed > slots:
+                reason = f"best of {needed} needs {needed} slots; the fleet has {slots} (raise fleet.slots)"
+            if reason is None and free < needed:
+                reason = "waits for a free slot" if needed == 1 else f"waits for {needed} free slots (best of {needed})"
             if reason:
                 plan.waiting[task.id] = reason
                 continue
             plan.start.append(task)
             busy.append((task, self.footprint_of(task)))
-            per_agent[agent] = per_agent.get(agent, 0) + 1
-            free -= 1
+            for agent, count in wanted.items():
+                per_agent[agent] = per_agent.get(agent, 0) + count
+            free -= needed
         return plan
 
     def _backoff_wait(self, task: Task, now: float) -> str | None:

@@ -141,7 +141,7 @@ class Store:
     def add_task(self, title: str, *, body: str = "", kind: str = "feature", agent: str | None = None,
                  priority: int = 0, importance: Importance = Importance.normal,
                  footprint: Sequence[str] = (), checks: Sequence[str] = (),
-                 depends_on: Sequence[int] = ()) -> Task:
+                 depends_on: Sequence[int] = (), best_of: int = 1, agents: Sequence[str] = ()) -> Task:
         now = time.time()
         with self.transaction() as db:
             for dep in depends_on:
@@ -150,9 +150,9 @@ class Store:
                                    hint="`claw status` lists the task ids")
             cursor = db.execute(
                 "INSERT INTO tasks (title, body, kind, agent, priority, importance, footprint, checks,"
-                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " best_of, agents, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (title, body, kind, agent, priority, str(importance), json.dumps(list(footprint)),
-                 json.dumps(list(checks)), now, now))
+                 json.dumps(list(checks)), best_of, json.dumps(list(agents)), now, now))
             task_id = cursor.lastrowid
             db.executemany("INSERT INTO task_deps (task_id, depends_on) VALUES (?, ?)",
                            [(task_id, dep) for dep in dict.fromkeys(depends_on)])
@@ -182,7 +182,8 @@ class Store:
                     importance=Importance(row["importance"]), state=TaskState(row["state"]),
                     footprint=json.loads(row["footprint"]), checks=json.loads(row["checks"]),
                     depends_on=deps, feedback=row["feedback"], reason=row["reason"],
-                    created_at=row["created_at"], updated_at=row["updated_at"])
+                    created_at=row["created_at"], updated_at=row["updated_at"],
+                    best_of=row["best_of"], agents=json.loads(row["agents"]))
 
     def move_task(self, task_id: int, new: TaskState, event: str, *, reason: str | None = None,
                   feedback: str | None = None, expect: Sequence[TaskState] | None = None,
@@ -240,21 +241,38 @@ class Store:
         Raises ClawError if the task is no longer queued (a cancel or another orchestrator
         got there first), so a task never runs twice at once.
         """
+        return self.start_attempts(task_id, agents=[agent], branch_for=branch_for, base_commit=base_commit)[0]
+
+    def start_attempts(self, task_id: int, *, agents: Sequence[str], branch_for: Any,
+                       base_commit: str) -> list[Attempt]:
+        """`start_attempt` for several attempts at once (best-of-N), one per agent given.
+
+        They share one start time, which is what makes them siblings (see `siblings`).
+        """
         now = time.time()
+        ids = []
         with self.transaction() as db:
-            number = db.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM attempts WHERE task_id = ?",
-                                (task_id,)).fetchone()[0]
-            branch = branch_for(number)
+            first = db.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM attempts WHERE task_id = ?",
+                               (task_id,)).fetchone()[0]
             self._move_task(db, task_id, TaskState.running, "task.started",
-                            expect=[TaskState.queued], attempt=number, agent=agent)
-            cursor = db.execute(
-                "INSERT INTO attempts (task_id, number, agent, state, branch, base_commit, started_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (task_id, number, agent, str(AttemptState.running), branch, base_commit, now))
-            attempt_id = cursor.lastrowid
-            self._event(db, "attempt.started", task_id=task_id, attempt_id=attempt_id,
-                        number=number, agent=agent, branch=branch, base=base_commit)
-        return self.get_attempt(attempt_id)
+                            expect=[TaskState.queued], attempt=first, agent=agents[0],
+                            **({"best_of": len(agents), "agents": list(agents)} if len(agents) > 1 else {}))
+            for number, agent in enumerate(agents, start=first):
+                branch = branch_for(number)
+                cursor = db.execute(
+                    "INSERT INTO attempts (task_id, number, agent, state, branch, base_commit, started_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (task_id, number, agent, str(AttemptState.running), branch, base_commit, now))
+                ids.append(cursor.lastrowid)
+                self._event(db, "attempt.started", task_id=task_id, attempt_id=cursor.lastrowid,
+                            number=number, agent=agent, branch=branch, base=base_commit)
+        return [self.get_attempt(attempt_id) for attempt_id in ids]
+
+    def siblings(self, attempt: Attempt) -> list[Attempt]:
+        """The attempts started together with this one (itself included): a best-of-N batch."""
+        return [_attempt(row) for row in self._db.execute(
+            "SELECT * FROM attempts WHERE task_id = ? AND started_at = ? ORDER BY number",
+            (attempt.task_id, attempt.started_at))]
 
     def update_attempt(self, attempt_id: int, **fields: Any) -> None:
         """Set plain fields (pid, worktree, tokens...) that are not state changes."""

@@ -52,8 +52,13 @@ def make_agent(name: str, config: Mapping[str, Any]) -> Agent:
     if config.get("kind") == "command":
         from .command import CommandAgent
         return CommandAgent(name, command=list(config["command"]), env=dict(config.get("env") or {}))
-    from ..config import (ClaudeAgentConfig, CodexAgentConfig, GeminiAgentConfig, OpencodeAgentConfig,
-                          parse_agent_config)
+    from ..config import (
+        ClaudeAgentConfig,
+        CodexAgentConfig,
+        GeminiAgentConfig,
+        OpencodeAgentConfig,
+        parse_agent_config,
+    )
 
     parsed = parse_agent_config(dict(config))
     if isinstance(parsed, ClaudeAgentConfig):
