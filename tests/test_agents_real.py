@@ -20,16 +20,18 @@ from pathlib import Path
 import pytest
 
 from clawfleet import git
-from clawfleet.agents import agent_kinds, claude, codex, gemini, opencode
+from clawfleet.agents import agent_kinds, aider, claude, codex, gemini, opencode
 from clawfleet.llm.scripted import Script, ScriptedServer
 from clawfleet.store import Store
 
 from conftest import claw, write_config
 from test_run import status_json
 
-LOCAL_BIN = Path(__file__).resolve().parent.parent / ".ci" / "node" / "node_modules" / ".bin"
-if LOCAL_BIN.is_dir():
-    os.environ.setdefault("CLAW_AGENT_BIN_DIR", str(LOCAL_BIN))
+# Where .ci/run installs them: the npm CLIs, and aider in a virtual environment of its own.
+CI = Path(__file__).resolve().parent.parent / ".ci"
+LOCAL_BINS = [path for path in (CI / "node" / "node_modules" / ".bin", CI / "aider" / "bin") if path.is_dir()]
+if LOCAL_BINS:
+    os.environ.setdefault("CLAW_AGENT_BIN_DIR", os.pathsep.join(map(str, LOCAL_BINS)))
 
 CHECK = "python3 -m unittest discover -s tests"
 
@@ -47,7 +49,7 @@ def shell_tool(kind: str, command: str) -> dict:
 
 def require(kind: str) -> None:
     program = {"claude": claude.PROGRAM, "codex": codex.PROGRAM, "gemini": gemini.PROGRAM,
-               "opencode": opencode.PROGRAM}[kind]
+               "opencode": opencode.PROGRAM, "aider": aider.PROGRAM}[kind]
     if program.find() is None:
         pytest.skip(f"{kind} is not installed: run .ci/run, or `{program.install}`")
 
@@ -97,8 +99,9 @@ def multiply_script(kind: str) -> Script:
     ])
 
 
-GATEWAY_API = {"claude": "messages", "codex": "responses", "gemini": "gemini", "opencode": "chat"}
-OPENAI_STYLE = ("codex", "opencode")   # their base URL ends in /v1
+GATEWAY_API = {"claude": "messages", "codex": "responses", "gemini": "gemini", "opencode": "chat",
+               "aider": "chat"}
+OPENAI_STYLE = ("codex", "opencode", "aider")   # their base URL ends in /v1
 
 
 def configure(repo: Path, kind: str, server: ScriptedServer, *, gateway: bool = False, **extra: str) -> None:
@@ -192,10 +195,55 @@ def test_real_cli_through_the_gateway_adds_a_function_with_its_test_and_fixes_th
     assert "cat calc.py" in log and "Fixed multiply" in log
 
 
-@pytest.mark.parametrize("kind", ["claude", "codex", "gemini", "opencode"])
+def listing(path: str, text: str) -> str:
+    """A file as aider's `whole` edit format writes it: its name, then its whole content fenced."""
+    return f"{path}\n```python\n{textwrap.dedent(text)}```\n"
+
+
+CALC_WITH = "def add(a, b):\n    return a + b\n\n\ndef multiply(a, b):\n    return {}\n"
+
+
+def test_aider_through_the_gateway_edits_files_and_fixes_the_failing_check(repo):
+    """Aider has no tools to call: the model answers with whole files, which aider writes."""
+    require("aider")
+    calculator_repo(repo)
+    test_file = "import unittest\nfrom calc import multiply\n\n\nclass MultiplyTest(unittest.TestCase):\n" \
+                "    def test_multiply(self):\n        self.assertEqual(multiply(4, 5), 20)\n"
+    script = Script.from_rules([
+        {"name": "fix", "match": "Add multiply.*The checks failed", "steps": [
+            {"text": "Fixed multiply: it multiplies now.\n\n" + listing("calc.py", CALC_WITH.format("a * b"))}]},
+        {"name": "feature", "match": "Add multiply", "steps": [
+            {"text": "Added multiply(a, b) and its test.\n\n" + listing("calc.py", CALC_WITH.format("a + b"))
+                     + "\n" + listing("tests/test_multiply.py", test_file)}]},
+    ])
+    with ScriptedServer(script) as server:
+        configure(repo, "aider", server, gateway=True, edit_format="whole")
+        claw(repo, "add", "Add multiply(a, b) to calc.py, with a test")
+        result = claw(repo, "run", timeout=600)
+        requests = list(server.requests)
+    assert result.returncode == 0, result.stderr
+    task = status_json(repo)[0]
+    attempt = task["latest_attempt"]
+    assert task["state"] == "review", (task["reason"], claw(repo, "log", "1").stdout[-3000:])
+    assert attempt["checks_passed"] is True and attempt["fix_rounds"] == 1
+    assert "return a * b" in git.out("show", f"{attempt['branch']}:calc.py", cwd=repo)
+    assert "multiply(4, 5), 20" in git.out("show", f"{attempt['branch']}:tests/test_multiply.py", cwd=repo)
+    assert not (repo / ".gitignore").exists() and ".aider" not in git.out("ls-tree", "-r", attempt["branch"], cwd=repo)
+    assert attempt["summary"] == "Fixed multiply: it multiplies now."
+    assert attempt["input_tokens"] > 100 and attempt["output_tokens"] > 0
+    # One model call per round, each through the gateway and metered.
+    assert len(requests) == 2 and all(r["path"] == "/v1/chat/completions" for r in requests)
+    calls = Store(repo / ".claw" / "run" / "claw.db").llm_calls(attempt_id=attempt["id"])
+    assert len(calls) == 2 and all(c.api == "chat" and c.status == "ok" and c.cost > 0 for c in calls)
+    attempt_dir = repo / ".claw" / "run" / "attempts" / str(attempt["id"])
+    assert "Add multiply" in (attempt_dir / "aider-0.md").read_text()
+
+
+@pytest.mark.parametrize("kind", ["claude", "codex", "gemini", "opencode", "aider"])
 def test_a_model_error_fails_the_attempt_with_the_providers_message(repo, kind):
     require(kind)
-    script = Script.from_rules([{"steps": [{"error": 400, "message": "scripted refusal: context too long"}]}])
+    script = Script.from_rules([{"match": "Anything at all",
+                                 "steps": [{"error": 400, "message": "scripted refusal: context too long"}]}])
     with ScriptedServer(script) as server:
         configure(repo, kind, server)
         claw(repo, "add", "Anything at all")
@@ -228,7 +276,8 @@ def test_effort_model_and_settings_reach_each_cli(repo):
 
 
 @pytest.mark.parametrize("kind, package", [("claude", "@anthropic-ai/claude-code"), ("codex", "@openai/codex"),
-                                           ("gemini", "@google/gemini-cli"), ("opencode", "opencode-ai")])
+                                           ("gemini", "@google/gemini-cli"), ("opencode", "opencode-ai"),
+                                           ("aider", "pipx install aider-chat")])
 def test_a_missing_program_fails_with_how_to_install_it(repo, kind, package):
     write_config(repo, f"""
         [fleet]
@@ -243,7 +292,7 @@ def test_a_missing_program_fails_with_how_to_install_it(repo, kind, package):
     assert claw(repo, "run", env=env).returncode == 0
     reason = status_json(repo)[0]["reason"]
     assert f"agent 'mine' (kind {kind}): program '{kind}' not found" in reason
-    assert f"npm install -g {package}" in reason
+    assert (package if kind == "aider" else f"npm install -g {package}") in reason
 
 
 def test_an_unset_api_key_variable_is_named(repo):
@@ -265,9 +314,9 @@ def test_claw_agents_lists_kinds_installed_and_versions(repo):
     listed = claw(repo, "agents", "--json")
     assert listed.returncode == 0, listed.stderr
     kinds = {k["kind"]: k for k in json.loads(listed.stdout)}
-    assert set(kinds) >= {"builtin", "command", "claude", "codex", "gemini", "opencode"}
+    assert set(kinds) >= {"builtin", "command", "claude", "codex", "gemini", "opencode", "aider"}
     for kind, program in (("claude", claude.PROGRAM), ("codex", codex.PROGRAM), ("gemini", gemini.PROGRAM),
-                          ("opencode", opencode.PROGRAM)):
+                          ("opencode", opencode.PROGRAM), ("aider", aider.PROGRAM)):
         path = program.find()
         assert kinds[kind]["installed"] is (path is not None)
         if path:

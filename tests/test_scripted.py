@@ -60,6 +60,17 @@ def test_openai_step_follows_the_assistant_message_count(server):
     assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
 
 
+def test_a_client_opening_with_example_exchanges_is_matched_from_its_real_request(server):
+    """Aider sends made-up exchanges first: the rule matches the later message, turns count from it."""
+    examples = [{"role": "user", "content": "Change the greeting"}, {"role": "assistant", "content": "Ok."},
+                {"role": "user", "content": "Refactor it"}, {"role": "assistant", "content": "Done."}]
+    client = openai_client(server)
+    texts = [client.chat.completions.create(
+        model="scripted", messages=[*examples, *conversation("Add a slugify helper", n)]).choices[0].message.content
+        for n in range(3)]
+    assert texts[0].startswith("THOUGHT:") and texts[1] == "free text reply" and texts[2].startswith("DONE:")
+
+
 def test_openai_stream_with_usage_and_content_parts(server):
     stream = openai_client(server).chat.completions.create(
         model="scripted", stream=True, stream_options={"include_usage": True},

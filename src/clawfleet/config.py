@@ -112,16 +112,23 @@ class GeminiAgentConfig(_CliAgentConfig):
     approval_mode: Literal["yolo", "auto_edit", "default"] = "yolo"
 
 
+class AiderAgentConfig(_CliAgentConfig):
+    kind: Literal["aider"]
+    effort: str | None = Field(None, description="aider's --reasoning-effort")
+    edit_format: str | None = Field(None, description="whole, diff, udiff...; unset: aider's choice per model")
+    context_window: int = Field(128_000, ge=1024, description="with base_url: the model's input tokens")
+
+
 class OpencodeAgentConfig(_CliAgentConfig):
     kind: Literal["opencode"]
     effort: str | None = Field(None, description="opencode's --variant: the provider's reasoning effort")
 
 
 AnyAgentConfig = (BuiltinAgentConfig | CommandAgentConfig | ClaudeAgentConfig | CodexAgentConfig
-                  | GeminiAgentConfig | OpencodeAgentConfig)
+                  | GeminiAgentConfig | OpencodeAgentConfig | AiderAgentConfig)
 AgentConfig = Annotated[Union[BuiltinAgentConfig, CommandAgentConfig, ClaudeAgentConfig, CodexAgentConfig,
-                              GeminiAgentConfig, OpencodeAgentConfig], Field(discriminator="kind")]
-AGENT_KINDS = ("builtin", "command", "claude", "codex", "gemini", "opencode")
+                              GeminiAgentConfig, OpencodeAgentConfig, AiderAgentConfig], Field(discriminator="kind")]
+AGENT_KINDS = ("builtin", "command", "claude", "codex", "gemini", "opencode", "aider")
 _agent_config = TypeAdapter(AgentConfig)
 
 
@@ -318,6 +325,11 @@ output_limit = 10000
 # kind = "opencode"
 # model = "qwen3-coder"
 # base_url = "http://127.0.0.1:11434/v1"   # any OpenAI-compatible endpoint
+# [agents.aider]
+# kind = "aider"
+# model = "qwen3-coder"
+# base_url = "http://127.0.0.1:11434/v1"
+# binary = "~/.venvs/aider/bin/aider"       # aider is best kept in a venv of its own
 
 # Any program can be an agent: it runs in the worktree with CLAW_TASK_ID and CLAW_PROMPT_FILE set.
 # [agents.my-agent]

@@ -193,9 +193,10 @@ def is_dirty(worktree: Path) -> bool:
     return bool(out("status", "--porcelain", "--untracked-files=no", cwd=worktree))
 
 
-def commit_all(worktree: Path, message: str) -> str | None:
-    """Commit every change in the worktree; return the new commit, or None when nothing changed."""
-    git("add", "--all", cwd=worktree)
+def commit_all(worktree: Path, message: str, exclude: Sequence[str] = ()) -> str | None:
+    """Commit every change in the worktree but paths matching `exclude` (an agent's scratch
+    files); return the new commit, or None when nothing changed."""
+    git("add", "--all", "--", ".", *(f":(exclude,glob){pattern}" for pattern in exclude), cwd=worktree)
     if git("diff", "--cached", "--quiet", cwd=worktree, check=False).returncode == 0:
         return None
     git("commit", "--quiet", "--no-verify", "-m", message, cwd=worktree, identity=True)

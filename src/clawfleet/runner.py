@@ -90,7 +90,7 @@ class AttemptStatus:
 
 # Where each agent kind is pointed on the gateway: Anthropic and Gemini clients add their own
 # API version to the base URL, OpenAI ones expect it in there.
-_GATEWAY_SUFFIX = {"claude": "", "gemini": "", "codex": "/v1", "opencode": "/v1"}
+_GATEWAY_SUFFIX = {"claude": "", "gemini": "", "codex": "/v1", "opencode": "/v1", "aider": "/v1"}
 
 
 def through_gateway(spec: AttemptSpec) -> dict[str, Any]:
@@ -144,6 +144,7 @@ class Runner:
         self.worktree = Path(self.spec.worktree)
         self.input_tokens = 0
         self.output_tokens = 0
+        self.agent: Any = None
 
     def progress(self, phase: str, **extra: Any) -> None:
         _write_json(self.dir / "progress.json",
@@ -153,7 +154,7 @@ class Runner:
     def run(self) -> AttemptStatus:
         spec = self.spec
         task = _task_from(spec.task)
-        agent = make_agent(spec.agent_name, through_gateway(spec))
+        agent = self.agent = make_agent(spec.agent_name, through_gateway(spec))
         failure, checks = None, []
         for round_number in range(spec.fix_rounds + 1):
             prompt_file = self.dir / f"prompt-{round_number}.md"
@@ -185,7 +186,7 @@ class Runner:
                 message += f", fix round {round_number}"
             if outcome.summary:
                 message += f"\n\n{outcome.summary}"
-            head = git.commit_all(self.worktree, message[:20_000])
+            head = git.commit_all(self.worktree, message[:20_000], exclude=agent.scratch)
             status = dict(summary=outcome.summary, fix_rounds=round_number,
                           head_commit=head or git.rev(self.worktree, "HEAD"))
             if outcome.timed_out:
@@ -216,7 +217,8 @@ class Runner:
         task = self.spec.task
         try:
             git.commit_all(self.worktree, f"{task['title']}\n\nclawfleet task {task['id']}, attempt "
-                                          f"{self.spec.attempt_number}: work in progress, {why}")
+                                          f"{self.spec.attempt_number}: work in progress, {why}",
+                           exclude=self.agent.scratch if self.agent else ())
             return git.rev(self.worktree, "HEAD")
         except ClawError:
             return None

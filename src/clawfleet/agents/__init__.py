@@ -6,12 +6,17 @@ each fix round) and commits whatever the agent left in the worktree.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from ..procs import ChildGroups
+
+# The agent CLI kinds: each module (agents/<kind>.py) has its agent class and its PROGRAM.
+CLI_KINDS = {"claude": "ClaudeAgent", "codex": "CodexAgent", "gemini": "GeminiAgent",
+             "opencode": "OpencodeAgent", "aider": "AiderAgent"}
 
 
 @dataclass
@@ -41,6 +46,9 @@ class AgentOutcome:
 
 
 class Agent(Protocol):
+    # Files it leaves in the worktree for itself (caches, histories): never committed.
+    scratch: tuple[str, ...]
+
     def run(self, job: AgentJob) -> AgentOutcome: ...
 
 
@@ -52,27 +60,12 @@ def make_agent(name: str, config: Mapping[str, Any]) -> Agent:
     if config.get("kind") == "command":
         from .command import CommandAgent
         return CommandAgent(name, command=list(config["command"]), env=dict(config.get("env") or {}))
-    from ..config import (
-        ClaudeAgentConfig,
-        CodexAgentConfig,
-        GeminiAgentConfig,
-        OpencodeAgentConfig,
-        parse_agent_config,
-    )
+    from ..config import parse_agent_config
 
     parsed = parse_agent_config(dict(config))
-    if isinstance(parsed, ClaudeAgentConfig):
-        from .claude import ClaudeAgent
-        return ClaudeAgent(name, parsed)
-    if isinstance(parsed, CodexAgentConfig):
-        from .codex import CodexAgent
-        return CodexAgent(name, parsed)
-    if isinstance(parsed, GeminiAgentConfig):
-        from .gemini import GeminiAgent
-        return GeminiAgent(name, parsed)
-    if isinstance(parsed, OpencodeAgentConfig):
-        from .opencode import OpencodeAgent
-        return OpencodeAgent(name, parsed)
+    if parsed.kind in CLI_KINDS:
+        module = importlib.import_module(f".{parsed.kind}", __package__)
+        return getattr(module, CLI_KINDS[parsed.kind])(name, parsed)
     from .builtin import BuiltinAgent
     return BuiltinAgent(name, parsed)
 
@@ -91,14 +84,15 @@ class KindInfo:
 def agent_kinds() -> list[KindInfo]:
     """Every agent kind, and whether its program is installed here (each CLI asked its version)."""
     from .. import __version__
-    from . import claude, codex, gemini, opencode
+    from . import aider, claude, codex, gemini, opencode
     kinds = [KindInfo("builtin", "clawfleet's own loop on any OpenAI-compatible or Anthropic model",
                       True, __version__),
              KindInfo("command", "any program, run with the prompt in a file", True)]
     for module, description in ((claude, "Claude Code (claude -p, stream-json)"),
                                 (codex, "OpenAI Codex CLI (codex exec --json)"),
                                 (gemini, "Google Gemini CLI (gemini -p, stream-json)"),
-                                (opencode, "opencode (opencode run --format json)")):
+                                (opencode, "opencode (opencode run --format json)"),
+                                (aider, "Aider (aider --message-file; its chat history is the transcript)")):
         program = module.PROGRAM
         path = program.find()
         kinds.append(KindInfo(program.kind, description, path is not None,

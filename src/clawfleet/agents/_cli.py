@@ -167,6 +167,7 @@ class CliAgent:
     program: Program
     label: str
     transcript_prefix: str
+    scratch: tuple[str, ...] = ()
 
     def __init__(self, name: str, config: Any) -> None:
         self.name = name

@@ -79,6 +79,8 @@ def truncate(output: str, limit: int) -> str:
 
 
 class BuiltinAgent:
+    scratch: tuple[str, ...] = ()
+
     def __init__(self, name: str, config: BuiltinAgentConfig, model: Model | None = None) -> None:
         self.name = name
         self.config = config

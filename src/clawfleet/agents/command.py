@@ -19,6 +19,8 @@ from . import AgentJob, AgentOutcome
 
 
 class CommandAgent:
+    scratch: tuple[str, ...] = ()
+
     def __init__(self, name: str, command: list[str], env: dict[str, str] | None = None) -> None:
         self.name = name
         self.command = command

@@ -6,6 +6,8 @@ pointed at it by base URL run offline, deterministically. A script is a list of 
 rule whose `match` is found in the conversation's opening user text answers, with its step N for
 the N-th model turn (N = model turns already in the conversation: assistant messages, Responses
 output items or Gemini `model` contents). Stateless: the conversation itself says where it is.
+A client that opens with example exchanges of its own (aider) is matched too: a rule's `match`
+is looked for in each later user message in turn, and its turns are counted from there.
 
 A step is a reply text (`text`, `command`, `done`), an HTTP error (`error`), or a tool call
 (`tool` + `input`), answered in the shape the API asks for: an Anthropic `tool_use` block, an
@@ -101,15 +103,20 @@ class Script:
             raise ClawError(f"{source}: no [[rule]] tables", hint="see README.md, 'The scripted model'")
         return cls([_rule(index, raw, source) for index, raw in enumerate(rules)])
 
-    def step_for(self, first_user: str, turn: int) -> Step:
-        for rule in self.rules:
-            if rule.matches(first_user):
-                if turn >= len(rule.steps):
-                    raise ScriptError(f"scripted model: rule '{rule.name}' has no step {turn} "
-                                      f"(it has {len(rule.steps)})")
-                return rule.steps[turn]
-        raise ScriptError("scripted model: no rule matches this conversation; first user message "
-                          f"starts: {first_user[:120]!r}")
+    def step_for(self, first_user: str, turn: int, later: tuple[tuple[str, int], ...] = ()) -> Step:
+        """The step answering a conversation: the first rule matching its opening, at `turn`;
+        else the first rule whose `match` finds a later user message, at the turns after it."""
+        found = next(((rule, turn) for rule in self.rules if rule.matches(first_user)), None)
+        if found is None:
+            found = next(((rule, turns) for rule in self.rules if rule.match is not None
+                          for text, turns in later if rule.matches(text)), None)
+        if found is None:
+            raise ScriptError("scripted model: no rule matches this conversation; first user message "
+                              f"starts: {first_user[:120]!r}")
+        rule, at = found
+        if at >= len(rule.steps):
+            raise ScriptError(f"scripted model: rule '{rule.name}' has no step {at} (it has {len(rule.steps)})")
+        return rule.steps[at]
 
 
 def _rule(index: int, raw: Any, source: str) -> Rule:
@@ -198,6 +205,7 @@ class Conversation:
     opening: str            # the text a rule's `match` is searched in
     turn: int               # model turns already taken: step `turn` answers
     input_tokens: int       # an estimate: characters / 4
+    later: tuple[tuple[str, int], ...] = ()   # each later user message, with the model turns after it
 
 
 def _messages_conversation(body: dict[str, Any]) -> Conversation:
@@ -209,10 +217,12 @@ def _messages_conversation(body: dict[str, Any]) -> Conversation:
     messages = body.get("messages")
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
         raise ScriptError("scripted model: the request has no `messages` list of objects")
-    first_user = next((_text(m.get("content")) for m in messages if m.get("role") == "user"), "")
+    users = [(n, _text(m.get("content"))) for n, m in enumerate(messages) if m.get("role") == "user"]
+    first_user = users[0][1] if users else ""
     turns = sum(1 for m in messages if m.get("role") == "assistant")
+    later = tuple((text, sum(1 for m in messages[n:] if m.get("role") == "assistant")) for n, text in users[1:])
     size = len(_text(body.get("system"))) + sum(len(_text(m.get("content"))) for m in messages)
-    return Conversation(first_user, turns, _tokens(size))
+    return Conversation(first_user, turns, _tokens(size), later)
 
 
 # Responses input items a model turn leaves in the conversation (one per scripted step).
@@ -502,7 +512,7 @@ def build_app(script: Script, requests: list[dict[str, Any]], lock: threading.Lo
             if not isinstance(body, dict):
                 raise ScriptError("scripted model: the request body is not a JSON object")
             conversation = read(body)
-            step = script.step_for(conversation.opening, conversation.turn)
+            step = script.step_for(conversation.opening, conversation.turn, conversation.later)
         except ScriptError as problem:
             return error(400, problem.message)
         if step.delay:

@@ -1,0 +1,156 @@
+"""`aider`: Aider, run headless (`aider --message-file`) in the worktree.
+
+    [agents.aider]
+    kind = "aider"
+    model = "qwen3-coder"                     # with base_url: the model's name there; else aider's own
+    effort = "high"                           # --reasoning-effort
+    edit_format = "diff"                      # whole, diff, udiff...; unset: aider picks per model
+    base_url = "http://127.0.0.1:11434/v1"    # any OpenAI-compatible endpoint
+    api_key_env = "OPENAI_API_KEY"
+    binary = "~/.venvs/aider/bin/aider"       # aider wants an environment of its own
+
+It edits files and leaves committing to clawfleet (`--no-auto-commits`); it neither touches
+.gitignore nor asks anything (`--yes-always`). With `base_url` the model runs as `openai/MODEL`
+and a model-metadata file of its own declares it, so aider looks nothing up online. Aider has no
+JSON output: its chat history (`aider-N.md` in the attempt folder) is the transcript, the
+assistant's last reply is the summary, token counts come from its `Tokens: ... sent, ...
+received` lines and errors from its `litellm.*Error` lines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+from ..config import AiderAgentConfig
+from ..errors import ClawError
+from . import AgentJob, AgentOutcome
+from ._cli import CliAgent, Program, api_key, log_tail
+
+PROGRAM = Program("aider", "aider", "pipx install aider-chat (or a venv of its own: "
+                                    "python3 -m venv ~/.venvs/aider && ~/.venvs/aider/bin/pip install aider-chat)")
+
+_TOKENS = re.compile(r"Tokens: ([\d.]+)(k?) sent.*?, ([\d.]+)(k?) received")
+_ERROR = re.compile(r"^(litellm\.\w+(?:Error|Exception)[^:]*): (.*)$", re.M)
+
+
+def _count(number: str, thousands: str) -> int:
+    return round(float(number) * (1000 if thousands else 1))
+
+
+class AiderAgent(CliAgent):
+    program = PROGRAM
+    label = "Aider"
+    transcript_prefix = "aider"
+    scratch = (".aider*", ".aider*/**")   # its repo-map cache, written in the worktree
+    config: AiderAgentConfig
+
+    def model(self) -> str | None:
+        model = self.config.model
+        if self.config.base_url:
+            return f"openai/{model or 'default'}".replace("openai/openai/", "openai/")
+        return model
+
+    def command(self, binary: str, job: AgentJob) -> list[str]:
+        history = job.attempt_dir / f"aider-{job.round}.md"
+        args = [binary, "--message-file", str(job.prompt_file), "--yes-always", "--no-auto-commits",
+                "--no-dirty-commits", "--no-gitignore", "--no-check-update", "--no-show-release-notes",
+                "--no-show-model-warnings", "--analytics-disable", "--no-pretty", "--no-fancy-input",
+                "--chat-history-file", str(history),
+                "--input-history-file", str(job.attempt_dir / "aider-input.txt")]
+        model = self.model()
+        if model:
+            args += ["--model", model]
+        if self.config.base_url:
+            args += ["--openai-api-base", self.config.base_url,
+                     "--model-metadata-file", str(job.attempt_dir / "aider-home" / "model-metadata.json")]
+        if self.config.effort:
+            args += ["--reasoning-effort", self.config.effort]
+        if self.config.edit_format:
+            args += ["--edit-format", self.config.edit_format]
+        return args + self.config.args
+
+    def environment(self, job: AgentJob) -> dict[str, str]:
+        home = job.attempt_dir / "aider-home"
+        home.mkdir(exist_ok=True)
+        env = {**os.environ, "HOME": str(home), **self.config.env}
+        key = api_key(self.name, self.config.api_key_env, self.config.base_url)
+        if self.config.base_url:
+            # An endpoint of our choosing: its model is declared here, not looked up online.
+            metadata = {self.model(): {"max_input_tokens": self.config.context_window,
+                                       "max_output_tokens": 32768, "input_cost_per_token": 0.0,
+                                       "output_cost_per_token": 0.0, "litellm_provider": "openai",
+                                       "mode": "chat"}}
+            (home / "model-metadata.json").write_text(json.dumps(metadata, indent=1))
+        if key:
+            env["OPENAI_API_KEY"] = key
+        return env
+
+    def run(self, job: AgentJob) -> AgentOutcome:
+        try:
+            binary = self.program.require(self.name, self.config.binary)
+            env = self.environment(job)
+        except ClawError as error:
+            return AgentOutcome(error=str(error), exit_code=127)
+        command = self.command(binary, job)
+        with open(job.log, "a") as log:
+            log.write(f"# {self.label}, agent '{self.name}': {' '.join(command[1:])}\n")
+        start = job.log.stat().st_size
+        finished, _ = job.children.run(command, cwd=job.workspace, env=env, log=job.log,
+                                       stdin_text="", timeout=job.deadline - time.time())
+        with open(job.log, errors="replace") as log:
+            log.seek(start)
+            output = log.read()
+        return self.outcome(output, job.attempt_dir / f"aider-{job.round}.md", finished.exit_code,
+                            finished.timed_out, job)
+
+    def outcome(self, output: str, history: Path, exit_code: int, timed_out: bool, job: AgentJob) -> AgentOutcome:
+        sent = received = 0
+        for match in _TOKENS.finditer(output):
+            sent += _count(match.group(1), match.group(2))
+            received += _count(match.group(3), match.group(4))
+        job.on_usage(sent, received)
+        outcome = AgentOutcome(summary=last_reply(history), exit_code=exit_code,
+                               input_tokens=sent, output_tokens=received)
+        errors = _ERROR.findall(output)
+        if timed_out:
+            outcome.error, outcome.timed_out = "the agent ran out of time", True
+        elif errors:
+            kind, message = errors[-1]
+            outcome.error = f"aider: {kind}: {message.strip()}"
+        elif exit_code != 0:
+            outcome.error = f"aider exited with status {exit_code}: {log_tail(job.log, 3) or 'no message'}"
+        if outcome.error and not outcome.exit_code:
+            outcome.exit_code = 1
+        return outcome
+
+
+def last_reply(history: Path, limit: int = 2000) -> str:
+    """The assistant's last reply in an aider chat history, its file listings left out.
+
+    In that markdown, aider's own notes are `> ` lines, the person's messages `#### ` lines,
+    and what the model said is the rest.
+    """
+    try:
+        lines = history.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    replies: list[list[str]] = [[]]
+    fenced = False
+    for line in lines:
+        if line.startswith(("#### ", "> ", "# aider chat")):
+            if replies[-1]:
+                replies.append([])
+            continue
+        if line.startswith("```"):
+            fenced = not fenced
+            continue
+        if not fenced:
+            replies[-1].append(line)
+    text = next((("\n".join(r)).strip() for r in reversed(replies) if "\n".join(r).strip()), "")
+    # A file listing's name stands alone on the line before its fence: drop those leftovers.
+    text = "\n".join(line for line in text.splitlines() if not re.fullmatch(r"[\w./-]+\.\w+", line.strip()))
+    return text.strip()[:limit]
