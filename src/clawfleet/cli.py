@@ -22,6 +22,7 @@ from .commands._common import (
     open_project,
     print_json,
 )
+from .commands.research import app as research_app
 from .errors import ClawError, UsageError
 from .models import AttemptState, Importance, Task, TaskState
 from .project import Project, initialize
@@ -598,6 +599,7 @@ gateway_app = typer.Typer(no_args_is_help=False, help="Without a command: run th
                           "(OpenAI chat, Responses, Anthropic Messages) on 127.0.0.1 in the foreground, "
                           "one line per model call. Commands: an attempt's key, a transcript as a script.")
 app.add_typer(gateway_app, name="gateway")
+app.add_typer(research_app, name="research")
 
 
 @gateway_app.callback(invoke_without_command=True)

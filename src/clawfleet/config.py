@@ -202,6 +202,55 @@ class GatewayConfig(_Section):
         return self
 
 
+class ResearchParamConfig(_Section):
+    """A number the hillclimb agent may change: `key` (dotted) in a JSON or TOML file."""
+    file: str = Field(description="JSON or TOML file, relative to the repository root")
+    key: str | None = Field(None, description="dotted key in the file; unset: the parameter's name")
+    min: float
+    max: float
+    integer: bool = False
+    log: bool = Field(False, description="search on a log scale (learning rates, sizes)")
+
+    @model_validator(mode="after")
+    def _range(self) -> "ResearchParamConfig":
+        if self.min >= self.max:
+            raise ValueError(f"min ({self.min:g}) must be below max ({self.max:g})")
+        if self.log and self.min <= 0:
+            raise ValueError("a log-scale parameter needs min > 0")
+        return self
+
+
+class ResearchConfig(_Section):
+    name: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+                      description="the research branch is claw/research/NAME")
+    program: str = Field("program.md", description="the agent's instructions, relative to the repository root")
+    command: str = Field(min_length=1, description="runs one experiment (bash, in the worktree)")
+    workdir: str = Field(".", description="folder the command runs in, relative to the repository root")
+    metric_regex: str | None = Field(None, description="first group (or whole match) of the last match is the metric")
+    metric_key: str | None = Field(None, description="dotted key in the last JSON line of the output")
+    goal: Literal["minimize", "maximize"] = "minimize"
+    time_budget: float = Field(300.0, gt=0, description="seconds one experiment may run before it is killed")
+    agent_timeout: float = Field(1800.0, gt=0, description="seconds the agent has to make its change")
+    scope: list[str] = Field(min_length=1, description="globs of the files the agent may change")
+    agent: str = Field("hillclimb", description="hillclimb, or any agent under [agents]")
+    parallel: int = Field(1, ge=1, le=64, description="experiments at once, each from the best commit")
+    seed: int | None = Field(None, description="the hillclimb agent's random seed (unset: random)")
+    params: dict[str, ResearchParamConfig] = Field(default_factory=dict,
+                                                   description="numbers the hillclimb agent perturbs")
+
+    @model_validator(mode="after")
+    def _one_metric(self) -> "ResearchConfig":
+        import re
+        if (self.metric_regex is None) == (self.metric_key is None):
+            raise ValueError("set exactly one of metric_regex and metric_key")
+        if self.metric_regex is not None:
+            try:
+                re.compile(self.metric_regex)
+            except re.error as error:
+                raise ValueError(f"metric_regex is not a valid regular expression: {error}") from None
+        return self
+
+
 class Config(_Section):
     fleet: FleetConfig = Field(default_factory=FleetConfig)
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
@@ -209,6 +258,7 @@ class Config(_Section):
     merge: MergeConfig = Field(default_factory=MergeConfig)
     agents: dict[str, AgentConfig] = Field(default_factory=dict)
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+    research: ResearchConfig | None = None
 
     def agent(self, name: str) -> AnyAgentConfig:
         if name in self.agents:
@@ -362,4 +412,24 @@ output_limit = 10000
 # input = 0.0
 # output = 0.0
 # cached = 0.0
+
+# Research mode (`claw research init` writes this section and program.md): experiments that
+# change the files in scope, run for a fixed time, and are kept only if the metric gets better.
+# [research]
+# name = "default"              # the research branch is claw/research/NAME
+# program = "program.md"        # the agent's instructions
+# command = "python3 train.py"  # one experiment, run with bash in the worktree
+# workdir = "."                 # where the command runs, relative to the repository root
+# metric_regex = "val_loss=([0-9.eE+-]+)"   # or: metric_key = "val.loss" (last JSON line)
+# goal = "minimize"             # or "maximize"
+# time_budget = 300             # seconds; the experiment's process group is killed after this
+# agent_timeout = 1800          # seconds the agent has to make its change
+# scope = ["params.json"]       # globs of the files the agent may change; others discard it
+# agent = "hillclimb"           # needs no model; or any agent under [agents]
+# parallel = 1
+# [research.params.lr]          # a number the hillclimb agent perturbs
+# file = "params.json"          # JSON or TOML; key defaults to the name (dotted for nesting)
+# min = 0.0001
+# max = 0.1
+# log = true
 '''

@@ -151,3 +151,56 @@ class LlmCall:
     @property
     def tokens(self) -> int:
         return self.input_tokens + self.output_tokens
+
+
+# -- research mode -----------------------------------------------------------------------
+
+class ExperimentStatus(StrEnum):
+    running = "running"
+    baseline = "baseline"    # the unchanged best commit, measured first
+    keep = "keep"            # beat the best: the research branch moved to it
+    discard = "discard"      # no better, no change, out of scope or beaten in its round
+    crash = "crash"          # the experiment failed, or its metric could not be read
+    timeout = "timeout"      # killed at its time budget
+
+
+@dataclass
+class Experiment:
+    """One try in research mode: an agent's change from `parent_commit`, run and measured."""
+    id: int
+    run_id: int
+    name: str
+    round: int
+    parent_commit: str
+    status: ExperimentStatus
+    started_at: float
+    commit_sha: str | None = None
+    description: str = ""
+    reason: str | None = None
+    params: dict | None = None
+    metric: float | None = None
+    seconds: float | None = None
+    cpu_seconds: float | None = None
+    max_rss_mb: float | None = None
+    log_tail: str | None = None
+    finished_at: float | None = None
+
+
+@dataclass
+class ResearchRun:
+    """One `claw research run`: its loop's settings and where it stands."""
+    id: int
+    name: str
+    branch: str
+    agent: str
+    goal: str
+    parallel: int
+    state: str                 # running, finished, failed, stopped
+    base_commit: str
+    started_at: float
+    reason: str | None = None
+    pid: int | None = None
+    best_commit: str | None = None
+    baseline_metric: float | None = None
+    best_metric: float | None = None
+    finished_at: float | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -70,6 +71,8 @@ class Finished:
     exit_code: int
     timed_out: bool
     duration: float
+    cpu_seconds: float = 0.0        # user + system, the child and what it waited for (run_measured)
+    max_rss_mb: float = 0.0
 
 
 class ChildGroups:
@@ -116,6 +119,37 @@ class ChildGroups:
             self._forget(proc.pid)
         text = "" if log else (output or b"").decode(errors="replace")
         return Finished(proc.returncode, timed_out, time.monotonic() - started), text
+
+    def run_measured(self, args: Sequence[str], *, cwd: Path, env: Mapping[str, str], timeout: float,
+                     log: Path) -> Finished:
+        """Like `run`, output to `log`, and also the CPU time and peak memory it used.
+
+        `os.wait4` gives the child's own resource use, so experiments measured at once in several
+        threads do not count each other's.
+        """
+        started = time.monotonic()
+        with open(log, "ab") as out_handle:
+            proc = subprocess.Popen(list(args), cwd=cwd, env=dict(env), process_group=0,
+                                    stdin=subprocess.DEVNULL, stdout=out_handle, stderr=subprocess.STDOUT)
+        self._remember(proc.pid)
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            kill_group(proc.pid)
+
+        timer = threading.Timer(max(timeout, 0.01), expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+            kill_group(proc.pid, grace=0.5)  # background children it left behind
+            self._forget(proc.pid)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        return Finished(proc.returncode, expired.is_set(), time.monotonic() - started,
+                        cpu_seconds=usage.ru_utime + usage.ru_stime, max_rss_mb=usage.ru_maxrss / 1024)
 
     def kill_all(self) -> None:
         for pgid in self.recorded():

@@ -37,3 +37,11 @@ def render_prompt(task: Task, *, project_root: Path, branch: str, checks: Sequen
         task=task, branch=branch, checks=list(checks), feedback=feedback, document=document,
         failure=failure, fix_round=fix_round,
         soul=_read(project_root / "SOUL.md"), agents_md=_read(project_root / "AGENTS.md"))
+
+
+def render_research_prompt(config, *, program: str, branch: str, best_metric: float,
+                           history: Sequence, agents_md: str = "") -> str:
+    """The prompt of one research experiment: program.md, the rules, and every earlier outcome."""
+    return _environment().get_template("research.md.j2").render(
+        config=config, program=program.strip(), branch=branch, best_metric=best_metric,
+        history=list(history), agents_md=agents_md)

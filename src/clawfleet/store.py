@@ -22,8 +22,11 @@ from .models import (
     RUN_OUTCOMES,
     Attempt,
     AttemptState,
+    Experiment,
+    ExperimentStatus,
     Importance,
     LlmCall,
+    ResearchRun,
     Task,
     TaskState,
     can_transition,
@@ -396,6 +399,84 @@ class Store:
             args.append(since)
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
 
+    # -- research mode ----------------------------------------------------------------------
+
+    def start_research_run(self, *, name: str, branch: str, agent: str, goal: str, parallel: int,
+                           base_commit: str, pid: int) -> ResearchRun:
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO research_runs (name, branch, agent, goal, parallel, pid, base_commit,"
+                " best_commit, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (name, branch, agent, goal, parallel, pid, base_commit, base_commit, time.time()))
+            run_id = cursor.lastrowid
+            self._event(db, "research.started", run_id=run_id, name=name, branch=branch, agent=agent)
+        return self.get_research_run(run_id)
+
+    def update_research_run(self, run_id: int, event: str | None = None, **fields: Any) -> None:
+        """Set a run's best so far or its end (state, reason, finished_at), with an event if named."""
+        allowed = {"state", "reason", "best_commit", "baseline_metric", "best_metric", "finished_at"}
+        if set(fields) - allowed:
+            raise ValueError(f"not research run fields: {sorted(set(fields) - allowed)}")
+        with self.transaction() as db:
+            sets = ", ".join(f"{name} = ?" for name in fields)
+            db.execute(f"UPDATE research_runs SET {sets} WHERE id = ?", [*fields.values(), run_id])
+            if event:
+                self._event(db, event, run_id=run_id, **fields)
+
+    def get_research_run(self, run_id: int) -> ResearchRun:
+        row = self._db.execute("SELECT * FROM research_runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"there is no research run {run_id}", hint="`claw research status` lists them")
+        return ResearchRun(**dict(row))
+
+    def research_runs(self, name: str | None = None) -> list[ResearchRun]:
+        query, args = "SELECT * FROM research_runs", []
+        if name is not None:
+            query, args = query + " WHERE name = ?", [name]
+        return [ResearchRun(**dict(row)) for row in self._db.execute(query + " ORDER BY id", args)]
+
+    def start_experiment(self, run_id: int, *, name: str, round: int, parent_commit: str,
+                         status: ExperimentStatus = ExperimentStatus.running) -> Experiment:
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO experiments (run_id, name, round, parent_commit, status, started_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)", (run_id, name, round, parent_commit, str(status), time.time()))
+            experiment_id = cursor.lastrowid
+            self._event(db, "experiment.started", run_id=run_id, experiment_id=experiment_id,
+                        round=round, parent=parent_commit)
+        return self.get_experiment(experiment_id)
+
+    def finish_experiment(self, experiment_id: int, status: ExperimentStatus, **fields: Any) -> Experiment:
+        """Record an experiment's outcome (metric, commit, resource use, reason) with its event."""
+        allowed = {"commit_sha", "description", "reason", "params", "metric", "seconds",
+                   "cpu_seconds", "max_rss_mb", "log_tail"}
+        if set(fields) - allowed:
+            raise ValueError(f"not experiment fields: {sorted(set(fields) - allowed)}")
+        if "params" in fields:
+            fields["params"] = None if fields["params"] is None else json.dumps(fields["params"])
+        with self.transaction() as db:
+            sets = ", ".join(["status = ?", "finished_at = ?", *(f"{name} = ?" for name in fields)])
+            db.execute(f"UPDATE experiments SET {sets} WHERE id = ?",
+                       [str(status), time.time(), *fields.values(), experiment_id])
+            self._event(db, f"experiment.{status}", experiment_id=experiment_id,
+                        metric=fields.get("metric"), commit=fields.get("commit_sha"),
+                        reason=fields.get("reason"))
+        return self.get_experiment(experiment_id)
+
+    def get_experiment(self, experiment_id: int) -> Experiment:
+        row = self._db.execute("SELECT * FROM experiments WHERE id = ?", (experiment_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"there is no experiment {experiment_id}")
+        return _experiment(row)
+
+    def experiments(self, *, name: str | None = None, run_id: int | None = None) -> list[Experiment]:
+        query, args = "SELECT * FROM experiments WHERE 1=1", []
+        if name is not None:
+            query, args = query + " AND name = ?", [*args, name]
+        if run_id is not None:
+            query, args = query + " AND run_id = ?", [*args, run_id]
+        return [_experiment(row) for row in self._db.execute(query + " ORDER BY id", args)]
+
 
 def _attempt(row: sqlite3.Row) -> Attempt:
     passed = row["checks_passed"]
@@ -408,6 +489,13 @@ def _attempt(row: sqlite3.Row) -> Attempt:
                    input_tokens=row["input_tokens"], output_tokens=row["output_tokens"],
                    checks_passed=None if passed is None else bool(passed),
                    fix_rounds=row["fix_rounds"], feedback=row["feedback"])
+
+
+def _experiment(row: sqlite3.Row) -> Experiment:
+    data = dict(row)
+    data["status"] = ExperimentStatus(data["status"])
+    data["params"] = json.loads(data["params"]) if data["params"] else None
+    return Experiment(**data)
 
 
 def _transition_hint(current: TaskState) -> str:
