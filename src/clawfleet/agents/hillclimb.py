@@ -165,10 +165,12 @@ class ParamSearch:
                     old = current[param.name]
                     unit = self.rng.random() if jump else param.to_unit(old) + self.rng.gauss(0, self.step)
                     new = param.from_unit(unit)
-                    if new == old and param.integer:
-                        new = int(min(max(old + self.rng.choice((-1, 1)), param.min), param.max))
+                    if new == old and param.integer:  # a step too small to move an integer: one up or down
+                        moves = [old + d for d in (-1, 1) if param.min <= old + d <= param.max]
+                        new = int(self.rng.choice(moves)) if moves else old
                     values[param.name] = new
-                    changes.append(f"{param.name} {old:g} -> {new:g}")
+                    if new != old:
+                        changes.append(f"{param.name} {old:g} -> {new:g}")
                 key = self._key(values)
                 if key not in self.tried and values != dict(current):
                     self.tried.add(key)
