@@ -307,3 +307,44 @@ def test_hillclimb_edits_json_and_toml_within_range(tmp_path):
         read_params(tmp_path, [Param("nope", "p.json", "nope", 0, 1)])
     with pytest.raises(ClawError, match="no parameters"):
         ParamSearch([])
+
+
+def test_keeping_needs_the_declared_margin():
+    from clawfleet.research import is_better
+    assert is_better(9.0, 10.0, "minimize") and not is_better(9.5, 10.0, "minimize", margin=0.5)
+    assert is_better(10.6, 10.0, "maximize", margin=0.5) and not is_better(10.0, 10.0, "maximize")
+
+
+def test_ctrl_c_stops_the_loop_and_records_the_experiments_under_way(research_repo):
+    import signal
+    import sys
+    import time
+    (research_repo / "objective.py").write_text(
+        "import json, time\nx = json.load(open('params.json'))['x']\n"
+        "time.sleep(0 if x == -2.0 else 30)\nprint(f'score={x * x}')\n")
+    git.commit_all(research_repo, "slow experiments")
+    configure(research_repo, budget=60)
+    proc = subprocess.Popen([sys.executable, "-m", "clawfleet.cli", "research", "run", "--parallel", "2"],
+                            cwd=research_repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "COLUMNS": "200"})
+    from clawfleet.project import Project
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        experiments = Project(research_repo).store.experiments()
+        if sum(e.status == "running" and e.round == 1 for e in experiments) == 2 and \
+                len(list((research_repo / ".claw/run/research/default/experiments").glob("*/run.log"))) == 3:
+            break
+        time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail("the first round never started")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "stopped after" in out
+    rows = results(research_repo)
+    assert [row["status"] for row in rows] == ["baseline", "discard", "discard"]
+    assert all(row["reason"] == "stopped before it finished" for row in rows[1:])
+    status = json.loads(claw(research_repo, "research", "status", "--json").stdout)
+    assert status["run"]["state"] == "stopped" and status["running"] == []
+    assert not git.worktrees(research_repo)[1:]

@@ -229,6 +229,8 @@ class ResearchConfig(_Section):
     metric_regex: str | None = Field(None, description="first group (or whole match) of the last match is the metric")
     metric_key: str | None = Field(None, description="dotted key in the last JSON line of the output")
     goal: Literal["minimize", "maximize"] = "minimize"
+    min_improvement: float = Field(0.0, ge=0, description="how much better than the best a change must "
+                                                         "be to be kept (above the metric's noise)")
     time_budget: float = Field(300.0, gt=0, description="seconds one experiment may run before it is killed")
     agent_timeout: float = Field(1800.0, gt=0, description="seconds the agent has to make its change")
     scope: list[str] = Field(min_length=1, description="globs of the files the agent may change")
@@ -422,6 +424,7 @@ output_limit = 10000
 # workdir = "."                 # where the command runs, relative to the repository root
 # metric_regex = "val_loss=([0-9.eE+-]+)"   # or: metric_key = "val.loss" (last JSON line)
 # goal = "minimize"             # or "maximize"
+# min_improvement = 0           # keep a change only if it beats the best by more than this (noise)
 # time_budget = 300             # seconds; the experiment's process group is killed after this
 # agent_timeout = 1800          # seconds the agent has to make its change
 # scope = ["params.json"]       # globs of the files the agent may change; others discard it

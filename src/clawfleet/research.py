@@ -100,8 +100,8 @@ def _number(text: str, where: str) -> float:
     return value
 
 
-def is_better(metric: float, best: float, goal: str) -> bool:
-    return metric < best if goal == "minimize" else metric > best
+def is_better(metric: float, best: float, goal: str, margin: float = 0.0) -> bool:
+    return metric < best - margin if goal == "minimize" else metric > best + margin
 
 
 def out_of_scope(paths: Sequence[str], scope: Sequence[str]) -> list[str]:
@@ -378,9 +378,9 @@ class ResearchLoop:
     def _decide(self, run: ResearchRun, started: list[Experiment], trials: list[_Trial], best: str,
                 best_metric: float, agent: Agent) -> tuple[str, float]:
         """Keep the round's best improvement (moving the branch), discard the rest, with reasons."""
-        goal = self.config.goal
+        goal, margin = self.config.goal, self.config.min_improvement
         improved = [(e, t) for e, t in zip(started, trials)
-                    if t.status is None and is_better(t.metric, best_metric, goal)]
+                    if t.status is None and is_better(t.metric, best_metric, goal, margin)]
         winner = None
         if improved:
             winner = min(improved, key=lambda pair: pair[1].metric if goal == "minimize" else -pair[1].metric)
@@ -398,14 +398,15 @@ class ResearchLoop:
                                     hint="let one loop own the research branch; start the run again") from error
                 self._record(experiment, ExperimentStatus.keep,
                              _replace(trial, reason=f"{trial.metric:g} beats {best_metric:g}"), best=best_metric)
-            elif winner is not None and is_better(trial.metric, best_metric, goal):
+            elif winner is not None and is_better(trial.metric, best_metric, goal, margin):
                 self._record(experiment, ExperimentStatus.discard,
                              _replace(trial, reason=f"{trial.metric:g} beats {best_metric:g}, but experiment "
                                                     f"{winner[0].id} did better in the same round"),
                              best=best_metric)
             else:
+                by = f" by more than {margin:g}" if margin else ""
                 self._record(experiment, ExperimentStatus.discard,
-                             _replace(trial, reason=f"{trial.metric:g} is not better than the best {best_metric:g}"),
+                             _replace(trial, reason=f"{trial.metric:g} is not better than the best {best_metric:g}{by}"),
                              best=best_metric)
         if hasattr(agent, "search"):
             agent.search.observe(kept=winner is not None)

@@ -41,6 +41,7 @@ def draw(experiments: list[Experiment], goal: str, path: Path, title: str = "") 
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
     except ImportError:
         raise ClawError("the research report needs matplotlib",
                         hint="pip install 'clawfleet[research]'  (or: pip install matplotlib)") from None
@@ -72,6 +73,7 @@ def draw(experiments: list[Experiment], goal: str, path: Path, title: str = "") 
         for x in failed:
             axes.axvline(x, color="#d73027", alpha=0.25, linewidth=1)
         axes.plot([], [], color="#d73027", alpha=0.5, label=f"crash / timeout ({len(failed)})")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("experiment")
     axes.set_ylabel(f"metric ({'lower' if goal == 'minimize' else 'higher'} is better)")
     axes.set_title(title or "research")
