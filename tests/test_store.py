@@ -20,8 +20,10 @@ from conftest import claw
 
 
 def migration_count() -> int:
+    """The latest migration's number (the schema version): numbers are given out ahead, so a
+    branch may hold 005 before 003 lands."""
     folder = resources.files("clawfleet") / "migrations"
-    return len([entry for entry in folder.iterdir() if entry.name.endswith(".sql")])
+    return max(int(entry.name.split("_", 1)[0]) for entry in folder.iterdir() if entry.name.endswith(".sql"))
 
 
 def raw(path: Path) -> sqlite3.Connection:
