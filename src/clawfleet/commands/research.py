@@ -37,7 +37,7 @@ def init(
                                   time_budget=time_budget, scope=scope or [], name=name)
     for item in written:
         console.print(f"wrote {escape(item)}")
-    console.print("next: edit program.md (the goal, the ideas) and [research] in .claw/config.toml, "
+    console.print("next: edit program.md (the goal, the ideas) and the research section of .claw/config.toml, "
                   "then `claw research run`")
 
 
