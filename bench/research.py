@@ -100,7 +100,7 @@ def make_lab(folder: Path, *, parallel: int, train_seconds: float) -> Project:
     (repo / ".claw").mkdir()
     # Training stops at a CPU-time budget; the wall-clock budget leaves room for a busy machine
     # (other experiments, other programs) and the validation pass.
-    (repo / ".claw" / "config.toml").write_text(CONFIG.format(budget=train_seconds * 3 + 30, parallel=parallel))
+    (repo / ".claw" / "config.toml").write_text(CONFIG.format(budget=train_seconds * 5 + 60, parallel=parallel))
     return Project(repo)
 
 

@@ -348,3 +348,16 @@ def test_ctrl_c_stops_the_loop_and_records_the_experiments_under_way(research_re
     status = json.loads(claw(research_repo, "research", "status", "--json").stdout)
     assert status["run"]["state"] == "stopped" and status["running"] == []
     assert not git.worktrees(research_repo)[1:]
+
+
+def test_an_agent_that_fails_every_round_stops_the_run(research_repo):
+    script = agent_script(research_repo, "broken", "echo 'no model configured' >&2\nexit 3\n")
+    configure(research_repo, agent="broken", extra=f'[agents.broken]\nkind = "command"\ncommand = ["{script}"]\n')
+    result = claw(research_repo, "research", "run")
+    assert result.returncode == 1
+    assert "failed in every experiment of 3 rounds in a row" in result.stderr
+    rows = results(research_repo)
+    assert [row["status"] for row in rows] == ["baseline", "crash", "crash", "crash"]
+    assert "exited with status 3" in rows[1]["reason"]
+    text = claw(research_repo, "research", "status").stdout
+    assert "failed" in text and "3 crash" in text

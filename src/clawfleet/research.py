@@ -35,6 +35,7 @@ from .project import Project
 
 TAIL_CHARS = 2000           # of an experiment's output, kept with a crash or timeout
 HISTORY_IN_PROMPT = 40      # earlier outcomes an agent's prompt lists
+AGENT_FAILURES_TO_STOP = 3  # rounds in a row where the agent itself failed every experiment
 RESULTS_HEADER = ("experiment", "commit", "metric", "seconds", "cpu_seconds", "max_rss_mb", "status",
                   "description", "reason")
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
@@ -149,6 +150,7 @@ class _Trial:
     cpu_seconds: float | None = None
     max_rss_mb: float | None = None
     log_tail: str | None = None
+    agent_failed: bool = False
 
 
 @dataclass
@@ -176,7 +178,7 @@ class ResearchLoop:
         self.branch = branch_for(self.config.name)
         self.dir = research_dir(self.project, self.config.name)
         self.results = self.dir / "results.tsv"
-        self._stopping = False
+        self.search = None          # the hillclimb agent's search, when that is the agent
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -212,11 +214,11 @@ class ResearchLoop:
         if self.agent_name == "hillclimb":
             from .agents.hillclimb import HillclimbAgent, Param, ParamSearch
             params = [Param.from_config(name, spec.model_dump()) for name, spec in self.config.params.items()]
-            search = ParamSearch(params, seed=self.seed if self.seed is not None else self.config.seed)
+            self.search = ParamSearch(params, seed=self.seed if self.seed is not None else self.config.seed)
             for earlier in self.store.experiments(name=self.config.name):
                 if earlier.params:
-                    search.remember(earlier.params)
-            return HillclimbAgent("hillclimb", search)
+                    self.search.remember(earlier.params)
+            return HillclimbAgent("hillclimb", self.search)
         return make_agent(self.agent_name, self.project.config.agent(self.agent_name).model_dump())
 
     def _make_slots(self, commit: str) -> list[_Slot]:
@@ -268,10 +270,10 @@ class ResearchLoop:
     def _baseline(self, run: ResearchRun, slot: _Slot, tip: str, agent: Agent) -> float:
         experiment = self.store.start_experiment(run.id, name=self.config.name, round=0, parent_commit=tip)
         trial = self._measure(slot, experiment, _Trial(commit=tip, description="baseline: the best commit, unchanged"))
-        if hasattr(agent, "search"):
+        if self.search is not None:
             from .agents.hillclimb import read_params
-            trial.params = read_params(slot.path, agent.search.params)
-            agent.search.remember(trial.params)
+            trial.params = read_params(slot.path, self.search.params)
+            self.search.remember(trial.params)
         status = trial.status or ExperimentStatus.baseline
         done = self._record(experiment, status, trial, best=None)
         if status == ExperimentStatus.timeout:
@@ -289,7 +291,7 @@ class ResearchLoop:
 
     def _rounds(self, run: ResearchRun, slots: list[_Slot], agent: Agent, best: str, best_metric: float) -> None:
         deadline = None if self.hours is None else time.time() + self.hours * 3600
-        done, round_number = 0, 0
+        done, round_number, failing = 0, 0, 0
         with ThreadPoolExecutor(max_workers=self.parallel, thread_name_prefix="experiment") as pool:
             while deadline is None or time.time() < deadline:
                 if self.max_experiments is not None and done >= self.max_experiments:
@@ -310,8 +312,15 @@ class ResearchLoop:
                     wait(futures)
                     raise
                 trials = [future.result() for future in futures]
-                best, best_metric = self._decide(run, started, trials, best, best_metric, agent)
+                best, best_metric = self._decide(run, started, trials, best, best_metric)
                 done += count
+                # An agent that cannot work (no model, no values left) would fail every round.
+                failing = failing + 1 if all(t.agent_failed for t in trials) else 0
+                if failing >= AGENT_FAILURES_TO_STOP:
+                    raise ClawError(f"the agent '{self.agent_name}' failed in every experiment of "
+                                    f"{failing} rounds in a row: {trials[-1].reason}",
+                                    hint=f"see the agent's log in {self.dir / 'experiments'}; fix the agent "
+                                         "or its config, then run again")
 
     def _try(self, slot: _Slot, experiment: Experiment, base: str, agent: Agent, prompt: str) -> _Trial:
         """One experiment in a worker thread: the agent's change, the scope check, the run."""
@@ -331,6 +340,7 @@ class ResearchLoop:
             trial = _Trial(commit=head, description=description, params=params)
             if outcome.error:
                 trial.status, trial.reason = ExperimentStatus.crash, f"the agent failed: {outcome.error}"
+                trial.agent_failed = True
                 trial.log_tail = _tail(workdir / "agent.log")
                 return trial
             if head is None:
@@ -376,7 +386,7 @@ class ResearchLoop:
         return trial
 
     def _decide(self, run: ResearchRun, started: list[Experiment], trials: list[_Trial], best: str,
-                best_metric: float, agent: Agent) -> tuple[str, float]:
+                best_metric: float) -> tuple[str, float]:
         """Keep the round's best improvement (moving the branch), discard the rest, with reasons."""
         goal, margin = self.config.goal, self.config.min_improvement
         improved = [(e, t) for e, t in zip(started, trials)
@@ -408,8 +418,8 @@ class ResearchLoop:
                 self._record(experiment, ExperimentStatus.discard,
                              _replace(trial, reason=f"{trial.metric:g} is not better than the best {best_metric:g}{by}"),
                              best=best_metric)
-        if hasattr(agent, "search"):
-            agent.search.observe(kept=winner is not None)
+        if self.search is not None:
+            self.search.observe(kept=winner is not None)
         if winner is None:
             return best, best_metric
         commit, metric = winner[1].commit, winner[1].metric
