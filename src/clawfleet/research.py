@@ -225,11 +225,13 @@ class ResearchLoop:
         slots = []
         for index in range(self.parallel):
             path = self.dir / "worktrees" / f"slot-{index}"
-            if path.exists():  # left by a run that was killed
+            children = ChildGroups(self.dir / f"children-{index}")
+            children.kill_all()      # experiments a killed run left running
+            if path.exists():        # and its worktree
                 git.remove_worktree(self.root, path)
             path.parent.mkdir(parents=True, exist_ok=True)
             git.add_detached_worktree(self.root, path, commit)
-            slots.append(_Slot(path, ChildGroups(self.dir / f"children-{index}")))
+            slots.append(_Slot(path, children))
         return slots
 
     # -- running ---------------------------------------------------------------------------
@@ -245,7 +247,7 @@ class ResearchLoop:
         state, reason = "finished", None
         try:
             slots = self._make_slots(tip)
-            best_metric = self._baseline(run, slots[0], tip, agent)
+            best_metric = self._baseline(run, slots[0], tip)
             self._rounds(run, slots, agent, tip, best_metric)
         except KeyboardInterrupt:
             state, reason = "stopped", "stopped by the person (Ctrl-C)"
@@ -267,7 +269,7 @@ class ResearchLoop:
                                            finished_at=time.time())
         return self.store.get_research_run(run.id)
 
-    def _baseline(self, run: ResearchRun, slot: _Slot, tip: str, agent: Agent) -> float:
+    def _baseline(self, run: ResearchRun, slot: _Slot, tip: str) -> float:
         experiment = self.store.start_experiment(run.id, name=self.config.name, round=0, parent_commit=tip)
         trial = self._measure(slot, experiment, _Trial(commit=tip, description="baseline: the best commit, unchanged"))
         if self.search is not None:

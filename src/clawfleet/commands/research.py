@@ -145,8 +145,8 @@ def _status_view(summary: dict):
 
     run = summary["run"]
     counts = ", ".join(f"{n} {status}" for status, n in sorted(summary["counts"].items())) or "none yet"
-    lines = [f"research {escape(summary['name'])} on {summary['branch']} ({summary['goal']}), "
-             f"best commit {(summary['best_commit'] or '-')[:12]}; all experiments: {counts}"]
+    lines = [(f"research {escape(summary['name'])} on {summary['branch']} ({summary['goal']}), "
+              f"best commit {(summary['best_commit'] or '-')[:12]}; all experiments: {counts}")]
     if run is None:
         lines.append("no run yet: `claw research run`")
         return Group(*lines)
