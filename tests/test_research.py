@@ -361,3 +361,26 @@ def test_an_agent_that_fails_every_round_stops_the_run(research_repo):
     assert "exited with status 3" in rows[1]["reason"]
     text = claw(research_repo, "research", "status").stdout
     assert "failed" in text and "3 crash" in text
+
+
+def test_a_model_agent_gets_the_program_and_its_change_is_kept(research_repo):
+    """The built-in agent on the scripted model (real HTTP) as the research agent."""
+    from clawfleet.llm.scripted import Script, ScriptedServer
+    from clawfleet.project import Project
+    from clawfleet.research import ResearchLoop
+
+    script = Script.from_rules([{"match": "Lower the score", "steps": [
+        {"command": "python3 -c \"import json; json.dump({'x': 3.0}, open('params.json', 'w'))\""},
+        {"done": "set x to 3, where the parabola has its minimum"},
+    ]}])
+    with ScriptedServer(script) as server:
+        configure(research_repo, agent="builtin",
+                  extra=f'[agents.builtin]\nkind = "builtin"\nprovider = "openai"\nmodel = "scripted"\n'
+                        f'base_url = "{server.openai_base_url}"\n')
+        run = ResearchLoop(Project(research_repo), max_experiments=1).run()
+        first_prompt = server.requests[0]["body"]["messages"][-1]["content"]
+    assert run.state == "finished" and run.best_metric < 1 < run.baseline_metric
+    kept = Project(research_repo).store.experiments(run_id=run.id)[-1]
+    assert kept.status == "keep" and kept.description == "set x to 3, where the parabola has its minimum"
+    assert "# Lower the score" in first_prompt and "`params.json`" in first_prompt
+    assert "| baseline |" in first_prompt     # the baseline's outcome is already in the table
