@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__, git
+from .commands import daemon as daemon_commands
 from .commands._common import (
     JsonOption,
     ago,
@@ -185,6 +186,7 @@ def status(
         waiting = _waiting(project)
         print_json([_task_json(project, t, waiting) for t in tasks])
         return
+    console.print(daemon_commands.daemon_line(project))
     if not tasks:
         console.print("no tasks" + ("" if all_tasks else " open (`claw status --all` shows landed ones)"))
         return
@@ -600,6 +602,9 @@ gateway_app = typer.Typer(no_args_is_help=False, help="Without a command: run th
                           "one line per model call. Commands: an attempt's key, a transcript as a script.")
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(research_app, name="research")
+app.command("up")(daemon_commands.up)
+app.command("down")(daemon_commands.down)
+app.add_typer(daemon_commands.notify_app, name="notify")
 
 
 @gateway_app.callback(invoke_without_command=True)

@@ -253,6 +253,99 @@ class ResearchConfig(_Section):
         return self
 
 
+class DaemonConfig(_Section):
+    tick: float = Field(0.5, gt=0, le=60, description="seconds between looks at attempts when idle")
+    heartbeat_minutes: float = Field(0, ge=0, description="read HEARTBEAT.md and think this often; 0 = off")
+    heartbeat_agent: str = Field("builtin", description="built-in agent whose model runs the heartbeat")
+
+
+class TaskTemplate(_Section):
+    """The task a schedule or watcher queues."""
+    title: str = Field(min_length=1)
+    body: str = ""
+    kind: str = "feature"
+    importance: Importance = Importance.normal
+    priority: int = 0
+    agent: str | None = None
+    footprint: list[str] = Field(default_factory=list)
+
+
+class ScheduleConfig(_Section):
+    name: str = Field(min_length=1, description="unique; the store remembers its last fire by it")
+    cron: str = Field(description="five-field cron expression in local time, e.g. '0 2 * * *'")
+    task: TaskTemplate
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        from croniter import croniter
+
+        if not croniter.is_valid(value):
+            raise ValueError(f"not a valid cron expression: {value!r} (e.g. '0 2 * * *')")
+        return value
+
+
+class WatcherConfig(_Section):
+    name: str = Field(min_length=1, description="unique; the store remembers what it last saw by it")
+    command: str = Field(min_length=1, description="run with bash in the repository's root")
+    interval: float = Field(60.0, gt=0, description="seconds between runs")
+    timeout: float = Field(60.0, gt=0, description="seconds before the command is killed (counts as a failure)")
+    on: Literal["change", "fail", "match"] = "change"
+    pattern: str | None = Field(None, description="regular expression, for on = 'match'")
+    notify: bool = Field(True, description="send a notification with the output")
+    importance: Importance = Importance.normal
+    task: TaskTemplate | None = Field(None, description="queue this task, the output appended to its body")
+
+    @model_validator(mode="after")
+    def _pattern_for_match(self) -> "WatcherConfig":
+        import re
+
+        if self.on == "match":
+            if not self.pattern:
+                raise ValueError("on = 'match' needs a `pattern`")
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as error:
+                raise ValueError(f"pattern {self.pattern!r} is not a valid regular expression: {error}")
+        if not self.notify and self.task is None:
+            raise ValueError("a watcher needs notify = true or a [watcher.task], or it does nothing")
+        return self
+
+
+class NotifyConfig(_Section):
+    urls: list[str] = Field(default_factory=list, description="apprise URLs: tgram://, slack://, ntfy://, mailto://, json://...")
+    events: list[str] = Field(
+        default_factory=lambda: ["review", "merged", "failed", "budget", "bounced", "watcher", "heartbeat"],
+        description="which happenings are sent")
+    quiet_hours: str | None = Field(None, description="local 'HH:MM-HH:MM'; held until it ends, then sent as a digest")
+    digest_minutes: float = Field(0, ge=0, description="batch low-importance notifications this often; 0 = send each")
+    digest_importance: list[Importance] = Field(default_factory=lambda: [Importance.low])
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _valid_hours(cls, value: str | None) -> str | None:
+        if value is not None:
+            from .notify import parse_quiet_hours
+
+            parse_quiet_hours(value)
+        return value
+
+
+class WebhookConfig(_Section):
+    enabled: bool = Field(False, description="`claw up` serves the webhook")
+    port: int = Field(8765, ge=0, le=65535, description="port on 127.0.0.1; 0 picks a free one")
+    token_env: str = Field("CLAW_WEBHOOK_TOKEN", description="variable with the bearer token; "
+                                                            "unset: one is made in .claw/run/webhook.token")
+
+
+class TelegramConfig(_Section):
+    enabled: bool = False
+    token_env: str = Field("TELEGRAM_BOT_TOKEN", description="variable with the bot's token from @BotFather")
+    chat_ids: list[int] = Field(default_factory=list, description="chats allowed to command the fleet; empty = none")
+    base_url: str = Field("https://api.telegram.org/bot", description="Bot API root (a local Bot API server, or a test fake)")
+
+
 class Config(_Section):
     fleet: FleetConfig = Field(default_factory=FleetConfig)
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
@@ -261,6 +354,21 @@ class Config(_Section):
     agents: dict[str, AgentConfig] = Field(default_factory=dict)
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     research: ResearchConfig | None = None
+    daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+    schedule: list[ScheduleConfig] = Field(default_factory=list)
+    watcher: list[WatcherConfig] = Field(default_factory=list)
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    webhook: WebhookConfig = Field(default_factory=WebhookConfig)
+    telegram: TelegramConfig = Field(default_factory=TelegramConfig)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "Config":
+        for table, entries in (("schedule", self.schedule), ("watcher", self.watcher)):
+            names = [entry.name for entry in entries]
+            for name in names:
+                if names.count(name) > 1:
+                    raise ValueError(f"two [[{table}]] entries are named '{name}'; names must differ")
+        return self
 
     def agent(self, name: str) -> AnyAgentConfig:
         if name in self.agents:
@@ -435,4 +543,32 @@ output_limit = 10000
 # min = 0.0001
 # max = 0.1
 # log = true
+# The daemon (`claw up`): runs the fleet continuously, fires schedules and watchers, thinks on
+# a heartbeat, notifies you and takes commands over a webhook or Telegram.
+# [daemon]
+# heartbeat_minutes = 30    # read HEARTBEAT.md and let the model queue tasks or message you; 0 = off
+# heartbeat_agent = "builtin"
+# [[schedule]]
+# name = "nightly-research"
+# cron = "0 2 * * *"        # local time: every night at 2
+# task = {{ title = "Research flaky tests", kind = "research", importance = "low" }}
+# [[watcher]]
+# name = "ci"
+# command = "curl -fsS http://127.0.0.1:8080/status"
+# interval = 60             # seconds
+# on = "change"             # or "fail" (non-zero exit) or "match" (with pattern = "regex")
+# notify = true             # send the output to [notify] urls
+# task = {{ title = "CI status changed: look into it", importance = "high" }}
+# [notify]
+# urls = ["ntfy://my-topic", "tgram://BOT_TOKEN/CHAT_ID"]   # any apprise URL
+# events = ["review", "merged", "failed", "budget", "bounced", "watcher", "heartbeat"]
+# quiet_hours = "22:00-07:00"  # held, then sent as one digest
+# digest_minutes = 60          # low-importance news batched this often; 0 = one by one
+# [webhook]
+# enabled = true
+# port = 8765                  # on 127.0.0.1; bearer token from CLAW_WEBHOOK_TOKEN or .claw/run/webhook.token
+# [telegram]                   # pip install 'clawfleet[telegram]'
+# enabled = true
+# token_env = "TELEGRAM_BOT_TOKEN"
+# chat_ids = [123456789]       # who may command the fleet
 '''

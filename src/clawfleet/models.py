@@ -204,3 +204,17 @@ class ResearchRun:
     baseline_metric: float | None = None
     best_metric: float | None = None
     finished_at: float | None = None
+
+
+@dataclass
+class Notification:
+    """A short message for the owner: queued in the store, delivered by the notifier."""
+    kind: str               # what happened: task.review, task.merged, watcher.fired...
+    summary: str
+    importance: Importance = Importance.normal
+    event_id: int | None = None
+    at: float = 0.0
+    id: int | None = None
+    sent_at: float | None = None
+    attempts: int = 0
+    error: str | None = None

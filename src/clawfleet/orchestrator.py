@@ -53,6 +53,12 @@ class OrchestratorLock:
             handle.seek(0)
             holder = handle.read().strip() or "?"
             handle.close()
+            from .daemon import running_daemon
+
+            daemon = running_daemon(self.path.parent)
+            if daemon and str(daemon.pid) == holder:
+                raise ClawError(f"the claw daemon (pid {holder}) drives this repository",
+                                hint="it runs queued tasks by itself; `claw down` stops it") from None
             raise ClawError(f"another claw orchestrator (pid {holder}) is running in this repository",
                             hint="wait for it to finish, or stop it; `claw status` shows its progress"
                             ) from None
@@ -92,11 +98,17 @@ class Orchestrator:
         self._collisions: set[tuple] = set()
         self._budget_at = 0.0
         self._refused_after = 0
+        self.paused = False  # no new attempts (the daemon drains before it stops)
 
     # -- the loop -------------------------------------------------------------------------
 
-    def run(self, tick: float = 0.02, on_tick: Callable[[], None] | None = None) -> None:
-        """Run until nothing is running and nothing more can start."""
+    def run(self, tick: float = 0.02, on_tick: Callable[[], None] | None = None,
+            until: Callable[[], bool] | None = None) -> None:
+        """Run until nothing is running and nothing more can start.
+
+        With `until` (the daemon), keep running while idle, and stop as soon as `until()` is
+        true; attempts still running are left to run, and the next run reattaches to them.
+        """
         self.project.target_tip()  # fail early with a clear error on a bad target
         with OrchestratorLock(self.project.run_dir), ThreadPoolExecutor(1, "pool-filler") as filler, \
                 self._gateway():
@@ -110,7 +122,10 @@ class Orchestrator:
                 started = self.schedule()
                 if on_tick:
                     on_tick()
-                if not started and not self.running() and not self._backing_off:
+                if until is not None:
+                    if until():
+                        break
+                elif not started and not self.running() and not self._backing_off:
                     break
                 if filling is None or filling.done():
                     if filling is not None and filling.exception() is not None:
@@ -143,7 +158,7 @@ class Orchestrator:
     # -- starting attempts ----------------------------------------------------------------
 
     def schedule(self) -> int:
-        if len(self.running()) >= self.slots:
+        if self.paused or len(self.running()) >= self.slots:
             return 0
         plan = self.scheduler.plan(self.slots)
         self._backing_off = plan.backing_off

@@ -26,6 +26,7 @@ from .models import (
     ExperimentStatus,
     Importance,
     LlmCall,
+    Notification,
     ResearchRun,
     Task,
     TaskState,
@@ -144,23 +145,35 @@ class Store:
     def add_task(self, title: str, *, body: str = "", kind: str = "feature", agent: str | None = None,
                  priority: int = 0, importance: Importance = Importance.normal,
                  footprint: Sequence[str] = (), checks: Sequence[str] = (),
-                 depends_on: Sequence[int] = (), best_of: int = 1, agents: Sequence[str] = ()) -> Task:
-        now = time.time()
+                 depends_on: Sequence[int] = (), best_of: int = 1, agents: Sequence[str] = (),
+                 **data: Any) -> Task:
+        """Queue a task; `data` goes into its `task.added` event (e.g. who asked: source="webhook")."""
         with self.transaction() as db:
-            for dep in depends_on:
-                if db.execute("SELECT 1 FROM tasks WHERE id = ?", (dep,)).fetchone() is None:
-                    raise NotFound(f"task {dep} does not exist (given to --depends)",
-                                   hint="`claw status` lists the task ids")
-            cursor = db.execute(
-                "INSERT INTO tasks (title, body, kind, agent, priority, importance, footprint, checks,"
-                " best_of, agents, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (title, body, kind, agent, priority, str(importance), json.dumps(list(footprint)),
-                 json.dumps(list(checks)), best_of, json.dumps(list(agents)), now, now))
-            task_id = cursor.lastrowid
-            db.executemany("INSERT INTO task_deps (task_id, depends_on) VALUES (?, ?)",
-                           [(task_id, dep) for dep in dict.fromkeys(depends_on)])
-            self._event(db, "task.added", task_id=task_id, title=title)
+            task_id = self._insert_task(db, title, body=body, kind=kind, agent=agent, priority=priority,
+                                        importance=importance, footprint=footprint, checks=checks,
+                                        depends_on=depends_on, best_of=best_of, agents=agents, **data)
         return self.get_task(task_id)
+
+    def _insert_task(self, db: sqlite3.Connection, title: str, *, body: str = "", kind: str = "feature",
+                     agent: str | None = None, priority: int = 0,
+                     importance: Importance | str = Importance.normal, footprint: Sequence[str] = (),
+                     checks: Sequence[str] = (), depends_on: Sequence[int] = (), best_of: int = 1,
+                     agents: Sequence[str] = (), **data: Any) -> int:
+        now = time.time()
+        for dep in depends_on:
+            if db.execute("SELECT 1 FROM tasks WHERE id = ?", (dep,)).fetchone() is None:
+                raise NotFound(f"task {dep} does not exist (given to --depends)",
+                               hint="`claw status` lists the task ids")
+        cursor = db.execute(
+            "INSERT INTO tasks (title, body, kind, agent, priority, importance, footprint, checks,"
+            " best_of, agents, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (title, body, kind, agent, priority, str(importance), json.dumps(list(footprint)),
+             json.dumps(list(checks)), best_of, json.dumps(list(agents)), now, now))
+        task_id = cursor.lastrowid
+        db.executemany("INSERT INTO task_deps (task_id, depends_on) VALUES (?, ?)",
+                       [(task_id, dep) for dep in dict.fromkeys(depends_on)])
+        self._event(db, "task.added", task_id=task_id, title=title, **data)
+        return task_id
 
     def get_task(self, task_id: int) -> Task:
         row = self._db.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
@@ -350,6 +363,94 @@ class Store:
         return [{"id": r["id"], "at": r["at"], "task_id": r["task_id"], "attempt_id": r["attempt_id"],
                  "kind": r["kind"], "data": json.loads(r["data"])}
                 for r in self._db.execute(query + " ORDER BY id", args)]
+
+    def last_event_id(self) -> int:
+        return self._db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+
+    # -- the daemon's state and outgoing notifications ------------------------------------
+
+    def daemon_state(self, key: str) -> Any:
+        """The JSON value stored under `key` (a schedule's last fire, a watcher's last output), or None."""
+        row = self._db.execute("SELECT value FROM daemon_state WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def set_daemon_state(self, key: str, value: Any) -> None:
+        with self.transaction() as db:
+            self._set_state(db, key, value)
+
+    def _set_state(self, db: sqlite3.Connection, key: str, value: Any) -> None:
+        db.execute("INSERT INTO daemon_state (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT(key)"
+                   " DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                   (key, json.dumps(value, default=str), time.time()))
+
+    def fire_trigger(self, key: str, expect: Any, value: Any, *, event: str,
+                     tasks: Sequence[dict[str, Any]] = (),
+                     notification: Notification | None = None, **data: Any) -> list[int] | None:
+        """What a schedule, watcher or heartbeat does when it fires, all or nothing.
+
+        Compare-and-set: only when the state under `key` still equals `expect` (what the caller
+        read before deciding to fire) is it set to `value`, the tasks (keyword arguments of
+        `add_task`) queued, the notification queued and `event` recorded, in one transaction.
+        So a trigger fires once per due time even with two processes or a crash in between.
+        Returns the new tasks' ids, or None (and changes nothing) when the state had moved on.
+        """
+        with self.transaction() as db:
+            row = db.execute("SELECT value FROM daemon_state WHERE key = ?", (key,)).fetchone()
+            if (json.loads(row[0]) if row else None) != json.loads(json.dumps(expect, default=str)):
+                return None
+            self._set_state(db, key, value)
+            ids = [self._insert_task(db, **task, source=key) for task in tasks]
+            if notification is not None:
+                self._insert_notification(db, notification)
+            self._event(db, event, task_id=ids[0] if len(ids) == 1 else None, key=key,
+                        tasks=ids, **data)
+        return ids
+
+    def add_notification(self, notification: Notification) -> int:
+        with self.transaction() as db:
+            return self._insert_notification(db, notification)
+
+    def _insert_notification(self, db: sqlite3.Connection, item: Notification) -> int:
+        return db.execute("INSERT INTO notifications (at, kind, summary, importance, event_id)"
+                          " VALUES (?, ?, ?, ?, ?)",
+                          (item.at or time.time(), item.kind, item.summary, str(item.importance),
+                           item.event_id)).lastrowid
+
+    def notifications_from_events(self, items: Sequence[Notification], cursor_key: str,
+                                  last_event_id: int, expect: int) -> bool:
+        """Queue notifications made from events and move the read cursor past them, atomically.
+
+        False (nothing queued) when the cursor is no longer at `expect`: another reader got there.
+        """
+        with self.transaction() as db:
+            row = db.execute("SELECT value FROM daemon_state WHERE key = ?", (cursor_key,)).fetchone()
+            if (json.loads(row[0]) if row else 0) != expect:
+                return False
+            for item in items:
+                self._insert_notification(db, item)
+            self._set_state(db, cursor_key, last_event_id)
+        return True
+
+    def notifications(self, *, pending: bool | None = None) -> list[Notification]:
+        query = "SELECT * FROM notifications"
+        if pending is not None:
+            query += " WHERE sent_at IS NULL" if pending else " WHERE sent_at IS NOT NULL"
+        return [Notification(kind=r["kind"], summary=r["summary"], importance=Importance(r["importance"]),
+                             event_id=r["event_id"], at=r["at"], id=r["id"], sent_at=r["sent_at"],
+                             attempts=r["attempts"], error=r["error"])
+                for r in self._db.execute(query + " ORDER BY id")]
+
+    def mark_notifications(self, ids: Sequence[int], *, sent_at: float | None = None,
+                           error: str | None = None) -> None:
+        """Delivered (`sent_at`), or one more failed try (`error`): kept pending for the next."""
+        marks = ",".join("?" * len(ids))
+        with self.transaction() as db:
+            if sent_at is not None:
+                db.execute(f"UPDATE notifications SET sent_at = ?, attempts = attempts + 1, error = NULL"
+                           f" WHERE id IN ({marks})", [sent_at, *ids])
+            else:
+                db.execute(f"UPDATE notifications SET attempts = attempts + 1, error = ? WHERE id IN ({marks})",
+                           [error, *ids])
 
     # -- model calls (the gateway's meter) -------------------------------------------------
 
