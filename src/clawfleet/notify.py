@@ -100,7 +100,8 @@ def notification_for(event: dict, store: Store) -> Notification | None:
         summary = f"{name} could not land" + (f": {reason}" if reason else "")
     else:
         spent, limit = data.get("spent"), data.get("limit")
-        summary = (f"{name}: attempt {event['attempt_id']} hit its {data.get('budget', '')} budget"
+        budget = f"{data['budget']} budget" if data.get("budget") else "budget"
+        summary = (f"{name}: attempt {event['attempt_id']} hit its {budget}"
                    + (f" (spent {spent:g} of {limit:g})" if isinstance(spent, (int, float))
                       and isinstance(limit, (int, float)) else ""))
         importance = Importance.high
