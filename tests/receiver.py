@@ -50,7 +50,7 @@ class Receiver:
             time.sleep(0.05)
         return self.messages()
 
-    def __enter__(self) -> "Receiver":
+    def __enter__(self) -> Receiver:
         self.thread.start()
         return self
 

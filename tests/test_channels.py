@@ -11,7 +11,10 @@ from urllib.parse import parse_qs
 
 import httpx
 import pytest
+from conftest import agent_script, claw, write_config
 from fastapi import FastAPI, Request
+from test_recovery import wait_for
+from test_run import configure, status_json
 
 from clawfleet.channels import commands
 from clawfleet.channels.webhook import make_app, webhook_token
@@ -19,10 +22,6 @@ from clawfleet.errors import NotFound, UsageError
 from clawfleet.llm.scripted import Script, ScriptedServer
 from clawfleet.llm.serve import BackgroundServer
 from clawfleet.project import Project
-
-from conftest import agent_script, claw, write_config
-from test_recovery import wait_for
-from test_run import configure, status_json
 
 TOKEN = "s3cret-token"
 

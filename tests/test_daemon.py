@@ -13,6 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import agent_script, claw, write_config
+from receiver import Receiver
+from test_recovery import wait_for
+from test_run import configure, status_json
 
 from clawfleet.config import Config, ScheduleConfig, WatcherConfig
 from clawfleet.daemon import running_daemon
@@ -23,11 +27,6 @@ from clawfleet.procs import pid_alive
 from clawfleet.project import Project
 from clawfleet.schedules import Schedules
 from clawfleet.watchers import Watchers
-
-from conftest import agent_script, claw, write_config
-from receiver import Receiver
-from test_recovery import wait_for
-from test_run import configure, status_json
 
 
 class Clock:

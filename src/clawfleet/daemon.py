@@ -65,7 +65,7 @@ class DaemonLock:
         self.run_dir = run_dir
         self._handle = None
 
-    def __enter__(self) -> "DaemonLock":
+    def __enter__(self) -> DaemonLock:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         handle = open(self.run_dir / LOCK_FILE, "a+")
         try:
@@ -139,6 +139,10 @@ class Daemon:
         from .orchestrator import Orchestrator
 
         self.project.target_tip()
+        if self.config.notify.urls:
+            from .notify import apprise_sender
+
+            apprise_sender(self.config.notify.urls)  # a URL apprise cannot use fails here, not later
         run_dir = self.project.run_dir
         with DaemonLock(run_dir):
             self._install_signals()

@@ -67,7 +67,7 @@ class Beat:
 
 
 def parse_reply(text: str) -> HeartbeatReply:
-    match = re.search(r"\{.*\}", text, re.S)
+    match = re.search(r"\{.*\}", text, re.DOTALL)
     try:
         return HeartbeatReply.model_validate(json.loads(match.group(0) if match else text))
     except (ValueError, ValidationError) as error:

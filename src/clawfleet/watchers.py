@@ -51,7 +51,7 @@ def fires(watcher: WatcherConfig, state: dict | None, digest: str, failed: bool,
     elif watcher.on == "fail":
         if failed and not (state or {}).get("failed"):
             return "it failed"
-    elif re.search(watcher.pattern or "", output, re.M) and (state or {}).get("fired_digest") != digest:
+    elif re.search(watcher.pattern or "", output, re.MULTILINE) and (state or {}).get("fired_digest") != digest:
         return f"its output matches /{watcher.pattern}/"
     return None
 

@@ -58,7 +58,7 @@ class TelegramBot:
         self._error: BaseException | None = None
 
     @classmethod
-    def from_config(cls, project: Project) -> "TelegramBot":
+    def from_config(cls, project: Project) -> TelegramBot:
         config = project.config.telegram
         token = os.environ.get(config.token_env)
         if not token:

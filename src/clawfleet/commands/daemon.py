@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -15,7 +15,7 @@ from ._common import JsonOption, ago, console, err_console, open_project, print_
 
 def up(
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Run in the background, logging to .claw/run/daemon.log.")] = False,
-    log_file: Annotated[Optional[Path], typer.Option(hidden=True, help="Where a detached daemon's output goes (recorded for `claw status`).")] = None,
+    log_file: Annotated[Path | None, typer.Option(hidden=True, help="Where a detached daemon's output goes (recorded for `claw status`).")] = None,
 ) -> None:
     """Run the fleet continuously: queued tasks, schedules, watchers, heartbeat, notifications, chat."""
     from ..daemon import Daemon, start_detached
@@ -37,7 +37,7 @@ def up(
 
 def down(
     wait: Annotated[bool, typer.Option("--wait", help="Start no new attempts and stop once the running ones have ended.")] = False,
-    timeout: Annotated[Optional[float], typer.Option(min=0, help="Give up waiting after this many seconds (default: 60, or 6 hours with --wait).")] = None,
+    timeout: Annotated[float | None, typer.Option(min=0, help="Give up waiting after this many seconds (default: 60, or 6 hours with --wait).")] = None,
 ) -> None:
     """Stop the daemon. Running attempts go on and `claw up` reattaches to them; --wait lets them finish first."""
     from ..daemon import stop_daemon
