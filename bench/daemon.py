@@ -10,7 +10,7 @@
    the window, as a share of one core. Target: under 2 %.
 2. webhook to start: POST /tasks to the running daemon, then the time until the task's attempt
    is recorded as started (`attempt.started` event), median of 5 (a `command` agent that exits
-   at once). Information only: it is bounded by `[daemon] tick` (0.5 s by default).
+   at once). Information only: the webhook wakes the daemon's loop, which then starts the task.
 
 Real processes, real HTTP on 127.0.0.1, real SQLite; no network beyond loopback.
 """
@@ -112,7 +112,7 @@ def main() -> None:
     print(f"idle CPU of claw up: {figures['idle_cpu_share']:.2%} of a core over {window:.0f} s "
           f"(target < {IDLE_TARGET:.0%})")
     print(f"webhook POST /tasks to attempt started: p50 {figures['webhook_to_start_ms_p50']:.0f} ms, "
-          f"max {figures['webhook_to_start_ms_max']:.0f} ms (bounded by [daemon] tick = 0.5 s)")
+          f"max {figures['webhook_to_start_ms_max']:.0f} ms")
 
 
 if __name__ == "__main__":

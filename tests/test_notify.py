@@ -71,6 +71,23 @@ def test_lands_failures_and_budget_refusals_become_notifications_and_others_do_n
     assert [n.importance for n in store.notifications()] == ["normal", "high", "high"]
 
 
+def test_an_attempt_stopped_over_budget_is_told_once(project):
+    store = project.store
+    with Receiver() as receiver:
+        notifier = Notifier(store, NotifyConfig(urls=[receiver.json_url]))
+        notifier.pump()
+        task = store.add_task("Expensive")
+        attempt = store.start_attempt(task.id, agent="a", base_commit="0" * 40, branch_for=lambda n: f"b{n}")
+        # The gateway refuses a call, then the orchestrator stops the attempt and the task fails.
+        store.record_event("attempt.over_budget", task_id=task.id, attempt_id=attempt.id,
+                           budget="task_tokens", spent=1200, limit=1000)
+        store.finish_attempt(attempt.id, AttemptState.over_budget, "attempt.over_budget",
+                             task_state=TaskState.failed, task_reason="over the task_tokens budget")
+        assert notifier.pump() == 1
+    assert receiver.messages() == [
+        f"task {task.id} (Expensive): attempt {attempt.id} hit its task_tokens budget (spent 1200 of 1000)"]
+
+
 def test_only_the_configured_events_are_sent(project):
     store = project.store
     with Receiver() as receiver:

@@ -1,8 +1,9 @@
 """The claw daemon (`claw up`): the fleet, run continuously, with its duties around it.
 
 The main thread runs the orchestrator's loop, which does not end when the queue is empty: it
-waits for work. A second thread does the duties, each with its own database connection:
-schedules, watchers, the heartbeat and the notifier. The webhook and the Telegram bot serve
+waits for work, and is woken when a channel or a duty queues some. Each duty (schedules,
+watchers, the heartbeat, the notifier) has its own thread and database connection, so a slow
+watcher or model call holds up nothing else. The webhook and the Telegram bot serve
 from their own threads. One daemon per repository: a lock file, and `daemon.json` beside it
 says who holds it (pid, start time, log, webhook URL) for `claw status` and `claw down`.
 
@@ -118,6 +119,8 @@ class Daemon:
         self.draining.set()
 
     def _install_signals(self) -> None:
+        # The handlers only set flags, which the loop reads within a tick: waking the loop from a
+        # handler could deadlock on the lock of the very wait it interrupts.
         if threading.current_thread() is not threading.main_thread():
             return
         signal.signal(signal.SIGTERM, lambda *_: self.stop())
@@ -147,19 +150,21 @@ class Daemon:
         with DaemonLock(run_dir):
             self._install_signals()
             self.orchestrator = Orchestrator(self.project, on_event=self.log, clock=self.clock)
-            duties = threading.Thread(target=self._duties, name="claw-duties", daemon=True)
+            duties = self._duty_threads()
             try:
                 self._start_channels()
                 self._write_info()
-                duties.start()
+                for duty in duties:
+                    duty.start()
                 running = len(self.orchestrator.running())
                 self.log(f"claw daemon up (pid {os.getpid()})"
                          + (f"; reattaching to {running} running attempt(s)" if running else ""))
                 self.orchestrator.run(tick=self.config.daemon.tick, until=self._should_stop)
             finally:
                 self.stopping.set()
-                if duties.is_alive():
-                    duties.join(30)
+                for duty in duties:
+                    if duty.is_alive():
+                        duty.join(30)
                 self._stop_channels()
                 (run_dir / INFO_FILE).unlink(missing_ok=True)
                 left = len(self.orchestrator.running())
@@ -175,17 +180,18 @@ class Daemon:
         temporary.replace(path)
 
     def _start_channels(self) -> None:
+        wake = self.orchestrator.wake
         if self.config.webhook.enabled:
             from .channels.webhook import TOKEN_FILE, start_webhook
 
-            self.webhook = start_webhook(self.project)
+            self.webhook = start_webhook(self.project, on_change=wake)
             where = (f"${self.config.webhook.token_env}" if os.environ.get(self.config.webhook.token_env)
                      else str(self.project.run_dir / TOKEN_FILE))
             self.log(f"webhook at {self.webhook.url} (bearer token in {where})")
         if self.config.telegram.enabled:
             from .channels.telegram import TelegramBot
 
-            self.telegram = TelegramBot.from_config(self.project)
+            self.telegram = TelegramBot.from_config(self.project, on_change=wake)
             self.telegram.start()
             self.log(f"telegram bot polling {self.config.telegram.base_url.split('/bot')[0]}")
 
@@ -199,61 +205,82 @@ class Daemon:
 
     # -- the duties ---------------------------------------------------------------------------
 
-    def _duties(self) -> None:
-        """Schedules, watchers, heartbeat and notifications, on their own connection."""
+    def _duty_threads(self) -> list[threading.Thread]:
+        """One thread per duty, so a slow watcher or model call delays no other duty."""
         from .heartbeat import Heartbeat
-        from .notify import Notifier
+        from .notify import Notifier, wanted
         from .schedules import Schedules
         from .watchers import Watchers
 
-        project = Project(self.project.root)  # its own database connection, for this thread
         config = self.config
-        try:
+
+        def wants(kind: str) -> bool:
+            return wanted(config.notify, kind)
+
+        def fire_schedules(project: Project) -> Callable[[], None]:
+            schedules = Schedules(project.store, config.schedule, clock=self.clock)
+
+            def step() -> None:
+                for task_id in schedules.fire_due():
+                    self.log(f"schedule queued task {task_id}")
+                    self.orchestrator.wake()
+            return step
+
+        def run_watchers(project: Project) -> Callable[[], None]:
+            watchers = Watchers(project, config.watcher, clock=self.clock, wants_notification=wants)
+
+            def step() -> None:
+                for firing in watchers.run_due():
+                    self.log(f"watcher '{firing.watcher}' fired: {firing.reason}"
+                             + (f"; queued task {firing.task_id}" if firing.task_id else ""))
+                    self.orchestrator.wake()
+            return step
+
+        def beat(project: Project) -> Callable[[], None]:
+            heartbeat = Heartbeat(project, clock=self.clock, wants_notification=wants)
+
+            def step() -> None:
+                result = heartbeat.beat_if_due()
+                if result and (result.tasks or result.message):
+                    self.log(f"heartbeat: queued {result.tasks or 'nothing'}"
+                             + (f"; message: {result.message[:100]}" if result.message else ""))
+                    self.orchestrator.wake()
+            return step
+
+        def notify(project: Project) -> Callable[[], None]:
             notifier = Notifier(project.store, config.notify, clock=self.clock)
-        except ClawError as error:
-            self.log(f"notifications off: {error}")
-            notifier = None
-        wants = notifier.wants if notifier else (lambda kind: False)
-        schedules = Schedules(project.store, config.schedule, clock=self.clock)
-        watchers = Watchers(project, config.watcher, clock=self.clock, wants_notification=wants)
-        heartbeat = Heartbeat(project, clock=self.clock, wants_notification=wants)
 
-        def fire_schedules() -> None:
-            for task_id in schedules.fire_due():
-                self.log(f"schedule queued task {task_id}")
-
-        def run_watchers() -> None:
-            for firing in watchers.run_due():
-                self.log(f"watcher '{firing.watcher}' fired: {firing.reason}"
-                         + (f"; queued task {firing.task_id}" if firing.task_id else ""))
-
-        def beat() -> None:
-            result = heartbeat.beat_if_due()
-            if result and (result.tasks or result.message):
-                self.log(f"heartbeat: queued {result.tasks or 'nothing'}"
-                         + (f"; message: {result.message[:100]}" if result.message else ""))
-
-        def notify() -> None:
-            if notifier:
+            def step() -> None:
                 sent = notifier.pump()
                 if sent:
                     self.log(f"sent {sent} notification(s)")
+            return step
 
-        steps = [("schedules", fire_schedules), ("watchers", run_watchers), ("heartbeat", beat),
-                 ("notifications", notify)]
+        duties = [("notifications", notify, bool(config.notify.urls)),
+                  ("schedules", fire_schedules, bool(config.schedule)),
+                  ("watchers", run_watchers, bool(config.watcher)),
+                  ("heartbeat", beat, bool(config.daemon.heartbeat_minutes))]
+        return [threading.Thread(target=self._duty, args=(name, make), name=f"claw-{name}", daemon=True)
+                for name, make, wanted_here in duties if wanted_here]
+
+    def _duty(self, name: str, make: Callable[[Project], Callable[[], None]]) -> None:
+        """Run one duty every second until the daemon stops, on its own database connection."""
+        project = Project(self.project.root)
         try:
-            while not self.stopping.is_set():
-                for name, step in steps:
-                    if self.stopping.is_set():
-                        break
-                    try:
-                        step()
-                    except ClawError as error:
-                        self.log(f"{name}: {error}")
-                    except Exception as error:  # one broken duty must not stop the others
-                        self.log(f"{name} failed: {type(error).__name__}: {error}")
-                self.stopping.wait(DUTY_INTERVAL_S)
-            notify()  # what the last moments produced
+            step = make(project)
+            while True:
+                try:
+                    step()
+                except ClawError as error:
+                    self.log(f"{name}: {error}")
+                except Exception as error:  # a broken duty is logged and tried again, never fatal
+                    self.log(f"{name} failed: {type(error).__name__}: {error}")
+                if self.stopping.wait(DUTY_INTERVAL_S):
+                    break
+            if name == "notifications":
+                step()  # what the last moments produced
+        except ClawError as error:
+            self.log(f"{name} off: {error}")
         finally:
             project.store.close()
 

@@ -21,7 +21,7 @@ from datetime import datetime
 
 from .config import NotifyConfig
 from .errors import ClawError
-from .models import Importance, Notification
+from .models import AttemptState, Importance, Notification
 from .store import Store
 
 CURSOR_KEY = "notify.cursor"
@@ -85,6 +85,11 @@ def notification_for(event: dict, store: Store) -> Notification | None:
     if category is None:
         return None
     data, task_id = event["data"], event["task_id"]
+    if category == "budget" and "new" in data:
+        return None  # the attempt stopped over budget: the gateway's refusal was told already
+    if category == "failed" and event["attempt_id"] is not None and \
+            store.get_attempt(event["attempt_id"]).state == AttemptState.over_budget:
+        return None  # likewise: its task fails because of the budget refusal already told
     task = store.get_task(task_id) if task_id is not None else None
     name = f"task {task_id} ({task.title})" if task else "the fleet"
     reason = (data.get("reason") or "").splitlines()[0] if data.get("reason") else ""
@@ -111,6 +116,11 @@ def notification_for(event: dict, store: Store) -> Notification | None:
 
 def _short(text: str) -> str:
     return text if len(text) <= SUMMARY_CHARS else text[:SUMMARY_CHARS - 1] + "…"
+
+
+def wanted(config: NotifyConfig, kind: str) -> bool:
+    """Whether notifications of `kind` are sent at all (URLs configured, kind among `events`)."""
+    return bool(config.urls) and kind in config.events
 
 
 # -- the notifier ---------------------------------------------------------------------------

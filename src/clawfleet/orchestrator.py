@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -99,6 +100,7 @@ class Orchestrator:
         self._budget_at = 0.0
         self._refused_after = 0
         self.paused = False  # no new attempts (the daemon drains before it stops)
+        self._wake = threading.Event()
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -133,7 +135,12 @@ class Orchestrator:
                     # One worktree at a time, in the background: starts and collects go on.
                     filling = filler.submit(self.pool.fill, self.project.target_tip(), 1)
                 if not started and not ended:
-                    time.sleep(tick)
+                    self._wake.wait(tick)
+                    self._wake.clear()
+
+    def wake(self) -> None:
+        """Look now rather than at the next tick: new work arrived (from any thread)."""
+        self._wake.set()
 
     @contextmanager
     def _gateway(self) -> Iterator[None]:

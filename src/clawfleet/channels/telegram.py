@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from ..config import TelegramConfig
@@ -40,7 +41,8 @@ def answer(root: Path, chat_id: int, text: str, allowed: list[int]) -> str:
 class TelegramBot:
     """python-telegram-bot's Application, polling from its own thread and event loop."""
 
-    def __init__(self, root: Path, config: TelegramConfig, token: str, poll_interval: float = 0.5) -> None:
+    def __init__(self, root: Path, config: TelegramConfig, token: str, poll_interval: float = 0.5,
+                 on_change: Callable[[], None] = lambda: None) -> None:
         try:
             from telegram.ext import Application
         except ImportError:
@@ -48,6 +50,7 @@ class TelegramBot:
                             hint="pip install 'clawfleet[telegram]', or set enabled = false under [telegram]") from None
         self.root = root
         self.config = config
+        self.on_change = on_change
         self.poll_interval = poll_interval
         self.application = Application.builder().token(token).base_url(config.base_url).build()
         self._register()
@@ -58,13 +61,13 @@ class TelegramBot:
         self._error: BaseException | None = None
 
     @classmethod
-    def from_config(cls, project: Project) -> TelegramBot:
+    def from_config(cls, project: Project, on_change: Callable[[], None] = lambda: None) -> TelegramBot:
         config = project.config.telegram
         token = os.environ.get(config.token_env)
         if not token:
             raise ClawError(f"[telegram] is enabled but ${config.token_env} is not set",
                             hint="export the bot's token from @BotFather, or set enabled = false")
-        return cls(project.root, config, token)
+        return cls(project.root, config, token, on_change=on_change)
 
     def _register(self) -> None:
         from telegram.ext import CommandHandler
@@ -75,6 +78,7 @@ class TelegramBot:
                 return
             reply = await asyncio.to_thread(answer, self.root, update.effective_chat.id, message.text,
                                             self.config.chat_ids)
+            self.on_change()
             await message.reply_text(reply)
 
         self.application.add_handler(CommandHandler(list(COMMANDS), handle))

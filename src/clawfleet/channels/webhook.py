@@ -78,9 +78,11 @@ def _status_of(error: ClawError) -> int:
     return 400
 
 
-def make_app(root: Path, token: str, open_project: Callable[[], Project] | None = None) -> FastAPI:
+def make_app(root: Path, token: str, open_project: Callable[[], Project] | None = None,
+             on_change: Callable[[], None] = lambda: None) -> FastAPI:
     """The webhook app for the repository at `root`. Each request opens the project anew: its own
-    database connection, so concurrent requests never share a transaction."""
+    database connection, so concurrent requests never share a transaction. `on_change` is called
+    after a command that may give the fleet work (the daemon wakes its loop)."""
     open_project = open_project or (lambda: Project(root))
     app = FastAPI(title="clawfleet webhook", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -102,9 +104,11 @@ def make_app(root: Path, token: str, open_project: Callable[[], Project] | None 
     def run(action: Callable[[Project], commands.Reply], status: int = 200) -> JSONResponse:
         project = open_project()
         try:
-            return _reply(action(project), status)
+            reply = action(project)
         finally:
             project.store.close()
+        on_change()
+        return _reply(reply, status)
 
     guard = [Depends(authorised)]
 
@@ -144,10 +148,10 @@ class _Unauthorised(Exception):
     pass
 
 
-def start_webhook(project: Project, port: int | None = None):
+def start_webhook(project: Project, port: int | None = None, on_change: Callable[[], None] = lambda: None):
     """Serve the webhook from a background thread; returns the running server (`.url`, `.stop()`)."""
     from ..llm.serve import BackgroundServer
 
-    app = make_app(project.root, webhook_token(project))
+    app = make_app(project.root, webhook_token(project), on_change=on_change)
     server = BackgroundServer(app, port=project.config.webhook.port if port is None else port, name="webhook")
     return server.start()
