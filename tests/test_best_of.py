@@ -27,7 +27,8 @@ def three_agents(repo):
 
 def test_best_of_three_keeps_the_green_low_risk_attempt_and_supersedes_the_others(repo):
     configure(repo, three_agents(repo), checks=[CHECK], auto_approve="[]", fix_rounds=0)
-    added = claw(repo, "add", "Make ok.txt", "--agent", "breaks", "--agent", "sprawls", "--agent", "neat")
+    # The best comes first: what stands for the task is the kept attempt, not the last one.
+    added = claw(repo, "add", "Make ok.txt", "--agent", "neat", "--agent", "breaks", "--agent", "sprawls")
     assert added.returncode == 0, added.stderr
     result = claw(repo, "run")
     assert result.returncode == 0, result.stderr
@@ -42,11 +43,11 @@ def test_best_of_three_keeps_the_green_low_risk_attempt_and_supersedes_the_other
     assert len({a["started_at"] for a in detail["attempts"]}) == 1
     assert len({a["base_commit"] for a in detail["attempts"]}) == 1
     assert git.out("show", f"{by_agent['sprawls']['branch']}:ok.txt", cwd=repo) == "fine"
-    assert "attempt 3 of the same batch was better (ready vs ready)" in by_agent["sprawls"]["reason"]
+    assert "attempt 1 of the same batch was better (ready vs ready)" in by_agent["sprawls"]["reason"]
     assert "(ready vs checks_failed)" in by_agent["breaks"]["reason"]
     kept = next(e for e in detail["events"] if e["kind"] == "attempt.kept")
     assert [r["agent"] for r in kept["data"]["best_of"]] == ["neat", "sprawls", "breaks"]
-    assert "best of 3: keeps attempt 3 (neat)" in result.stdout
+    assert "best of 3: keeps attempt 1 (neat)" in result.stdout
     # Only the kept one goes on: approving it lands its change alone.
     assert claw(repo, "approve", "1").returncode == 0
     assert claw(repo, "merge").returncode == 0

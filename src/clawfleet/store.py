@@ -342,8 +342,10 @@ class Store:
         return [_attempt(row) for row in self._db.execute(query + " ORDER BY id", args)]
 
     def latest_attempt(self, task_id: int) -> Attempt | None:
-        row = self._db.execute("SELECT * FROM attempts WHERE task_id = ? ORDER BY number DESC LIMIT 1",
-                               (task_id,)).fetchone()
+        """The attempt that stands for the task now: its last, but never one a best-of-N
+        sibling superseded (the kept one is what gets reviewed and landed)."""
+        row = self._db.execute("SELECT * FROM attempts WHERE task_id = ? AND state != 'superseded'"
+                               " ORDER BY number DESC LIMIT 1", (task_id,)).fetchone()
         return _attempt(row) if row else None
 
     # -- events ---------------------------------------------------------------------------
