@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -193,6 +194,25 @@ def test_real_cli_through_the_gateway_adds_a_function_with_its_test_and_fixes_th
     assert sorted(p.name for p in (attempt_dir / "checks").iterdir())
     log = claw(repo, "log", "1").stdout
     assert "cat calc.py" in log and "Fixed multiply" in log
+
+    # The recorded run replays offline: a script made from the gateway's transcript drives the
+    # same CLI again, in the same place (the fleet's state cleared), to the same result.
+    made = claw(repo, "gateway", "script", str(attempt_dir / "transcript.jsonl"))
+    assert made.returncode == 0, made.stderr
+    first_calc = git.out("show", f"{branch}:calc.py", cwd=repo)
+    shutil.rmtree(repo / ".claw" / "run")
+    git.git("worktree", "prune", cwd=repo)
+    for name in git.out("branch", "--list", "claw/*", "--format=%(refname:short)", cwd=repo).split():
+        git.git("branch", "-D", name, cwd=repo)
+    with ScriptedServer(Script.parse(made.stdout)) as replay:
+        configure(repo, kind, replay)
+        claw(repo, "add", "Add multiply(a, b) to calc.py, with a test")
+        assert claw(repo, "run", timeout=600).returncode == 0
+        replayed = len(replay.requests)
+    again = status_json(repo)[0]
+    assert again["state"] == "review", (again["reason"], claw(repo, "log", "1").stdout[-2000:])
+    assert again["latest_attempt"]["summary"] == attempt["summary"] and replayed == len(requests)
+    assert git.out("show", f"{again['latest_attempt']['branch']}:calc.py", cwd=repo) == first_calc
 
 
 def listing(path: str, text: str) -> str:

@@ -39,7 +39,7 @@ from ..errors import ClawError
 from .serve import BackgroundServer
 
 STEP_KINDS = ("command", "text", "done", "error", "tool")
-STEP_KEYS = {*STEP_KINDS, "message", "delay", "input"}
+STEP_KEYS = {*STEP_KINDS, "message", "delay", "input", "input_json"}
 
 
 @dataclass(frozen=True)
@@ -157,6 +157,13 @@ def _step(raw: Any, where: str, number: int) -> Step:
                         hint="optional keys: delay (seconds), message (with error)")
     kind, value, message, delay = kinds[0], raw[kinds[0]], raw.get("message", "scripted error"), raw.get("delay", 0)
     arguments = raw.get("input", {})
+    if "input_json" in raw:   # the arguments as recorded (JSON has nulls and shapes TOML lacks)
+        try:
+            arguments = json.loads(raw["input_json"]) if isinstance(raw["input_json"], str) else None
+        except ValueError:
+            arguments = None
+        if arguments is None or "input" in raw:
+            arguments = f"input_json {raw['input_json']!r} (give one of input or input_json, a JSON object)"
     problem = None
     if kind == "error" and (type(value) is not int or not 400 <= value <= 599):
         problem = f"error must be an HTTP status from 400 to 599, not {value!r}"
@@ -164,7 +171,7 @@ def _step(raw: Any, where: str, number: int) -> Step:
         problem = f"{kind} must be a string, not {value!r}"
     elif not isinstance(message, str) or ("message" in raw and kind != "error"):
         problem = "message is a string, and only for error steps"
-    elif "input" in raw and kind != "tool":
+    elif ("input" in raw or "input_json" in raw) and kind != "tool":
         problem = "input is only for tool steps"
     elif not isinstance(arguments, dict):
         problem = f"input must be a table of the tool's arguments, not {arguments!r}"
@@ -272,6 +279,12 @@ def _gemini_conversation(body: dict[str, Any]) -> Conversation:
         size += len(_text(parts)) + sum(len(json.dumps(p.get("functionResponse") or ""))
                                          for p in parts if isinstance(p, dict))
     return Conversation("\n".join(opening), turns, _tokens(size))
+
+
+# How each API's request reads as a conversation (the transcript's script maker reads them alike).
+READERS: dict[str, Callable[[dict[str, Any]], Conversation]] = {
+    "chat": _messages_conversation, "messages": _messages_conversation,
+    "responses": _responses_conversation, "gemini": _gemini_conversation}
 
 
 def _tokens(chars: int) -> int:

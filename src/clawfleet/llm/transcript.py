@@ -2,8 +2,9 @@
 
 Each line of `.claw/run/attempts/<id>/transcript.jsonl` is one call: the request body, the reply
 (text and tool calls, the same for every API) and, for a non-streamed call, the response body.
-`script_from_transcript` makes one rule per conversation (its first user message) with one step
-per turn (assistant messages so far), so `claw fake-llm --script` replays the run offline.
+`script_from_transcript` makes one rule per conversation (its opening user text) with one step
+per model turn, each a tool call or a text as recorded, so `claw fake-llm --script` replays the
+run offline: a real agent CLI pointed at it does the same again.
 
     toml_text = script_from_transcript(read_transcript(path))
 """
@@ -101,30 +102,36 @@ def _text(content: Any) -> str:
 
 
 def conversation_of(api: str, request: Any) -> tuple[str, int] | None:
-    """(first user message, assistant turns so far) of a request, as the scripted model sees it."""
-    if not isinstance(request, dict):
+    """(opening user text, model turns so far) of a request, read as the scripted model reads it."""
+    from .scripted import READERS, ScriptError
+
+    if not isinstance(request, dict) or api not in READERS:
         return None
-    if api == "responses":
-        items = request.get("input")
-        if isinstance(items, str):
-            return items, 0
-        items = items if isinstance(items, list) else []
-    else:
-        items = request.get("messages") if isinstance(request.get("messages"), list) else []
-    items = [item for item in items if isinstance(item, dict)]
-    first = next((_text(item.get("content")) for item in items if item.get("role") == "user"), None)
-    if first is None:
+    try:
+        conversation = READERS[api](request)
+    except ScriptError:
         return None
-    return first, sum(1 for item in items if item.get("role") == "assistant")
+    return (conversation.opening, conversation.turn) if conversation.opening else None
 
 
 def _step(entry: dict[str, Any]) -> dict[str, Any] | None:
+    """What the model answered on one call: its first tool call (a client runs it and comes
+    back, which makes the next turn), else its text; an error as it was."""
     status = entry.get("http_status") or 0
     if status >= 400:
         return {"error": status, "message": entry.get("error") or "recorded error"}
     if entry.get("status") != "ok":
         return None  # refused, unreachable, cut short: nothing the model said
-    return {"text": (entry.get("reply") or {}).get("text", "")}
+    reply = entry.get("reply") or {}
+    tools = reply.get("tool_calls") or []
+    if tools and tools[0].get("name"):
+        arguments = tools[0].get("arguments") or "{}"
+        try:
+            valid = isinstance(json.loads(arguments), dict)
+        except ValueError:
+            valid = False
+        return {"tool": tools[0]["name"], "input_json": arguments if valid else "{}"}
+    return {"text": reply.get("text", "")}
 
 
 def _distinct_prefix(text: str, others: list[str], minimum: int = 160) -> str:
@@ -167,10 +174,13 @@ def script_from_transcript(entries: list[dict[str, Any]]) -> str:
                 continue
             step, entry = turns[turn]
             steps.append(step)
-            tools = (entry.get("reply") or {}).get("tool_calls") or []
-            if tools:
-                notes.append(f"turn {turn} also called tools, replayed as text only: "
+            reply = entry.get("reply") or {}
+            tools = reply.get("tool_calls") or []
+            if len(tools) > 1:
+                notes.append(f"turn {turn} called {len(tools)} tools at once; only the first is replayed: "
                              + ", ".join(str(t.get("name")) for t in tools))
+            if tools and reply.get("text"):
+                notes.append(f"turn {turn} said something along with its tool call; only the call is replayed")
         rules.append((len(prefix), number, first, match, steps, notes))
     # Longer matches first, so a conversation whose start another one shares is still found.
     rules.sort(key=lambda rule: (-rule[0], rule[1]))
