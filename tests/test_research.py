@@ -84,6 +84,9 @@ def test_hillclimb_run_improves_a_noisy_objective_and_keeps_only_improvements_on
             continue
         on_branch = git.is_ancestor(research_repo, row["commit"], tip)
         assert on_branch == (row["status"] == "keep"), row
+        # Every experiment's commit, discarded ones too, stays reachable (nothing is lost to gc).
+        pinned = git.out("rev-parse", f"refs/claw/research/default/{row['experiment']}", cwd=research_repo)
+        assert pinned.startswith(row["commit"]), row
     x = json.loads(git.out("show", f"{tip}:params.json", cwd=research_repo))["x"]
     assert abs(x - 3.0) < abs(-2.0 - 3.0)
     assert git.out("rev-parse", "main", cwd=research_repo) != tip   # main is untouched

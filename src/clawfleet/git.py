@@ -94,6 +94,12 @@ def update_ref(repo: Path, branch: str, new: str, old: str, message: str) -> Non
     git("update-ref", "-m", message, f"refs/heads/{branch}", new, old, cwd=repo)
 
 
+def pin(repo: Path, ref: str, commit: str) -> None:
+    """Keep a commit reachable under `ref` (outside refs/heads: no branch list clutter), so
+    git's garbage collection never takes work that no branch holds."""
+    git("update-ref", "-m", "clawfleet: keep", ref, commit, cwd=repo)
+
+
 @contextmanager
 def repo_lock(repo: Path) -> Iterator[None]:
     """Serialise operations that take repository-wide locks (worktrees, refs) across processes."""

@@ -430,6 +430,8 @@ class ResearchLoop:
 
     def _record(self, experiment: Experiment, status: ExperimentStatus, trial: _Trial,
                 best: float | None) -> Experiment:
+        if trial.commit:   # a discarded change is kept too: `git show refs/claw/research/NAME/ID`
+            git.pin(self.root, f"refs/claw/research/{self.config.name}/{experiment.id}", trial.commit)
         done = self.store.finish_experiment(
             experiment.id, status, commit_sha=trial.commit, description=trial.description, reason=trial.reason,
             params=trial.params, metric=trial.metric, seconds=trial.seconds, cpu_seconds=trial.cpu_seconds,
