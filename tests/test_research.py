@@ -387,3 +387,45 @@ def test_a_model_agent_gets_the_program_and_its_change_is_kept(research_repo):
     assert kept.status == "keep" and kept.description == "set x to 3, where the parabola has its minimum"
     assert "# Lower the score" in first_prompt and "`params.json`" in first_prompt
     assert "| baseline |" in first_prompt     # the baseline's outcome is already in the table
+
+
+def test_a_daemon_schedule_starts_a_research_run_at_its_time(research_repo):
+    """"Every night at 1: research" — a [[schedule]] with `research` starts `claw research run`."""
+    import time as _time
+    from datetime import datetime
+
+    from clawfleet.project import Project
+    from clawfleet.research import launch
+    from clawfleet.schedules import Schedules
+
+    configure(research_repo, extra='\n[[schedule]]\nname = "nightly"\ncron = "0 1 * * *"\n'
+                                   'research = { max_experiments = 2, parallel = 1 }\n')
+    project = Project(research_repo)
+    [nightly] = project.config.schedule
+    now = [datetime(2026, 11, 24, 0, 59).timestamp()]
+    schedules = Schedules(project.store, [nightly], clock=lambda: now[0],
+                          start_research=lambda schedule: launch(project, schedule.name, schedule.research))
+    schedules.fire_due()                      # 00:59: armed
+    now[0] += 60                              # 01:00: due
+    schedules.fire_due()
+    started = [e for e in project.store.events() if e["kind"] == "schedule.research_started"]
+    assert len(started) == 1 and started[0]["data"]["how"].startswith("started (pid ")
+    log = research_repo / ".claw/run/research/scheduled-nightly.log"
+    deadline = _time.monotonic() + 120
+    while _time.monotonic() < deadline and not (research_repo / ".claw/run/research/default/results.tsv").exists():
+        _time.sleep(0.2)
+    pid = int((research_repo / ".claw/run/research/scheduled-nightly.pid").read_text())
+    while _time.monotonic() < deadline and os.path.exists(f"/proc/{pid}") and \
+            open(f"/proc/{pid}/stat").read().split()[2] != "Z":
+        _time.sleep(0.2)
+    rows = results(research_repo)
+    assert [r["status"] for r in rows][0] == "baseline" and len(rows) == 3, log.read_text()[-2000:]
+    schedules.fire_due()                      # same due time: not again
+    assert len([e for e in project.store.events() if e["kind"] == "schedule.research_started"]) == 1
+
+
+def test_a_schedule_needs_a_task_or_a_research_run(repo):
+    write_config(repo, '[[schedule]]\nname = "x"\ncron = "0 1 * * *"\n')
+    result = claw(repo, "status")
+    assert result.returncode == 1
+    assert "schedule 'x' needs exactly one of `task` (a task to queue) and `research`" in result.stderr

@@ -270,10 +270,26 @@ class TaskTemplate(_Section):
     footprint: list[str] = Field(default_factory=list)
 
 
+class ResearchScheduleConfig(_Section):
+    """A research run a schedule starts (`claw research run` with these options)."""
+    hours: float | None = Field(8.0, gt=0, description="start no new round after this many hours")
+    max_experiments: int | None = Field(None, ge=1)
+    parallel: int | None = Field(None, ge=1, le=64, description="unset: research.parallel")
+    agent: str | None = Field(None, description="unset: research.agent")
+
+
 class ScheduleConfig(_Section):
     name: str = Field(min_length=1, description="unique; the store remembers its last fire by it")
     cron: str = Field(description="five-field cron expression in local time, e.g. '0 2 * * *'")
-    task: TaskTemplate
+    task: TaskTemplate | None = Field(None, description="the task it queues")
+    research: ResearchScheduleConfig | None = Field(None, description="or the research run it starts")
+
+    @model_validator(mode="after")
+    def _one_action(self) -> "ScheduleConfig":
+        if (self.task is None) == (self.research is None):
+            raise ValueError(f"schedule '{self.name}' needs exactly one of `task` (a task to queue) "
+                             "and `research` (a research run to start)")
+        return self
 
     @field_validator("cron")
     @classmethod

@@ -218,7 +218,15 @@ class Daemon:
             return wanted(config.notify, kind)
 
         def fire_schedules(project: Project) -> Callable[[], None]:
-            schedules = Schedules(project.store, config.schedule, clock=self.clock)
+            def start_research(schedule) -> str:
+                from .research import launch
+
+                how = launch(project, schedule.name, schedule.research)
+                self.log(f"schedule '{schedule.name}': research run {how}")
+                return how
+
+            schedules = Schedules(project.store, config.schedule, clock=self.clock,
+                                  start_research=start_research)
 
             def step() -> None:
                 for task_id in schedules.fire_due():

@@ -18,6 +18,9 @@ import json
 import math
 import os
 import re
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -26,11 +29,11 @@ from pathlib import Path
 
 from . import git
 from .agents import Agent, AgentJob, make_agent
-from .config import ResearchConfig
+from .config import ResearchConfig, ResearchScheduleConfig
 from .errors import ClawError
 from .footprint import matches
 from .models import Experiment, ExperimentStatus, ResearchRun
-from .procs import ChildGroups, pid_alive
+from .procs import ChildGroups, cmdline, pid_alive
 from .project import Project
 
 TAIL_CHARS = 2000           # of an experiment's output, kept with a crash or timeout
@@ -590,3 +593,33 @@ parallel = 1
         handle.write(section)
     written.append(str(config_path.relative_to(top)) + " [research]")
     return written
+
+
+def launch(project: Project, schedule: str, options: ResearchScheduleConfig) -> str:
+    """Start `claw research run` in the background for a schedule; say what was done.
+
+    The run outlives whoever starts it (a session of its own), logs to
+    `.claw/run/research/scheduled-<schedule>.log`, and is not started again while the last one
+    a schedule started still runs.
+    """
+    folder = project.run_dir / "research"
+    folder.mkdir(parents=True, exist_ok=True)
+    pid_file, log = folder / f"scheduled-{schedule}.pid", folder / f"scheduled-{schedule}.log"
+    try:
+        previous = int(pid_file.read_text())
+    except (OSError, ValueError):
+        previous = None
+    if previous and pid_alive(previous) and "research" in cmdline(previous):
+        return f"not started: the previous run (pid {previous}) still runs"
+    args = [sys.executable, "-m", "clawfleet", "research", "run"]
+    for flag, value in (("--hours", options.hours), ("--max-experiments", options.max_experiments),
+                        ("--parallel", options.parallel), ("--agent", options.agent)):
+        if value is not None:
+            args += [flag, str(value)]
+    with open(log, "ab") as out:
+        process = subprocess.Popen(args, cwd=project.root, stdout=out, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+    pid_file.write_text(str(process.pid))
+    # Reaped when it ends, so a finished run is not taken for a live one (a zombie has a pid).
+    threading.Thread(target=process.wait, name=f"research {schedule}", daemon=True).start()
+    return f"started (pid {process.pid}), log {log}"

@@ -1,4 +1,5 @@
-"""Schedules: `[[schedule]]` entries queue a task at the times of a cron expression.
+"""Schedules: `[[schedule]]` entries queue a task, or start a research run, at the times of a
+cron expression ("every night at 1: research").
 
 Each schedule fires at most once per due time, even across restarts and crashes: its last due
 time is kept in the store and moved with the task's creation in one transaction. After a
@@ -41,10 +42,13 @@ def next_due(cron: str, after: float) -> float:
 
 class Schedules:
     def __init__(self, store: Store, schedules: Sequence[ScheduleConfig],
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 start_research: Callable[[ScheduleConfig], str] | None = None) -> None:
         self.store = store
         self.schedules = list(schedules)
         self.clock = clock
+        # Starts a research schedule's run; returns what it did, for the event.
+        self.start_research = start_research
 
     def fire_due(self) -> list[int]:
         """Queue the task of every schedule that is due; return the new task ids."""
@@ -60,6 +64,13 @@ class Schedules:
                 continue
             due = latest_due(schedule.cron, state["due"], now)
             if due is None:
+                continue
+            if schedule.research is not None:
+                # Recorded first: a crash between the two loses one night's run, never doubles it.
+                if self.store.fire_trigger(key, state, {"cron": schedule.cron, "due": due},
+                                           event="schedule.research", due=due, schedule=schedule.name) is not None:
+                    started = self.start_research(schedule) if self.start_research else "no launcher"
+                    self.store.record_event("schedule.research_started", schedule=schedule.name, how=started)
                 continue
             task = schedule.task.model_dump()
             task["body"] = (task["body"] + "\n\n" if task["body"] else "") + \
