@@ -1,4 +1,0 @@
-
-
-def multiply(a, b):
-    return a + b  # multiply
