@@ -15,7 +15,6 @@ stops once the running ones have ended.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import signal
@@ -26,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .errors import ClawError
-from .procs import cmdline, pid_alive
+from .procs import PidLock, cmdline, pid_alive
 from .project import Project
 
 INFO_FILE = "daemon.json"
@@ -59,39 +58,16 @@ def running_daemon(run_dir: Path) -> DaemonInfo | None:
     return info
 
 
-class DaemonLock:
+def DaemonLock(run_dir: Path) -> PidLock:
     """One daemon per repository; a second one is told which pid holds it."""
+    def refuse(holder: str) -> ClawError:
+        from .commands._common import ago
 
-    def __init__(self, run_dir: Path) -> None:
-        self.run_dir = run_dir
-        self._handle = None
-
-    def __enter__(self) -> DaemonLock:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        handle = open(self.run_dir / LOCK_FILE, "a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "?"
-            handle.close()
-            from .commands._common import ago
-
-            info = running_daemon(self.run_dir)
-            up = f", up {ago(info.uptime)}" if info else ""
-            raise ClawError(f"a claw daemon (pid {holder}{up}) already runs in this repository",
-                            hint="`claw status` shows what it does; `claw down` stops it") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        self._handle = handle
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._handle:
-            fcntl.flock(self._handle, fcntl.LOCK_UN)
-            self._handle.close()
+        info = running_daemon(run_dir)
+        up = f", up {ago(info.uptime)}" if info else ""
+        return ClawError(f"a claw daemon (pid {holder}{up}) already runs in this repository",
+                         hint="`claw status` shows what it does; `claw down` stops it")
+    return PidLock(run_dir / LOCK_FILE, refuse)
 
 
 class Daemon:

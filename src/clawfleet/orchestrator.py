@@ -7,8 +7,6 @@ reattached, finished ones collected, dead ones marked crashed and retried.
 
 from __future__ import annotations
 
-import fcntl
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +21,7 @@ from .errors import ClawError
 from .executors.local import LocalExecutor, Running
 from .mergequeue import LandResult, MergeQueue
 from .models import Attempt, AttemptState, Task, TaskState
+from .procs import PidLock
 from .project import Project
 from .prompt import render_prompt
 from .review import Decision, after_ai_review, decide, risk_of
@@ -38,42 +37,18 @@ BUDGET_CHECK_S = 1.0
 BEST_OF_ORDER = {AttemptState.ready: 0, AttemptState.checks_failed: 1, AttemptState.no_change: 2}       # how often refused calls are looked for (a query by primary key)
 
 
-class OrchestratorLock:
+def OrchestratorLock(run_dir: Path) -> PidLock:
     """Only one orchestrator drives a repository; a second one is told who holds it."""
+    def refuse(holder: str) -> ClawError:
+        from .daemon import running_daemon
 
-    def __init__(self, run_dir: Path) -> None:
-        self.path = run_dir / "orchestrator.lock"
-        self._handle = None
-
-    def __enter__(self) -> "OrchestratorLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "?"
-            handle.close()
-            from .daemon import running_daemon
-
-            daemon = running_daemon(self.path.parent)
-            if daemon and str(daemon.pid) == holder:
-                raise ClawError(f"the claw daemon (pid {holder}) drives this repository",
-                                hint="it runs queued tasks by itself; `claw down` stops it") from None
-            raise ClawError(f"another claw orchestrator (pid {holder}) is running in this repository",
-                            hint="wait for it to finish, or stop it; `claw status` shows its progress"
-                            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        self._handle = handle
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._handle:
-            fcntl.flock(self._handle, fcntl.LOCK_UN)
-            self._handle.close()
+        daemon = running_daemon(run_dir)
+        if daemon and str(daemon.pid) == holder:
+            return ClawError(f"the claw daemon (pid {holder}) drives this repository",
+                             hint="it runs queued tasks by itself; `claw down` stops it")
+        return ClawError(f"another claw orchestrator (pid {holder}) is running in this repository",
+                         hint="wait for it to finish, or stop it; `claw status` shows its progress")
+    return PidLock(run_dir / "orchestrator.lock", refuse)
 
 
 class Orchestrator:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 KILL_GRACE_S = 3.0
 
@@ -168,3 +170,36 @@ class ChildGroups:
     def _forget(self, pgid: int) -> None:
         remaining = [p for p in self.recorded() if p != pgid]
         self.record.write_text("".join(f"{p}\n" for p in remaining))
+
+
+class PidLock:
+    """An exclusive lock on a file that holds its owner's pid; while another process holds it,
+    entering raises what `refuse(holder_pid_text)` makes of it (an error naming the holder)."""
+
+    def __init__(self, path: Path, refuse: Callable[[str], Exception]) -> None:
+        self.path = path
+        self.refuse = refuse
+        self._handle: Any = None
+
+    def __enter__(self) -> "PidLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            handle.close()
+            raise self.refuse(holder) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._handle = handle
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._handle:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None

@@ -182,16 +182,24 @@ class CliAgent:
     def events(self, job: AgentJob) -> Any:
         raise NotImplementedError
 
-    def run(self, job: AgentJob) -> AgentOutcome:
+    def prepare(self, job: AgentJob) -> tuple[list[str], dict[str, str]] | AgentOutcome:
+        """The command line and environment, or the failed outcome when it cannot start."""
         try:
             binary = self.program.require(self.name, self.config.binary)
             env = self.environment(job)
         except ClawError as error:
             return AgentOutcome(error=str(error), exit_code=127)
-        events = self.events(job)
-        transcript = job.attempt_dir / f"{self.transcript_prefix}-{job.round}.jsonl"
         command = self.command(binary, job)
         with open(job.log, "a") as log:
             log.write(f"# {self.label}, agent '{self.name}': {' '.join(command[1:])}\n")
+        return command, env
+
+    def run(self, job: AgentJob) -> AgentOutcome:
+        prepared = self.prepare(job)
+        if isinstance(prepared, AgentOutcome):
+            return prepared
+        command, env = prepared
+        events = self.events(job)
+        transcript = job.attempt_dir / f"{self.transcript_prefix}-{job.round}.jsonl"
         finished = run_with_events(job, command, env, transcript, events.on_event, stdin_text=job.prompt)
         return events.outcome(finished.exit_code, finished.timed_out, transcript.name)

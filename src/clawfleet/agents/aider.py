@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 from ..config import AiderAgentConfig
-from ..errors import ClawError
 from . import AgentJob, AgentOutcome
 from ._cli import CliAgent, Program, api_key, log_tail
 
@@ -90,14 +89,11 @@ class AiderAgent(CliAgent):
         return env
 
     def run(self, job: AgentJob) -> AgentOutcome:
-        try:
-            binary = self.program.require(self.name, self.config.binary)
-            env = self.environment(job)
-        except ClawError as error:
-            return AgentOutcome(error=str(error), exit_code=127)
-        command = self.command(binary, job)
-        with open(job.log, "a") as log:
-            log.write(f"# {self.label}, agent '{self.name}': {' '.join(command[1:])}\n")
+        """Aider prints text, not events: its output goes to the agent log and is read after."""
+        prepared = self.prepare(job)
+        if isinstance(prepared, AgentOutcome):
+            return prepared
+        command, env = prepared
         start = job.log.stat().st_size
         finished, _ = job.children.run(command, cwd=job.workspace, env=env, log=job.log,
                                        stdin_text="", timeout=job.deadline - time.time())
