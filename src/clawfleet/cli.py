@@ -89,6 +89,8 @@ def add(
     agent: Annotated[Optional[list[str]], typer.Option(help="Agent name from config (default: fleet.default_agent). "
                                                             "Repeat it with --attempts to give each attempt its own.")] = None,
     attempts: Annotated[Optional[int], typer.Option("--attempts", min=1, max=16, help="Best-of-N: run N attempts side by side and keep the best by checks, then risk (default: 1, or one per --agent).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="The model for this task, over its agent's config.")] = None,
+    effort: Annotated[Optional[str], typer.Option(help="Reasoning effort for this task (e.g. low, high), over its agent's config.")] = None,
     priority: Annotated[int, typer.Option(min=-1_000_000, max=1_000_000, help="Higher runs first.")] = 0,
     importance: Annotated[Importance, typer.Option(help="Drives review: low tasks can be auto-approved.")] = Importance.normal,
     kind: Annotated[str, typer.Option(help="feature, fix, research, plan or experiment.")] = "feature",
@@ -119,15 +121,16 @@ def add(
     project = open_project()
     agents = list(dict.fromkeys(agent or []))
     best_of = attempts or max(len(agents), 1)
-    for name in {*agents, *(d.agent for d in drafts)} - {None}:
-        project.config.agent(name)
+    for name in {*agents, *(d.agent for d in drafts)} - {None} or {project.config.fleet.default_agent}:
+        project.config.agent(name, model=model, effort=effort)
     if best_of > project.config.fleet.slots:
         raise UsageError(f"--attempts {best_of} needs {best_of} slots at once; the fleet has "
                          f"{project.config.fleet.slots}", hint="raise `slots` under [fleet] in .claw/config.toml, "
                                                               "or ask for fewer attempts")
     ids = queue_drafts(project.store, drafts, kind=kind, importance=importance, priority=priority,
                        agent=agents[0] if agents else None, footprint=footprint or [], checks=check or [],
-                       depends_on=depends or [], best_of=best_of, agents=agents if len(agents) > 1 else [])
+                       depends_on=depends or [], best_of=best_of, agents=agents if len(agents) > 1 else [],
+                       model=model, effort=effort)
     if as_json:
         print_json({"ids": ids})
     else:

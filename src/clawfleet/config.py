@@ -386,14 +386,32 @@ class Config(_Section):
                     raise ValueError(f"two [[{table}]] entries are named '{name}'; names must differ")
         return self
 
-    def agent(self, name: str) -> AnyAgentConfig:
+    def agent(self, name: str, *, model: str | None = None, effort: str | None = None) -> AnyAgentConfig:
+        """An agent's config; a task's own `model` and `effort` (when given) over its settings."""
         if name in self.agents:
-            return self.agents[name]
-        if name == "builtin":
-            return BuiltinAgentConfig()
-        known = ", ".join(sorted({"builtin", *self.agents}))
-        raise ConfigError(f"unknown agent '{name}' (known: {known})",
-                          hint="add it under [agents.NAME] in .claw/config.toml, or pick a known one")
+            config = self.agents[name]
+        elif name == "builtin":
+            config = BuiltinAgentConfig()
+        else:
+            known = ", ".join(sorted({"builtin", *self.agents}))
+            raise ConfigError(f"unknown agent '{name}' (known: {known})",
+                              hint="add it under [agents.NAME] in .claw/config.toml, or pick a known one")
+        if model is None and effort is None:
+            return config
+        if effort is not None and "effort" not in type(config).model_fields:
+            raise ConfigError(f"agent '{name}' (kind {config.kind}) has no reasoning effort to set",
+                              hint="leave out --effort, or give the task an agent that takes one")
+        if model is not None and "model" not in type(config).model_fields:
+            raise ConfigError(f"agent '{name}' (kind {config.kind}) runs no model of ours to choose",
+                              hint="leave out --model for a command agent")
+        changes = {key: value for key, value in (("model", model), ("effort", effort)) if value is not None}
+        try:
+            return parse_agent_config({**config.model_dump(), **changes})
+        except ValidationError as error:
+            problem = error.errors()[0]
+            raise ConfigError(f"agent '{name}': {'.'.join(map(str, problem['loc'][1:]))} "
+                              f"{problem['input']!r}: {problem['msg']}",
+                              hint="see the values its kind takes in the README (Agents)") from None
 
 
 def load_config(path: Path) -> Config:

@@ -86,6 +86,8 @@ class Task:
     created_at: float = 0.0
     updated_at: float = 0.0
     best_of: int = 1                     # attempts run at once; the best one is kept
+    model: str | None = None             # over the agent's configured model
+    effort: str | None = None            # over the agent's configured reasoning effort
     agents: list[str] = field(default_factory=list)   # best-of agents, in turn (else `agent`)
 
     def attempt_agents(self, default: str) -> list[str]:

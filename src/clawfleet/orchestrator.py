@@ -153,7 +153,7 @@ class Orchestrator:
         task = self.store.get_task(task_id)
         agents = task.attempt_agents(self.config.fleet.default_agent)
         try:
-            configs = {name: self.config.agent(name) for name in agents}
+            configs = {name: self.config.agent(name, model=task.model, effort=task.effort) for name in agents}
         except ClawError as error:
             self.store.move_task(task_id, TaskState.failed, "task.failed", reason=str(error))
             self.on_event(f"task {task_id} failed: {error}")

@@ -95,7 +95,8 @@ def propose(project: Project, goal: str, agent_name: str | None = None) -> list[
 def queue_drafts(store: Store, drafts: Sequence[TaskDraft], *, kind: str = "feature",
                  importance: Importance = Importance.normal, priority: int = 0,
                  agent: str | None = None, footprint: Sequence[str] = (), checks: Sequence[str] = (),
-                 depends_on: Sequence[int] = (), best_of: int = 1, agents: Sequence[str] = ()) -> list[int]:
+                 depends_on: Sequence[int] = (), best_of: int = 1, agents: Sequence[str] = (),
+                 model: str | None = None, effort: str | None = None) -> list[int]:
     """Queue drafts in order; a draft's own fields win over the defaults given here."""
     ids: list[int] = []
     for draft in drafts:
@@ -105,7 +106,7 @@ def queue_drafts(store: Store, drafts: Sequence[TaskDraft], *, kind: str = "feat
             priority=draft.priority if draft.priority is not None else priority,
             agent=draft.agent or agent, footprint=draft.footprint or list(footprint),
             checks=checks, depends_on=[*depends_on, *(ids[n - 1] for n in draft.depends)],
-            best_of=best_of, agents=agents if not draft.agent else ())
+            best_of=best_of, agents=agents if not draft.agent else (), model=model, effort=effort)
         ids.append(task.id)
     return ids
 

@@ -146,19 +146,21 @@ class Store:
                  priority: int = 0, importance: Importance = Importance.normal,
                  footprint: Sequence[str] = (), checks: Sequence[str] = (),
                  depends_on: Sequence[int] = (), best_of: int = 1, agents: Sequence[str] = (),
-                 **data: Any) -> Task:
+                 model: str | None = None, effort: str | None = None, **data: Any) -> Task:
         """Queue a task; `data` goes into its `task.added` event (e.g. who asked: source="webhook")."""
         with self.transaction() as db:
             task_id = self._insert_task(db, title, body=body, kind=kind, agent=agent, priority=priority,
                                         importance=importance, footprint=footprint, checks=checks,
-                                        depends_on=depends_on, best_of=best_of, agents=agents, **data)
+                                        depends_on=depends_on, best_of=best_of, agents=agents,
+                                        model=model, effort=effort, **data)
         return self.get_task(task_id)
 
     def _insert_task(self, db: sqlite3.Connection, title: str, *, body: str = "", kind: str = "feature",
                      agent: str | None = None, priority: int = 0,
                      importance: Importance | str = Importance.normal, footprint: Sequence[str] = (),
                      checks: Sequence[str] = (), depends_on: Sequence[int] = (), best_of: int = 1,
-                     agents: Sequence[str] = (), **data: Any) -> int:
+                     agents: Sequence[str] = (), model: str | None = None, effort: str | None = None,
+                     **data: Any) -> int:
         now = time.time()
         for dep in depends_on:
             if db.execute("SELECT 1 FROM tasks WHERE id = ?", (dep,)).fetchone() is None:
@@ -166,9 +168,10 @@ class Store:
                                hint="`claw status` lists the task ids")
         cursor = db.execute(
             "INSERT INTO tasks (title, body, kind, agent, priority, importance, footprint, checks,"
-            " best_of, agents, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " best_of, agents, model, effort, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (title, body, kind, agent, priority, str(importance), json.dumps(list(footprint)),
-             json.dumps(list(checks)), best_of, json.dumps(list(agents)), now, now))
+             json.dumps(list(checks)), best_of, json.dumps(list(agents)), model, effort, now, now))
         task_id = cursor.lastrowid
         db.executemany("INSERT INTO task_deps (task_id, depends_on) VALUES (?, ?)",
                        [(task_id, dep) for dep in dict.fromkeys(depends_on)])
@@ -199,7 +202,8 @@ class Store:
                     footprint=json.loads(row["footprint"]), checks=json.loads(row["checks"]),
                     depends_on=deps, feedback=row["feedback"], reason=row["reason"],
                     created_at=row["created_at"], updated_at=row["updated_at"],
-                    best_of=row["best_of"], agents=json.loads(row["agents"]))
+                    best_of=row["best_of"], agents=json.loads(row["agents"]),
+                    model=row["model"], effort=row["effort"])
 
     def move_task(self, task_id: int, new: TaskState, event: str, *, reason: str | None = None,
                   feedback: str | None = None, expect: Sequence[TaskState] | None = None,
