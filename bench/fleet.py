@@ -318,7 +318,7 @@ def pool_figure(root: Path, settings: Settings) -> Figure:
     plain_dir.mkdir()
 
     def hand_out(number: int) -> None:
-        pool.acquire(f"attempt-{number}", f"claw/pooled-{number}", base)
+        pool.acquire(number, f"claw/pooled-{number}", base)
 
     def worktree_add(number: int) -> None:
         subprocess.run(["git", "worktree", "add", "--quiet", "-b", f"plain-{number}",

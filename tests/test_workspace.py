@@ -10,7 +10,7 @@ import pytest
 
 from clawfleet import git
 from clawfleet.errors import ClawError
-from clawfleet.workspace import POOL_PREFIX, WorkspacePool
+from clawfleet.workspace import PREFIX, WorkspacePool
 
 
 def run_git(*args: str, cwd: Path) -> str:
@@ -66,8 +66,8 @@ def test_fill_makes_detached_pool_worktrees(project):
     pool = WorkspacePool(project, size=2)
     base = head(project.root)
     assert pool.fill(base) == 2
-    ready = pool.ready()
-    assert len(ready) == 2 and all(p.name.startswith(POOL_PREFIX) for p in ready)
+    ready = [w.path for w in pool.ready()]
+    assert len(ready) == 2 and all(p.name.startswith(PREFIX) for p in ready)
     for path in ready:
         assert head(path) == base and branch_of(path) is None
         assert (path / "app.txt").read_text() == "one\n"
@@ -79,12 +79,12 @@ def test_acquire_takes_a_pooled_worktree(project):
     repo = project.root
     pool = WorkspacePool(project, size=2)
     pool.fill(head(repo))
-    pooled = set(pool.ready())
+    pooled = {w.path for w in pool.ready()}
     base = second_commit(repo)  # the target moved on since the pool was filled
 
-    path = pool.acquire("attempt-1", "claw/1-first", base)
-    assert path == pool.dir / "attempt-1" and path.is_dir()
-    assert len(pool.ready()) == 1 and set(pool.ready()) < pooled  # one pooled worktree was used
+    path = pool.acquire(1, "claw/1-first", base).path
+    assert path in pooled and path.is_dir()
+    assert len(pool.ready()) == 1 and {w.path for w in pool.ready()} == pooled - {path}
     assert branch_of(path) == "claw/1-first"
     assert head(path) == base and git.branch_tip(repo, "claw/1-first") == base
     assert (path / "app.txt").read_text() == "two\n" and (path / "new.txt").exists()
@@ -98,10 +98,10 @@ def test_acquire_makes_a_fresh_worktree_when_the_pool_is_empty(project):
     pool = WorkspacePool(project, size=1)
     pool.fill(head(repo))
     base = second_commit(repo)
-    first = pool.acquire("attempt-1", "claw/1-a", base)
+    first = pool.acquire(1, "claw/1-a", base).path
     assert pool.ready() == []
-    second = pool.acquire("attempt-2", "claw/2-b", base)
-    assert second == pool.dir / "attempt-2" and first != second
+    second = pool.acquire(2, "claw/2-b", base).path
+    assert second.parent == pool.dir and first != second
     assert branch_of(second) == "claw/2-b" and head(second) == base
     assert (second / "new.txt").read_text() == "new\n"
     assert_consistent(repo, pool)
@@ -112,7 +112,7 @@ def test_concurrent_acquires_never_share_a_worktree(project):
     pool = WorkspacePool(project, size=2)
     base = head(repo)
     pool.fill(base)
-    names = [f"attempt-{n}" for n in range(1, 5)]
+    names = list(range(1, 5))
     barrier = threading.Barrier(len(names))
     got: dict[str, Path] = {}
     errors: list[BaseException] = []
@@ -120,7 +120,7 @@ def test_concurrent_acquires_never_share_a_worktree(project):
     def take(name: str) -> None:
         barrier.wait()
         try:
-            got[name] = pool.acquire(name, f"claw/{name}", base)
+            got[name] = pool.acquire(name, f"claw/{name}", base).path
         except BaseException as error:  # reported below
             errors.append(error)
 
@@ -130,7 +130,7 @@ def test_concurrent_acquires_never_share_a_worktree(project):
     for thread in threads:
         thread.join(timeout=60)
     assert errors == []
-    assert sorted(p.name for p in got.values()) == names
+    assert sorted(got) == names and len(set(got.values())) == len(names)
     for name, path in got.items():
         assert branch_of(path) == f"claw/{name}"
     assert pool.ready() == []
@@ -141,7 +141,7 @@ def test_release_recycles_a_clean_detached_worktree(project):
     repo = project.root
     pool = WorkspacePool(project, size=1)
     base = head(repo)
-    path = pool.acquire("attempt-1", "claw/1-dirty", base)
+    path = pool.acquire(1, "claw/1-dirty", base).path
     (path / "app.txt").write_text("modified\n")
     (path / "untracked.txt").write_text("junk\n")
     (path / "build").mkdir()
@@ -153,9 +153,9 @@ def test_release_recycles_a_clean_detached_worktree(project):
     tip = second_commit(repo)
 
     pool.release(path, recycle_at=tip)
-    assert not path.exists()
-    [recycled] = pool.ready()
-    assert recycled.name.startswith(POOL_PREFIX)
+    [workspace] = pool.ready()
+    recycled = workspace.path
+    assert recycled == path  # a workspace keeps its path for life: installs hold absolute paths
     assert branch_of(recycled) is None and head(recycled) == tip
     assert run_git("status", "--porcelain", "--ignored", "--untracked-files=all", cwd=recycled) == ""
     assert not (recycled / "untracked.txt").exists() and not (recycled / "build").exists()
@@ -163,7 +163,7 @@ def test_release_recycles_a_clean_detached_worktree(project):
     # The attempt's branch keeps its work; only the worktree went back to the pool.
     assert git.out("show", "claw/1-dirty:app.txt", cwd=repo) == "modified"
     # And the recycled worktree is handed out again.
-    again = pool.acquire("attempt-2", "claw/2-next", tip)
+    again = pool.acquire(2, "claw/2-next", tip).path
     assert pool.ready() == [] and branch_of(again) == "claw/2-next"
     assert_consistent(repo, pool)
 
@@ -171,11 +171,12 @@ def test_release_recycles_a_clean_detached_worktree(project):
 def test_release_removes_a_nested_repository_an_agent_left(project):
     repo = project.root
     pool = WorkspacePool(project, size=1)
-    path = pool.acquire("attempt-1", "claw/1-vendor", head(repo))
+    path = pool.acquire(1, "claw/1-vendor", head(repo)).path
     vendored = path / "vendor" / "lib"
     git.init_repo(vendored, {"lib.py": "x = 1\n"})  # e.g. an agent ran `git clone`
     pool.release(path, recycle_at=head(repo))
-    [recycled] = pool.ready()
+    [workspace] = pool.ready()
+    recycled = workspace.path
     assert not (recycled / "vendor").exists()
     assert run_git("status", "--porcelain", "--ignored", "--untracked-files=all", cwd=recycled) == ""
 
@@ -184,7 +185,7 @@ def test_release_without_room_removes_the_worktree(project):
     repo = project.root
     pool = WorkspacePool(project, size=1)
     base = head(repo)
-    path = pool.acquire("attempt-1", "claw/1-a", base)
+    path = pool.acquire(1, "claw/1-a", base).path
     pool.fill(base)  # the pool is full again
     (path / "scratch.txt").write_text("x\n")
     pool.release(path, recycle_at=base)
@@ -198,7 +199,7 @@ def test_release_without_room_removes_the_worktree(project):
 def test_release_without_recycle_removes_the_worktree(project):
     repo = project.root
     pool = WorkspacePool(project, size=2)
-    path = pool.acquire("attempt-1", "claw/1-a", head(repo))
+    path = pool.acquire(1, "claw/1-a", head(repo)).path
     pool.release(path)
     assert not path.exists() and pool.ready() == []
     assert listed_worktrees(repo) == {}
@@ -208,22 +209,8 @@ def test_release_without_recycle_removes_the_worktree(project):
 def test_release_of_a_vanished_worktree_prunes_git_records(project):
     repo = project.root
     pool = WorkspacePool(project, size=2)
-    path = pool.acquire("attempt-1", "claw/1-a", head(repo))
+    path = pool.acquire(1, "claw/1-a", head(repo)).path
     subprocess.run(["rm", "-rf", str(path)], check=True)  # someone deleted the folder by hand
     pool.release(path, recycle_at=head(repo))
     assert listed_worktrees(repo) == {}
     assert pool.ready() == []
-
-
-def test_acquire_refuses_a_name_that_is_already_taken(project):
-    repo = project.root
-    pool = WorkspacePool(project, size=1)
-    base = head(repo)
-    old = pool.acquire("attempt-1", "claw/1-old", base)  # e.g. left from before the database was reset
-    (old / "work.txt").write_text("precious\n")
-    pool.fill(base)
-    with pytest.raises(ClawError):
-        pool.acquire("attempt-1", "claw/1-new", base)
-    assert branch_of(old) == "claw/1-old" and (old / "work.txt").exists()
-    assert [p.name for p in old.iterdir() if p.name.startswith(POOL_PREFIX)] == []
-    assert_consistent(repo, pool)

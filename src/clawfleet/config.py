@@ -362,6 +362,52 @@ class TelegramConfig(_Section):
     base_url: str = Field("https://api.telegram.org/bot", description="Bot API root (a local Bot API server, or a test fake)")
 
 
+DEFAULT_SETUP_INPUTS = [
+    "**/requirements*.txt", "**/pyproject.toml", "**/setup.py", "**/setup.cfg", "**/poetry.lock",
+    "**/uv.lock", "**/Pipfile.lock", "**/package.json", "**/package-lock.json", "**/yarn.lock",
+    "**/pnpm-lock.yaml", "**/Cargo.lock", "**/go.sum", "**/Gemfile.lock", "**/composer.lock",
+]
+
+
+class WorkspaceConfig(_Section):
+    """What makes a worktree ready to run: copied files, setup commands, environment, ports."""
+    include: list[str] = Field(default_factory=list, description="untracked paths (globs) of your checkout "
+                               "copied into every workspace, e.g. .env; never committed")
+    link: list[str] = Field(default_factory=list, description="untracked paths hard-linked instead of "
+                            "copied: only big files nothing edits in place (an edit would reach yours)")
+    setup: list[str] = Field(default_factory=list, description="commands run once when a workspace is made")
+    teardown: list[str] = Field(default_factory=list, description="commands run before a workspace is removed")
+    setup_timeout: float = Field(900.0, gt=0, description="seconds for all setup commands together")
+    setup_inputs: list[str] = Field(default_factory=lambda: list(DEFAULT_SETUP_INPUTS),
+                                    description="tracked files (globs) whose change runs setup again")
+    env: dict[str, str] = Field(default_factory=dict, description="variables for setup, agent and checks; "
+                                "$CLAW_PORT, ${WEB_PORT}... are replaced")
+    ports: list[str] = Field(default_factory=list, description="names of extra ports, e.g. WEB_PORT")
+    port_range: tuple[int, int] = Field((20000, 29999), description="ports handed out to workspaces")
+    ports_per_workspace: int = Field(10, ge=1, le=1000)
+    share_caches: bool = Field(True, description="pip, npm, yarn, uv and Go caches in .claw/run/cache")
+    shared_venv: bool = Field(False, description="one virtual environment per lock-file state, shared "
+                              "read-only by the workspaces; see README for when that is safe")
+    venv_setup: list[str] = Field(default_factory=list, description="commands that fill a new shared venv")
+    venv_python: str = Field("python3", description="the Python a shared venv is made with")
+    venv_args: list[str] = Field(default_factory=list, description="extra `python -m venv` arguments")
+
+    @model_validator(mode="after")
+    def _ports_fit(self) -> "WorkspaceConfig":
+        low, high = self.port_range
+        if not 1024 <= low <= high <= 65535:
+            raise ValueError("port_range must be [low, high] with 1024 <= low <= high <= 65535")
+        if len(self.ports) + 1 > self.ports_per_workspace:
+            raise ValueError(f"{len(self.ports)} named ports and CLAW_PORT need ports_per_workspace >= "
+                             f"{len(self.ports) + 1}")
+        if high - low + 1 < self.ports_per_workspace:
+            raise ValueError("port_range holds fewer ports than ports_per_workspace")
+        for name in self.ports:
+            if not name.isidentifier() or name == "CLAW_PORT":
+                raise ValueError(f"port name {name!r} must be a variable name other than CLAW_PORT")
+        return self
+
+
 class Config(_Section):
     fleet: FleetConfig = Field(default_factory=FleetConfig)
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
@@ -376,6 +422,7 @@ class Config(_Section):
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
     webhook: WebhookConfig = Field(default_factory=WebhookConfig)
     telegram: TelegramConfig = Field(default_factory=TelegramConfig)
+    workspace: WorkspaceConfig = Field(default_factory=WorkspaceConfig)
 
     @model_validator(mode="after")
     def _unique_names(self) -> "Config":
@@ -529,6 +576,24 @@ output_limit = 10000
 # [agents.my-agent]
 # kind = "command"
 # command = ["my-agent", "--prompt-file", "{{prompt_file}}"]
+
+# What makes a worktree ready to run (`claw workspace list | doctor | prune`). Workspaces are
+# set up once and kept warm in the pool; setup runs again only when a file of setup_inputs
+# changed. Setup and agents see CLAW_PORT (the first of this workspace's own ports) and
+# each name of `ports`, so parallel dev servers never collide.
+[workspace]
+# include = [".env", "certs/"]     # untracked files copied into every workspace, never committed
+# link = ["fixtures/big.db"]       # hard-linked instead: only files nothing edits in place
+# setup = ["python3 -m venv .venv", ".venv/bin/pip install -r requirements.txt"]
+# teardown = ["docker compose down"]
+# setup_inputs = ["**/requirements*.txt", "**/package-lock.json"]   # default: common lock files
+# env = {{ DATABASE_URL = "postgres://localhost:${{DB_PORT}}/dev" }}
+# ports = ["WEB_PORT", "DB_PORT"]
+port_range = [20000, 29999]
+ports_per_workspace = 10
+share_caches = true       # PIP_CACHE_DIR, npm_config_cache... point at .claw/run/cache
+shared_venv = false       # one venv per lock-file state, shared read-only (see README)
+# venv_setup = ["pip install --no-index --find-links wheels -r requirements.txt"]
 
 # The LLM gateway (`claw gateway`): a metering proxy on 127.0.0.1 for OpenAI chat, OpenAI
 # Responses and Anthropic Messages. Each attempt gets its own key, so tokens, cost and budgets

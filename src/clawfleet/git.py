@@ -188,10 +188,55 @@ def start_branch(worktree: Path, branch: str, base: str) -> None:
         git("switch", "--quiet", "--force-create", branch, base, cwd=worktree)
 
 
-def reset_worktree(worktree: Path, commit: str) -> None:
-    """Return a worktree to a clean detached state at `commit` (for reuse by the pool)."""
+def reset_worktree(worktree: Path, commit: str, keep_ignored: bool = False) -> None:
+    """Return a worktree to a clean detached state at `commit` (for reuse by the pool).
+
+    `keep_ignored` keeps ignored files (installed dependencies, build caches: what a setup made).
+    """
     git("switch", "--quiet", "--detach", "--discard-changes", commit, cwd=worktree)
-    git("clean", "-ffdxq", cwd=worktree)  # -ff: nested repositories an agent made go too
+    # -ff: nested repositories an agent made go too
+    git("clean", "-ffdq" if keep_ignored else "-ffdxq", cwd=worktree)
+
+
+def uncommitted(worktree: Path) -> list[str]:
+    """Paths with uncommitted changes: tracked files changed, untracked files not ignored."""
+    entries = git("status", "--porcelain", "-z", cwd=worktree).stdout.split("\0")
+    return [entry[3:] for entry in entries if len(entry) > 3]
+
+
+def admin_dir(worktree: Path) -> Path:
+    """The worktree's own folder inside the repository's git directory (`.git/worktrees/NAME`)."""
+    dot_git = worktree / ".git"
+    if dot_git.is_file():
+        text = dot_git.read_text().strip()
+        if text.startswith("gitdir:"):
+            found = Path(text.removeprefix("gitdir:").strip())
+            return found if found.is_absolute() else (worktree / found).resolve()
+    return dot_git
+
+
+_KEPT_OUT = "claw-kept-out"
+
+
+def keep_out_of_commits(worktree: Path, paths: Sequence[str]) -> None:
+    """Never let clawfleet's commits (commit_all, snapshot_commit) take these untracked paths.
+
+    For files copied into a workspace, such as `.env`. The list lives in the worktree's own git
+    folder because `info/exclude` is shared by every worktree, the person's checkout included.
+    """
+    record = admin_dir(worktree) / _KEPT_OUT
+    if paths:
+        record.write_text("".join(f"{p}\n" for p in paths))
+    elif record.exists():
+        record.unlink()
+
+
+def _add_all_args(worktree: Path, exclude: Sequence[str] = ()) -> list[str]:
+    kept_out = kept_out_of_commits(worktree)
+    if not kept_out and not exclude:
+        return ["add", "--all"]
+    return ["add", "--all", "--", ":/", *(f":(top,exclude,literal){p}" for p in kept_out),
+            *(f":(top,exclude,glob){pattern}" for pattern in exclude)]
 
 
 def is_dirty(worktree: Path) -> bool:
@@ -201,8 +246,8 @@ def is_dirty(worktree: Path) -> bool:
 
 def commit_all(worktree: Path, message: str, exclude: Sequence[str] = ()) -> str | None:
     """Commit every change in the worktree but paths matching `exclude` (an agent's scratch
-    files); return the new commit, or None when nothing changed."""
-    git("add", "--all", "--", ".", *(f":(exclude,glob){pattern}" for pattern in exclude), cwd=worktree)
+    files) and the files kept out of commits; return the new commit, or None when nothing changed."""
+    git(*_add_all_args(worktree, exclude), cwd=worktree)
     if git("diff", "--cached", "--quiet", cwd=worktree, check=False).returncode == 0:
         return None
     git("commit", "--quiet", "--no-verify", "-m", message, cwd=worktree, identity=True)
@@ -251,7 +296,7 @@ def snapshot_commit(worktree: Path) -> str:
     with tempfile.TemporaryDirectory(prefix="claw-snap-") as scratch:
         env = {"GIT_INDEX_FILE": str(Path(scratch) / "index")}
         git("read-tree", "HEAD", cwd=worktree, env=env)
-        git("add", "--all", cwd=worktree, env=env)
+        git(*_add_all_args(worktree), cwd=worktree, env=env)
         tree = git("write-tree", cwd=worktree, env=env).stdout.strip()
         result = git("commit-tree", tree, "-p", "HEAD", "-m", "claw radar snapshot", cwd=worktree,
                      identity=True)
@@ -310,3 +355,21 @@ def all_branches(repo: Path, prefix: str = "") -> list[str]:
 
 def tracked_paths(repo: Path, commit: str, pathspecs: Sequence[str] = ()) -> list[str]:
     return out("ls-tree", "-r", "--name-only", commit, "--", *pathspecs, cwd=repo).splitlines()
+
+
+def tree_blobs(repo: Path, commit: str) -> dict[str, str]:
+    """Every tracked file at `commit` with its blob id (equal ids, equal content); no worktree read."""
+    blobs = {}
+    for entry in git("ls-tree", "-r", "-z", "--full-tree", commit, cwd=repo).stdout.split("\0"):
+        if entry:
+            meta, _, path = entry.partition("\t")
+            blobs[path] = meta.rsplit(" ", 1)[-1]
+    return blobs
+
+
+def tracked_among(worktree: Path, paths: Sequence[str]) -> set[str]:
+    """Which of `paths` (or anything under them) git tracks in this worktree's index."""
+    if not paths:
+        return set()
+    listed = out("ls-files", "--", *(f":(top,literal){p}" for p in paths), cwd=worktree).splitlines()
+    return {p for p in paths if any(f == p or f.startswith(p.rstrip("/") + "/") for f in listed)}

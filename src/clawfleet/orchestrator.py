@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from .review import Decision, after_ai_review, decide, risk_of
 from .risk import Risk
 from .runner import AttemptSpec, AttemptStatus, read_progress
 from .scheduler import for_project
-from .workspace import WorkspacePool, attempt_worktree_name
+from .workspace import WorkspacePool
 
 HARD_KILL_GRACE_S = 15.0
 MERGE_RETRY_S = 2.0
@@ -171,11 +171,12 @@ class Orchestrator:
         attempt_dir = self.project.attempt_dir(attempt.id)
         attempt_dir.mkdir(parents=True, exist_ok=True)
         try:
-            worktree = self.pool.acquire(attempt_worktree_name(attempt.id), attempt.branch, base)
+            workspace = self.pool.acquire(attempt.id, attempt.branch, base)
         except ClawError as error:
             self._finish(attempt, AttemptStatus(AttemptState.failed, f"could not make its workspace: {error}",
                                                 finished_at=self.clock()))
             return
+        worktree = workspace.path
         spec = AttemptSpec(
             attempt_id=attempt.id, attempt_number=attempt.number,
             task={k: v for k, v in vars(task).items()}, project_root=str(self.project.root),
@@ -185,7 +186,8 @@ class Orchestrator:
             check_timeout=self.config.checks.timeout, fix_rounds=self.config.checks.fix_rounds,
             deadline=self.clock() + self.config.fleet.attempt_timeout, feedback=task.feedback,
             gateway_url=self.gateway.attempt_url(attempt.id) if self.gateway else None,
-            gateway_key=self.gateway.attempt_key(attempt.id) if self.gateway else None)
+            gateway_key=self.gateway.attempt_key(attempt.id) if self.gateway else None,
+            env=workspace.env, setup=asdict(workspace.setup) if workspace.setup else None)
         spec.save(attempt_dir)
         (attempt_dir / "prompt-0.md").write_text(render_prompt(
             task, project_root=self.project.root, branch=attempt.branch, checks=spec.checks,

@@ -52,6 +52,8 @@ class AttemptSpec:
     feedback: str | None = None
     gateway_url: str | None = None     # this attempt's base URL on the metering gateway
     gateway_key: str | None = None
+    env: dict[str, str] = field(default_factory=dict)  # the workspace's: ports, caches, [workspace] env
+    setup: dict[str, Any] | None = None                # a workspace.SetupPlan owed before the agent
 
     def save(self, attempt_dir: Path) -> None:
         _write_json(attempt_dir / "spec.json", asdict(self))
@@ -153,6 +155,11 @@ class Runner:
 
     def run(self) -> AttemptStatus:
         spec = self.spec
+        os.environ.update(spec.env)  # agents and checks inherit the workspace's variables
+        if spec.setup:
+            failure = self.set_up()
+            if failure:
+                return failure
         task = _task_from(spec.task)
         agent = self.agent = make_agent(spec.agent_name, through_gateway(spec))
         failure, checks = None, []
@@ -222,6 +229,21 @@ class Runner:
             return git.rev(self.worktree, "HEAD")
         except ClawError:
             return None
+
+    def set_up(self) -> AttemptStatus | None:
+        """Run the setup the workspace owes. A failure ends the attempt here, with the command's
+        reason, before the agent starts: no model call, no budget spent."""
+        from .workspace import SetupPlan, run_setup  # only attempts that owe a setup pay the import
+
+        self.progress("setup")
+        result = run_setup(SetupPlan(**self.spec.setup), self.worktree, self.spec.env, self.children,
+                           self.dir / "setup.log", deadline=self.spec.deadline)
+        if result.ok:
+            return None
+        return self._status(AttemptState.failed,
+                            f"workspace setup failed: {result.error} (log: {result.log}; "
+                            "`claw workspace doctor` shows it)", exit_code=1,
+                            head_commit=git.rev(self.worktree, "HEAD"))
 
     def _status(self, outcome: AttemptState, reason: str | None, *, checks: list[CheckResult] = (),
                 **fields: Any) -> AttemptStatus:

@@ -458,6 +458,70 @@ class Store:
                 db.execute(f"UPDATE notifications SET attempts = attempts + 1, error = ? WHERE id IN ({marks})",
                            [error, *ids])
 
+    # -- workspaces (the pool's records and port leases) ------------------------------------
+
+    def add_workspace(self, workspace_id: str, path: str, *, state: str, attempt_id: int | None,
+                      port_range: tuple[int, int], ports: int,
+                      port_free: Any = lambda base, count: True) -> dict[str, Any]:
+        """Record a new workspace and lease it the lowest free block of `ports` ports.
+
+        The lease is exclusive across processes (one write transaction, a UNIQUE column);
+        `port_free(base, count)` skips blocks another program on the machine is using.
+        """
+        now = time.time()
+        low, high = port_range
+        with self.transaction() as db:
+            taken = {r[0] for r in db.execute("SELECT port_base FROM workspaces WHERE port_base IS NOT NULL")}
+            base = next((b for b in range(low, high - ports + 2, ports)
+                         if b not in taken and port_free(b, ports)), None)
+            if base is None:
+                raise ClawError(f"no free block of {ports} ports left in {low}-{high}",
+                                hint="widen [workspace] port_range, or `claw workspace prune` stale workspaces")
+            db.execute("INSERT INTO workspaces (id, path, state, attempt_id, maker_pid, port_base, ports,"
+                       " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (workspace_id, path, state, attempt_id, os.getpid(), base, ports, now, now))
+            self._event(db, "workspace.made", attempt_id=attempt_id, workspace=workspace_id,
+                        state=state, ports=[base, base + ports - 1])
+        return self.workspace(workspace_id)
+
+    def move_workspace(self, workspace_id: str, state: str, *, expect: Sequence[str] | None = None,
+                       attempt_id: int | None = None, **data: Any) -> bool:
+        """Change a workspace's state (only from an `expect`ed one); False when it was not there.
+
+        Claiming a pooled workspace is `move_workspace(id, "in_use", expect=["ready"], ...)`:
+        of two processes racing for one, exactly one gets True.
+        """
+        with self.transaction() as db:
+            query, args = "UPDATE workspaces SET state = ?, attempt_id = ?, updated_at = ? WHERE id = ?", \
+                [state, attempt_id, time.time(), workspace_id]
+            if expect:
+                query += f" AND state IN ({','.join('?' * len(expect))})"
+                args += list(expect)
+            if db.execute(query, args).rowcount == 0:
+                return False
+            self._event(db, f"workspace.{state}", attempt_id=attempt_id, workspace=workspace_id, **data)
+        return True
+
+    def remove_workspace(self, workspace_id: str, **data: Any) -> None:
+        """Forget a workspace; its ports go back to the pool of free ones."""
+        with self.transaction() as db:
+            if db.execute("DELETE FROM workspaces WHERE id = ?", (workspace_id,)).rowcount:
+                self._event(db, "workspace.removed", workspace=workspace_id, **data)
+
+    def workspace(self, workspace_id: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT * FROM workspaces WHERE id = ?", (workspace_id,)).fetchone()
+        return dict(row) if row else None
+
+    def workspaces(self, states: Sequence[str] | None = None, path: str | None = None) -> list[dict[str, Any]]:
+        query, args = "SELECT * FROM workspaces WHERE 1=1", []
+        if states:
+            query += f" AND state IN ({','.join('?' * len(states))})"
+            args += list(states)
+        if path is not None:
+            query += " AND path = ?"
+            args.append(path)
+        return [dict(row) for row in self._db.execute(query + " ORDER BY created_at, id", args)]
+
     # -- model calls (the gateway's meter) -------------------------------------------------
 
     def record_llm_call(self, call: LlmCall) -> int:
