@@ -24,6 +24,7 @@ from .commands._common import (
     print_json,
 )
 from .commands.research import app as research_app
+from .commands.workspace import app as workspace_app
 from .errors import ClawError, UsageError
 from .models import AttemptState, Importance, Task, TaskState
 from .project import Project, initialize
@@ -608,6 +609,7 @@ app.add_typer(research_app, name="research")
 app.command("up")(daemon_commands.up)
 app.command("down")(daemon_commands.down)
 app.add_typer(daemon_commands.notify_app, name="notify")
+app.add_typer(workspace_app, name="workspace")
 
 
 @gateway_app.callback(invoke_without_command=True)

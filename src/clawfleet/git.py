@@ -231,6 +231,13 @@ def keep_out_of_commits(worktree: Path, paths: Sequence[str]) -> None:
         record.unlink()
 
 
+def kept_out_of_commits(worktree: Path) -> list[str]:
+    try:
+        return [p for p in (admin_dir(worktree) / _KEPT_OUT).read_text().splitlines() if p]
+    except OSError:
+        return []
+
+
 def _add_all_args(worktree: Path, exclude: Sequence[str] = ()) -> list[str]:
     kept_out = kept_out_of_commits(worktree)
     if not kept_out and not exclude:

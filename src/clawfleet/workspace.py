@@ -199,6 +199,16 @@ def sync_includes(project: Project, config: WorkspaceConfig, worktree: Path) -> 
     return placed
 
 
+def _drop_includes(worktree: Path) -> None:
+    """Delete the copies sync_includes placed (never the person's files: these are copies or links)."""
+    for path in git.kept_out_of_commits(worktree):
+        target = worktree / path
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target, ignore_errors=True)
+        elif target.is_symlink() or target.exists():
+            target.unlink()
+
+
 def _place(source: Path, target: Path, link: bool) -> None:
     if source.is_dir() and not source.is_symlink():
         for child in source.iterdir():
@@ -516,6 +526,7 @@ class WorkspacePool:
             if not self.store.move_workspace(workspace.id, "in_use", expect=["ready"], attempt_id=attempt_id):
                 continue  # another process took it first
             try:
+                _drop_includes(workspace.path)  # copied anew below; one may be tracked at `base` now
                 git.start_branch(workspace.path, branch, base)
             except GitError:
                 self._remove(workspace, teardown=False)  # broken (deleted by hand?): make another
@@ -685,8 +696,7 @@ class WorkspacePool:
 
     def _work_in(self, worktree: Path) -> list[str]:
         """Uncommitted work, not counting the files clawfleet copied in."""
-        placed = set(git.admin_dir(worktree).joinpath("claw-kept-out").read_text().splitlines()) \
-            if git.admin_dir(worktree).joinpath("claw-kept-out").exists() else set()
+        placed = git.kept_out_of_commits(worktree)
         return [p for p in git.uncommitted(worktree)
                 if not any(p == k or p.startswith(k.rstrip("/") + "/") for k in placed)]
 
@@ -717,3 +727,58 @@ def disk_usage(path: Path) -> int:
             total += info.st_blocks * 512
     return total
 
+
+
+def doctor_report(project: Project) -> dict[str, Any]:
+    """What keeps workspaces from being ready, each problem with the output that explains it."""
+    config = project.config.workspace
+    pool = WorkspacePool(project)
+    notes: list[str] = []
+    problems: list[dict[str, str]] = []
+    for pattern in [*config.include, *config.link]:
+        single = WorkspaceConfig(include=[pattern])
+        if not include_paths(project, single):
+            problems.append({"what": f"include `{pattern}` matches nothing in {project.root}",
+                             "fix": "create it in your checkout, or drop it from [workspace] include"})
+    placed = include_paths(project, config)
+    if placed:
+        notes.append("copied into every workspace (never committed): "
+                     + ", ".join(p + (" (hard link)" if link else "") for p, link in placed))
+    if needs_setup(config):
+        tip = project.target_tip()
+        inputs = setup_inputs(config, project.root, tip)
+        notes.append(f"setup: {len(config.setup)} command(s); it runs again when any of "
+                     f"{len(inputs)} tracked file(s) matching setup_inputs changes"
+                     + (f" ({', '.join(p for p, _ in inputs[:5])}{', ...' if len(inputs) > 5 else ''})"
+                        if inputs else ""))
+    else:
+        notes.append("no setup commands: workspaces are plain checkouts ([workspace] setup adds some)")
+    low, high = config.port_range
+    blocks = (high - low + 1) // config.ports_per_workspace
+    taken = len([r for r in pool.store.workspaces() if r["port_base"]])
+    notes.append(f"ports: blocks of {config.ports_per_workspace} in {low}-{high}; {taken} of {blocks} leased"
+                 + (f"; names: CLAW_PORT, {', '.join(config.ports)}" if config.ports else ""))
+    if taken >= blocks:
+        problems.append({"what": "every port block is leased", "fix": "widen port_range or prune workspaces"})
+    shown_logs = set()
+    for item in pool.inventory(disk=False):
+        if item.get("setup") == "failed":
+            shown_logs.add(item.get("setup_log"))
+            problems.append({
+                "what": f"setup failed in {Path(item['path']).name} ({item['state']}, commit "
+                        f"{(item.get('setup_commit') or '')[:10]}): {item.get('setup_error')}",
+                "output": _tail(Path(item["setup_log"])) if item.get("setup_log") else "",
+                "fix": "fix the command in [workspace] setup (or what it installs from); the next attempt "
+                       "runs it again, and `claw workspace prune` removes a broken pool workspace"})
+    for attempt in project.store.attempts(states=[AttemptState.failed]):
+        log = project.attempt_dir(attempt.id) / "setup.log"
+        task = project.store.get_task(attempt.task_id)
+        if (attempt.reason or "").startswith("workspace setup failed") and str(log) not in shown_logs \
+                and task.state == TaskState.failed and project.store.latest_attempt(task.id).id == attempt.id:
+            problems.append({"what": f"task {task.id} attempt {attempt.number}: {attempt.reason}",
+                             "output": _tail(log),
+                             "fix": "fix the setup, then `claw retry " + str(task.id) + "`"})
+    for item in pool.prune(dry_run=True):
+        if item["action"] == "would remove":
+            notes.append(f"stale: {item['path']} ({item['reason']}): `claw workspace prune` removes it")
+    return {"notes": notes, "problems": problems}
