@@ -62,11 +62,11 @@ def app_repo(tmp_path: Path) -> Path:
     return repo
 
 
-def configure(repo: Path, *, setup: str = SETUP, extra: str = "", fleet: str = "") -> None:
+def configure(repo: Path, *, setup: str = SETUP, extra: str = "", fleet: str = "", pool_size: int = 2) -> None:
     write_config(repo, f"""
         [fleet]
         slots = 2
-        pool_size = 2
+        pool_size = {pool_size}
         attempt_timeout = 90
         max_attempts = 1
         {fleet}
@@ -247,7 +247,7 @@ def test_a_setup_failure_fails_the_attempt_early_and_the_agent_never_runs(app_re
     agent.write_text(f"#!/usr/bin/env bash\ntouch {marker}\necho x > x.txt\n")
     agent.chmod(0o755)
     configure(app_repo, setup="echo resolving; echo 'ERROR: no matching distribution for nope==9' >&2; exit 3",
-              fleet='default_agent = "marker"\npool_size = 1')
+              fleet='default_agent = "marker"', pool_size=1)
     with open(app_repo / ".claw" / "config.toml", "a") as config:
         config.write(f'\n[agents.marker]\nkind = "command"\ncommand = ["{agent}"]\n')
     assert claw(app_repo, "add", "doomed").returncode == 0
@@ -272,6 +272,10 @@ def test_prune_removes_a_stale_staging_worktree_and_keeps_work_and_warm_ones(app
     project = Project(app_repo)
     pool = WorkspacePool(project, size=1)
     base = project.target_tip()
+    # A workspace whose attempt is long over (its record says in use).
+    leftover = pool.acquire(77, "claw/77-old", base)
+    (leftover.path / "done.txt").write_text("x\n")
+    git.commit_all(leftover.path, "work on a branch")
     pool.fill(base)
     [warm] = pool.ready()
     # A crash while filling the pool left a staging checkout behind.
@@ -281,10 +285,6 @@ def test_prune_removes_a_stale_staging_worktree_and_keeps_work_and_warm_ones(app
     stray = project.worktrees_dir / "ws-deadbeef00"
     git.git("worktree", "add", "--quiet", "-b", "claw/9-stray", str(stray), base, cwd=app_repo)
     (stray / "README.md").write_text("unsaved edit\n")
-    # A workspace whose attempt is long over (its record says in use).
-    leftover = pool.acquire(77, "claw/77-old", base)
-    (leftover.path / "done.txt").write_text("x\n")
-    git.commit_all(leftover.path, "work on a branch")
 
     listed = json.loads(claw(app_repo, "workspace", "list", "--json").stdout)
     states = {Path(i["path"]).name: i["state"] for i in listed}
@@ -318,7 +318,8 @@ def test_ports_of_live_workspaces_never_collide_and_come_back_on_removal(app_rep
 
 
 def test_shared_venv_is_made_once_and_shared_read_only(app_repo):
-    venv_setup = ('python3 -m pip --python "$VIRTUAL_ENV/bin/python" install --quiet '
+    # The venv is made without pip (fast); the outer pip installs into it. Inside, `python` is the venv's.
+    venv_setup = (f'{sys.executable} -m pip --python "$VIRTUAL_ENV/bin/python" install --quiet '
                   '--disable-pip-version-check --no-index --find-links wheels -r requirements.txt')
     configure(app_repo, setup="python -c 'import greet; print(greet.hello())' > greeted.txt",
               extra=f'shared_venv = true\nvenv_args = ["--without-pip"]\nvenv_setup = [{json.dumps(venv_setup)}]')

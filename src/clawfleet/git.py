@@ -200,7 +200,7 @@ def reset_worktree(worktree: Path, commit: str, keep_ignored: bool = False) -> N
 
 def uncommitted(worktree: Path) -> list[str]:
     """Paths with uncommitted changes: tracked files changed, untracked files not ignored."""
-    entries = git("status", "--porcelain", "-z", cwd=worktree).stdout.split("\0")
+    entries = git("status", "--porcelain", "-z", "--untracked-files=all", cwd=worktree).stdout.split("\0")
     return [entry[3:] for entry in entries if len(entry) > 3]
 
 
