@@ -21,6 +21,11 @@ def matches(glob: str, path: str) -> bool:
     return re.fullmatch(_translate(glob), path) is not None
 
 
+def glob_regex(glob: str) -> str:
+    """The regular expression (for `re.fullmatch`) of a glob with wildcards, as `matches` reads it."""
+    return _translate(glob.strip().removeprefix("./"))
+
+
 def _translate(glob: str) -> str:
     out, i = [], 0
     while i < len(glob):

@@ -18,9 +18,11 @@ pool filler, or the attempt's runner when the workspace was made cold or its inp
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import stat
@@ -35,7 +37,7 @@ from typing import Any
 from . import git
 from .config import WorkspaceConfig
 from .errors import ClawError, GitError
-from .footprint import matches
+from .footprint import glob_regex
 from .models import AttemptState, TaskState
 from .procs import ChildGroups, pid_alive
 from .project import Project
@@ -102,8 +104,29 @@ def setup_inputs(config: WorkspaceConfig, repo: Path, commit: str) -> list[tuple
     """(path, blob) of the tracked files at `commit` that setup depends on."""
     if not config.setup_inputs:
         return []
-    return sorted((path, blob) for path, blob in git.tree_blobs(repo, commit).items()
-                  if any(matches(glob, path) for glob in config.setup_inputs))
+    key = (str(repo), commit, tuple(config.setup_inputs))
+    if key not in _inputs_cache:  # a commit's files never change: worth remembering
+        pattern = _inputs_pattern(tuple(config.setup_inputs))
+        found = sorted((path, blob) for path, blob in git.tree_blobs(repo, commit).items()
+                       if pattern.fullmatch(path))
+        if len(_inputs_cache) > 256:
+            _inputs_cache.clear()
+        _inputs_cache[key] = found
+    return _inputs_cache[key]
+
+
+_inputs_cache: dict[tuple, list[tuple[str, str]]] = {}
+
+
+@functools.lru_cache(maxsize=16)
+def _inputs_pattern(globs: tuple[str, ...]) -> re.Pattern[str]:
+    """One regular expression for all the globs (matching a thousand paths one glob at a time is slow)."""
+    parts = []
+    for glob in globs:
+        glob = glob.strip().removeprefix("./")
+        parts.append(glob_regex(glob) if any(c in glob for c in "*?[")
+                     else re.escape(glob.rstrip("/")) + "(?:/.*)?")
+    return re.compile("|".join(f"(?:{p})" for p in parts) or "(?!)")
 
 
 def _digest(*parts: Any) -> str:
