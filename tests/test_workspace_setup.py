@@ -62,7 +62,8 @@ def app_repo(tmp_path: Path) -> Path:
     return repo
 
 
-def configure(repo: Path, *, setup: str = SETUP, extra: str = "", fleet: str = "", pool_size: int = 2) -> None:
+def configure(repo: Path, *, setup: str = SETUP, extra: str = "", fleet: str = "", pool_size: int = 2,
+              checks: tuple[str, ...] = ()) -> None:
     write_config(repo, f"""
         [fleet]
         slots = 2
@@ -70,6 +71,8 @@ def configure(repo: Path, *, setup: str = SETUP, extra: str = "", fleet: str = "
         attempt_timeout = 90
         max_attempts = 1
         {fleet}
+        [checks]
+        commands = {json.dumps(list(checks))}
         [review]
         auto_approve = ["low", "normal"]
         [workspace]
@@ -217,7 +220,10 @@ def test_two_attempts_serve_http_on_their_own_ports_at_the_same_time(app_repo):
     agent = app_repo.parent / "server_agent.py"
     agent.write_text(AGENT.format(python=sys.executable, stamps=str(stamps)))
     agent.chmod(0o755)
-    configure(app_repo, extra="", fleet='default_agent = "server"')
+    # The checks need the installed package and the .env: in the attempts' workspaces, and again
+    # in the merge queue's worktree when the second attempt is re-checked on top of the first.
+    needs_install = "test -f .env && python3 -c 'import sys; sys.path.insert(0, \".deps\"); import greet'"
+    configure(app_repo, fleet='default_agent = "server"', checks=(needs_install,))
     with open(app_repo / ".claw" / "config.toml", "a") as config:
         config.write(f'\n[agents.server]\nkind = "command"\ncommand = ["{agent}"]\n')
     for title in ("first", "second"):
@@ -239,6 +245,8 @@ def test_two_attempts_serve_http_on_their_own_ports_at_the_same_time(app_repo):
     # The work landed; the copied .env never reached any commit.
     assert (app_repo / "result-1.txt").exists() and (app_repo / "result-2.txt").exists()
     assert git.out("log", "--all", "--format=%H", "--", ".env", "fixtures", cwd=app_repo) == ""
+    merge_checks = list((app_repo / ".claw" / "run" / "attempts").glob("*/checks/merge-*.log"))
+    assert merge_checks and all("[exit 0]" in log.read_text() for log in merge_checks)
 
 
 def test_a_setup_failure_fails_the_attempt_early_and_the_agent_never_runs(app_repo):

@@ -16,7 +16,7 @@ from .checks import all_passed, describe_failure, run_checks
 from .models import Attempt, AttemptState, TaskState
 from .procs import ChildGroups
 from .project import Project
-from .workspace import WorkspacePool
+from .workspace import WorkspacePool, prepare_integration
 
 INTEGRATION = "integration"
 RESOLVE_BODY = """\
@@ -166,10 +166,13 @@ class MergeQueue:
         if not commands or (len(stacked) == 1 and alone.base_commit == tip and alone.checks_passed):
             return None
         lead = stacked[-1][0]
+        children = ChildGroups(self.project.attempt_dir(lead.id) / "children")
+        env, setup_failure = prepare_integration(self.project, integration, stacked[-1][1], children)
+        if setup_failure:
+            return setup_failure
         results = run_checks(commands, cwd=integration, timeout=self.config.checks.timeout,
                              log_dir=self.project.attempt_dir(lead.id) / "checks",
-                             label=f"merge-batch{len(stacked)}",
-                             children=ChildGroups(self.project.attempt_dir(lead.id) / "children"))
+                             label=f"merge-batch{len(stacked)}", children=children, env=env)
         return None if all_passed(results) else describe_failure(results)
 
     def _move_target(self, tip: str, top: str, stacked: list[tuple[Attempt, str]]) -> str | None | bool:

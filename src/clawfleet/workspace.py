@@ -752,6 +752,41 @@ def disk_usage(path: Path) -> int:
 
 
 
+INTEGRATION_ID = "integration"
+
+
+def prepare_integration(project: Project, worktree: Path, commit: str,
+                        children: ChildGroups) -> tuple[dict[str, str], str | None]:
+    """Make the merge queue's worktree ready for the checks at `commit`, as an attempt's is:
+    includes, its own ports, and setup when the setup inputs changed since its last one.
+    Returns the checks' environment and, when the setup failed, why."""
+    config = project.config.workspace
+    pool = WorkspacePool(project)
+    row = pool.store.workspace(INTEGRATION_ID)
+    if row is not None and row["path"] != str(worktree):
+        pool.store.remove_workspace(INTEGRATION_ID)
+        row = None
+    if row is None:
+        row = pool.store.add_workspace(INTEGRATION_ID, str(worktree), state="integration", attempt_id=None,
+                                       port_range=config.port_range, ports=config.ports_per_workspace,
+                                       port_free=port_block_free)
+    workspace = Workspace.from_row(row)
+    sync_includes(project, config, worktree)
+    # The merge queue makes its worktree again when git lost it: then its installs are gone too.
+    made_here = git.admin_dir(worktree) / "claw-set-up"
+    if not made_here.exists():
+        (meta_dir(project, INTEGRATION_ID) / "setup.json").unlink(missing_ok=True)
+    plan = pool._plan(workspace, commit)
+    env = pool._env(workspace, plan)
+    if plan:
+        meta = meta_dir(project, INTEGRATION_ID)
+        result = run_setup(plan, worktree, env, children, meta / "setup.log")
+        if not result.ok:
+            return env, f"workspace setup failed in the merge worktree: {result.error}"
+        made_here.write_text(plan.digest)
+    return env, None
+
+
 def doctor_report(project: Project) -> dict[str, Any]:
     """What keeps workspaces from being ready, each problem with the output that explains it."""
     config = project.config.workspace
