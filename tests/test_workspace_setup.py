@@ -8,17 +8,17 @@ import os
 import stat
 import subprocess
 import sys
-import textwrap
+import time
 import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import claw, write_config
 
 from clawfleet import git
+from clawfleet.procs import pid_alive
 from clawfleet.project import Project, initialize
-from clawfleet.workspace import WorkspacePool, read_setup, meta_dir
-
-from conftest import claw, write_config
+from clawfleet.workspace import WorkspacePool, meta_dir, read_setup
 
 SETUP = ("python3 -m pip install --quiet --disable-pip-version-check --no-index --find-links wheels "
          "--upgrade --target .deps -r requirements.txt && echo $CLAW_PORT >> \"$SETUP_RUNS\"")
@@ -86,9 +86,9 @@ def configure(repo: Path, *, setup: str = SETUP, extra: str = "", fleet: str = "
 
 
 def greet(worktree: Path) -> str:
-    result = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, '.deps'); "
-                             "import greet; print(greet.hello())"], cwd=worktree, capture_output=True,
-                            text=True, timeout=30)
+    code = "import sys; sys.path.insert(0, '.deps'); import greet; print(greet.hello())"
+    result = subprocess.run([sys.executable, "-c", code], cwd=worktree, capture_output=True, text=True,
+                            timeout=30, check=False)
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
 
@@ -344,3 +344,32 @@ def test_shared_venv_is_made_once_and_shared_read_only(app_repo):
     installed = next(Path(venv).rglob("greet.py"))
     assert not installed.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
     assert pool.acquire(1, "claw/1-v", project.target_tip()).env["VIRTUAL_ENV"] == venv
+
+
+def test_a_fill_killed_mid_setup_is_reaped_with_its_setup_processes(app_repo):
+    started = app_repo.parent / "setup-started"
+    configure(app_repo, setup=f"echo $$ > {started}; sleep 60")
+    fill = ("from pathlib import Path; from clawfleet.project import Project; "
+            "from clawfleet.workspace import WorkspacePool; "
+            f"p = Project(Path({str(app_repo)!r})); WorkspacePool(p, size=1).fill(p.target_tip())")
+    filler = subprocess.Popen([sys.executable, "-c", fill], start_new_session=True)
+    deadline = time.monotonic() + 30
+    while not (started.exists() and started.read_text().strip()):
+        assert time.monotonic() < deadline and filler.poll() is None
+        time.sleep(0.05)
+    setup_pid = int(started.read_text())
+    filler.kill()  # SIGKILL: the filler dies, the setup it started lives on in its own group
+    filler.wait(timeout=10)
+    assert pid_alive(setup_pid)
+    project = Project(app_repo)
+    [interrupted] = project.store.workspaces(["making"])
+
+    configure(app_repo, setup="true")
+    pool = WorkspacePool(project, size=1)
+    assert pool.fill(project.target_tip()) == 1
+    assert not Path(interrupted["path"]).exists() and project.store.workspace(interrupted["id"]) is None
+    deadline = time.monotonic() + 10
+    while pid_alive(setup_pid):
+        assert time.monotonic() < deadline, "the orphaned setup was not killed"
+        time.sleep(0.05)
+    assert [w.state for w in pool.ready()] == ["ready"]

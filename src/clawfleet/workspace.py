@@ -36,7 +36,7 @@ from typing import Any
 
 from . import git
 from .config import WorkspaceConfig
-from .errors import ClawError, GitError
+from .errors import GitError
 from .footprint import glob_regex
 from .models import AttemptState, TaskState
 from .procs import ChildGroups, pid_alive
@@ -77,7 +77,7 @@ class Workspace:
     setup: SetupPlan | None = None
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> "Workspace":
+    def from_row(cls, row: dict[str, Any]) -> Workspace:
         return cls(id=row["id"], path=Path(row["path"]), state=row["state"],
                    port_base=row["port_base"], ports=row["ports"], attempt_id=row["attempt_id"])
 
@@ -435,6 +435,7 @@ class WorkspacePool:
         """
         if self._known_full:
             return 0  # nothing was taken since we last counted: spare the store
+        self._reap_interrupted()
         made, have = 0, len(self.ready()) + self._filling()
         digest = None
         while have < self.size and (at_most is None or made < at_most):
@@ -447,6 +448,12 @@ class WorkspacePool:
             have += 1
         self._known_full = have >= self.size
         return made
+
+    def _reap_interrupted(self) -> None:
+        """Remove workspaces whose maker died mid-checkout or mid-setup (a killed `claw run`)."""
+        for row in self.store.workspaces(["making"]):
+            if not pid_alive(row["maker_pid"]):
+                self._remove(Workspace.from_row(row), teardown=False)
 
     def _failing(self, digest: str) -> bool:
         for row in self.store.workspaces(["broken"]):
@@ -598,6 +605,7 @@ class WorkspacePool:
             record.unlink(missing_ok=True)
 
     def _remove(self, workspace: Workspace, teardown: bool = True) -> None:
+        ChildGroups(meta_dir(self.project, workspace.id) / "children").kill_all()  # a setup left running
         if teardown:
             run_teardown(self.project, self.config, workspace)
         if workspace.path.exists():
