@@ -313,7 +313,9 @@ def test_prune_removes_a_stale_staging_worktree_and_keeps_work_and_warm_ones(app
 
 
 def test_ports_of_live_workspaces_never_collide_and_come_back_on_removal(app_repo):
-    configure(app_repo, setup="true", extra="port_range = [31000, 31029]\nports_per_workspace = 10")
+    torn_down = app_repo.parent / "torn-down.txt"
+    configure(app_repo, setup="true", extra="port_range = [31000, 31029]\nports_per_workspace = 10\n"
+                                            f'teardown = ["echo $CLAW_PORT $PWD >> {torn_down}"]')
     project = Project(app_repo)
     pool = WorkspacePool(project, size=0)
     base = project.target_tip()
@@ -321,7 +323,8 @@ def test_ports_of_live_workspaces_never_collide_and_come_back_on_removal(app_rep
     assert sorted(w.port_base for w in taken) == [31000, 31010, 31020]
     with pytest.raises(Exception, match="no free block of 10 ports"):
         pool.acquire(4, "claw/4-p", base)
-    pool.release(taken[1].path)  # pool size 0: removed, its ports freed
+    pool.release(taken[1].path)  # pool size 0: removed after its teardown, its ports freed
+    assert torn_down.read_text() == f"31010 {taken[1].path}\n" and not taken[1].path.exists()
     assert pool.acquire(5, "claw/5-p", base).port_base == 31010
 
 

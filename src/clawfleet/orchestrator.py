@@ -103,6 +103,9 @@ class Orchestrator:
                     if until():
                         break
                 elif not started and not self.running() and not self._backing_off:
+                    if filling is not None and not filling.done():
+                        self.on_event("waiting for the pool to finish setting up a workspace "
+                                      "(Ctrl-C leaves it; the next run cleans up)")
                     break
                 if filling is None or filling.done():
                     if filling is not None and filling.exception() is not None:

@@ -36,7 +36,7 @@ def list_(as_json: JsonOption = False) -> None:
         print_json(items)
         return
     if not items:
-        console.print("no workspaces (`claw run` makes them; [fleet] pool_size keeps some warm)")
+        console.print("no workspaces (`claw run` makes them; \\[fleet] pool_size keeps some warm)")
         return
     table = Table(box=None, pad_edge=False)
     for column in ("workspace", "state", "attempt", "ports", "setup", "disk", "age"):
@@ -59,8 +59,10 @@ def list_(as_json: JsonOption = False) -> None:
 
 @app.command()
 def doctor(as_json: JsonOption = False) -> None:
-    """Explain what keeps workspaces from being ready: failed setups with their output, missing
-    includes, ports, stale folders. Exit status 1 when something failed."""
+    """Explain what keeps workspaces from being ready (exit status 1 when a setup failed).
+
+    Failed setups with the command's output, includes that match nothing, ports, stale folders.
+    """
     project = open_project()
     report = doctor_report(project)
     if as_json:
@@ -86,9 +88,11 @@ def prune(
     pool: Annotated[bool, typer.Option("--pool", help="Remove the warm workspaces of the pool too.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Remove stale workspaces: failed or interrupted setups, finished attempts' leftovers,
-    folders a crash left (staging-*), unused shared venvs. Never one an attempt uses, never one
-    with uncommitted work, never a branch."""
+    """Remove stale workspaces; never one an attempt uses, with uncommitted work, or a branch.
+
+    Stale: failed or interrupted setups, workspaces of finished attempts, folders a crash left
+    (staging-*), shared venvs no workspace uses.
+    """
     project = open_project()
     report = WorkspacePool(project).prune(dry_run=dry_run, pool=pool)
     if as_json:
