@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import socket
 import stat
@@ -342,7 +343,7 @@ def _ensure_venv(venv: dict[str, Any], worktree: Path, env: dict[str, str], chil
         if path.exists():  # left half made by a crash
             _make_writable(path)
             shutil.rmtree(path)
-        command = " ".join([_quote(venv["python"]), "-m", "venv", *map(_quote, venv["args"]), _quote(str(path))])
+        command = shlex.join([venv["python"], "-m", "venv", *venv["args"], str(path)])
         error = _run_logged(command, worktree, env, children, log, deadline)
         for step in ([] if error else venv["commands"]):
             error = _run_logged(step, worktree, env, children, log, deadline)
@@ -353,12 +354,6 @@ def _ensure_venv(venv: dict[str, Any], worktree: Path, env: dict[str, str], chil
         (path / ".claw-ready").write_text(str(time.time()))
         _make_read_only(path)
     return None
-
-
-def _quote(text: str) -> str:
-    import shlex
-
-    return shlex.quote(text)
 
 
 def _make_read_only(path: Path) -> None:
@@ -376,13 +371,14 @@ def _make_writable(path: Path) -> None:
         Path(root).chmod(Path(root).stat().st_mode | stat.S_IWUSR)
 
 
-def run_teardown(project: Project, config: WorkspaceConfig, workspace: Workspace) -> str | None:
+def run_teardown(project: Project, config: WorkspaceConfig, workspace: Workspace,
+                 env: dict[str, str]) -> str | None:
     """The teardown commands, before a workspace is removed; the reason one failed, or None."""
     if not config.teardown or not workspace.path.is_dir():
         return None
     meta = meta_dir(project, workspace.id)
     meta.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **workspace_env(project, config, workspace, None)}
+    env = {**os.environ, **env}
     children = ChildGroups(meta / "children")
     deadline = time.time() + config.setup_timeout
     for command in config.teardown:
@@ -607,7 +603,7 @@ class WorkspacePool:
     def _remove(self, workspace: Workspace, teardown: bool = True) -> None:
         ChildGroups(meta_dir(self.project, workspace.id) / "children").kill_all()  # a setup left running
         if teardown:
-            run_teardown(self.project, self.config, workspace)
+            run_teardown(self.project, self.config, workspace, self._env(workspace, None))
         if workspace.path.exists():
             git.remove_worktree(self.project.root, workspace.path)
         if workspace.path.exists():  # git did not know it: a checkout that never finished
