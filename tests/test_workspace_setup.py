@@ -376,3 +376,20 @@ def test_a_fill_killed_mid_setup_is_reaped_with_its_setup_processes(app_repo):
         assert time.monotonic() < deadline, "the orphaned setup was not killed"
         time.sleep(0.05)
     assert [w.state for w in pool.ready()] == ["ready"]
+
+
+def test_an_agent_that_commits_the_copied_env_itself_lands_nothing(app_repo):
+    agent = app_repo.parent / "committer.sh"
+    agent.write_text("#!/usr/bin/env bash\necho feature > feature.txt\n"
+                     "git add -A && git commit -qm 'agent commits everything'\n")
+    agent.chmod(0o755)
+    configure(app_repo, setup="true", fleet='default_agent = "committer"')
+    with open(app_repo / ".claw" / "config.toml", "a") as config:
+        config.write(f'\n[agents.committer]\nkind = "command"\ncommand = ["{agent}"]\n')
+    assert claw(app_repo, "add", "leaky").returncode == 0
+    assert claw(app_repo, "run", timeout=120).returncode == 0
+    [task] = json.loads(claw(app_repo, "status", "--all", "--json").stdout)
+    assert task["state"] == "failed"
+    assert task["latest_attempt"]["reason"].startswith("the agent committed .env, fixtures/big.bin")
+    assert git.out("log", "main", "--format=%H", "--", ".env", cwd=app_repo) == ""
+    assert ".env" in git.out("show", "--name-only", "--format=", task["latest_attempt"]["branch"], cwd=app_repo)

@@ -238,6 +238,15 @@ def kept_out_of_commits(worktree: Path) -> list[str]:
         return []
 
 
+def committed_kept_out(worktree: Path, base: str) -> list[str]:
+    """Paths kept out of commits that a commit since `base` took anyway (an agent's own `git add -A`)."""
+    kept_out = kept_out_of_commits(worktree)
+    if not kept_out:
+        return []
+    return out("diff", "--name-only", base, "HEAD", "--",
+               *(f":(top,literal){p}" for p in kept_out), cwd=worktree).splitlines()
+
+
 def _add_all_args(worktree: Path, exclude: Sequence[str] = ()) -> list[str]:
     kept_out = kept_out_of_commits(worktree)
     if not kept_out and not exclude:

@@ -196,6 +196,12 @@ class Runner:
             head = git.commit_all(self.worktree, message[:20_000], exclude=agent.scratch)
             status = dict(summary=outcome.summary, fix_rounds=round_number,
                           head_commit=head or git.rev(self.worktree, "HEAD"))
+            leaked = git.committed_kept_out(self.worktree, spec.base_commit)
+            if leaked:  # the agent committed a copied .env itself: it must not land
+                return self._status(AttemptState.failed,
+                                    f"the agent committed {', '.join(leaked[:3])}, copied from your checkout "
+                                    "by [workspace] include; nothing lands (its branch keeps the work)",
+                                    checks=checks, **status)
             if outcome.timed_out:
                 return self._status(AttemptState.timed_out, outcome.error, exit_code=outcome.exit_code,
                                     checks=checks, **status)
