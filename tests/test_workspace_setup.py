@@ -293,6 +293,9 @@ def test_prune_removes_a_stale_staging_worktree_and_keeps_work_and_warm_ones(app
     stray = project.worktrees_dir / "ws-deadbeef00"
     git.git("worktree", "add", "--quiet", "-b", "claw/9-stray", str(stray), base, cwd=app_repo)
     (stray / "README.md").write_text("unsaved edit\n")
+    # A worktree some other tool keeps here, clean: not the pool's to judge.
+    other = project.worktrees_dir / "someone-elses"
+    git.add_detached_worktree(app_repo, other, base)
 
     listed = json.loads(claw(app_repo, "workspace", "list", "--json").stdout)
     states = {Path(i["path"]).name: i["state"] for i in listed}
@@ -307,6 +310,7 @@ def test_prune_removes_a_stale_staging_worktree_and_keeps_work_and_warm_ones(app
     assert report[stray.name]["action"] == "kept" and "uncommitted" in report[stray.name]["reason"]
     assert (stray / "README.md").read_text() == "unsaved edit\n"
     assert warm.path.name not in report and warm.path.exists()
+    assert report[other.name]["action"] == "kept" and other.exists()
     # Branches are never pruned: the leftover's commit is still there.
     assert git.branch_tip(app_repo, "claw/77-old") is not None
     assert str(staging) not in {str(i.path) for i in git.worktrees(app_repo)}

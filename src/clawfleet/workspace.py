@@ -46,6 +46,7 @@ from .store import Store
 
 PREFIX = "ws-"
 STALE_PREFIXES = ("staging-", "pool-")  # names of the pool before workspaces had records
+LEGACY_ATTEMPT_PREFIX = "attempt-"        # an attempt's worktree before workspaces had records
 TAIL_LINES = 30
 
 # Package managers' cache variables, pointed at one shared folder: agents that run with their
@@ -700,14 +701,14 @@ class WorkspacePool:
                 if path in busy:
                     act(path, "keep", "an attempt uses it")
                     continue
+                if not folder.name.startswith((PREFIX, *STALE_PREFIXES, LEGACY_ATTEMPT_PREFIX)):
+                    act(path, "keep", "not a name the pool gives; remove it by hand if it is stale")
+                    continue
                 if path in git_known:
                     dirty = git.uncommitted(folder)
                     if dirty:
                         act(path, "keep", f"no record, and uncommitted work: {', '.join(dirty[:3])}")
                         continue
-                elif not folder.name.startswith((PREFIX, *STALE_PREFIXES)):
-                    act(path, "keep", "not a git worktree and not one clawfleet names; remove it by hand")
-                    continue
                 kind = "left by a crash while filling the pool" if folder.name.startswith(STALE_PREFIXES) \
                     else "no attempt or pool record"
                 act(path, "remove", kind, lambda f=folder: self._remove_folder(f))
