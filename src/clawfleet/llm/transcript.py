@@ -165,7 +165,7 @@ def script_from_transcript(entries: list[dict[str, Any]]) -> str:
     for number, first in enumerate(firsts):
         prefix = _distinct_prefix(first, [f for f in firsts if f != first])
         whole = prefix == first and any(f.startswith(first) for f in firsts if f != first)
-        match = r"\A" + re.escape(prefix) + (r"\Z" if whole else "")
+        match = r"\A" + _loose(prefix) + (r"\Z" if whole else "")
         turns = conversations[first]
         steps, notes = [], []
         for turn in range(max(turns) + 1):
@@ -196,6 +196,17 @@ def script_from_transcript(entries: list[dict[str, Any]]) -> str:
             out.extend(f"{key} = {_toml(value)}" for key, value in step.items())
         out.append("")
     return "\n".join(out)
+
+
+# Absolute paths (a worktree, a temporary folder) differ from one run to the next.
+_PATH = re.compile(r"/(?:[\w.@+-]+/)+[\w.@+-]*")
+
+
+def _loose(text: str) -> str:
+    """A regex for `text` in which each absolute path matches any path, so the script also
+    answers the same conversation held in another folder (a replay in a test's own tmp dir)."""
+    parts = _PATH.split(text)
+    return r"[^\s'\"<>]*".join(re.escape(part) for part in parts)
 
 
 def _toml(value: Any) -> str:
