@@ -25,6 +25,8 @@ from .commands._common import (
 )
 from .commands.research import app as research_app
 from .commands.workspace import app as workspace_app
+from .commands.memory import app as memory_app
+from .commands.skill import app as skill_app
 from .errors import ClawError, UsageError
 from .models import AttemptState, Importance, Task, TaskState
 from .project import Project, initialize
@@ -71,7 +73,7 @@ def init(
     target: Annotated[Optional[str], typer.Option(help="Branch that work lands on (default: the current one).")] = None,
     check: Annotated[Optional[list[str]], typer.Option("--check", help="A check command, e.g. 'pytest -q'. Repeatable.")] = None,
 ) -> None:
-    """Set up clawfleet in this git repository: config, AGENTS.md, SOUL.md, git exclude."""
+    """Set up clawfleet in this git repository: config, AGENTS.md, SOUL.md, USER.md, git exclude."""
     written = initialize(Path.cwd(), target=target, checks=check)
     for path in written:
         console.print(f"[green]wrote[/] {escape(path)}")
@@ -610,6 +612,8 @@ app.command("up")(daemon_commands.up)
 app.command("down")(daemon_commands.down)
 app.add_typer(daemon_commands.notify_app, name="notify")
 app.add_typer(workspace_app, name="workspace")
+app.add_typer(memory_app, name="memory")
+app.add_typer(skill_app, name="skill")
 
 
 @gateway_app.callback(invoke_without_command=True)
@@ -668,6 +672,15 @@ def gateway_script(
     from .llm.transcript import read_transcript, script_from_transcript
 
     sys.stdout.write(script_from_transcript(read_transcript(transcript)))
+
+
+@app.command("mcp")
+def mcp_server() -> None:
+    """Serve this repository's fleet over MCP on stdio (tools: add_task, list_tasks, task_status,
+    search_memory, add_memory), for any MCP client; e.g. `claude mcp add claw -- claw mcp`."""
+    from .mcp import serve
+
+    serve(open_project())
 
 
 @app.command()

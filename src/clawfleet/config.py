@@ -408,6 +408,18 @@ class WorkspaceConfig(_Section):
         return self
 
 
+class SandboxConfig(_Section):
+    """The built-in agent's shell commands in bubblewrap: the worktree writable, the rest read-only."""
+    enabled: bool | Literal["auto"] = Field("auto", description='"auto": sandbox when bwrap works here, '
+                                                                'else warn and run unsandboxed')
+    network: bool = Field(False, description="let sandboxed commands reach the network")
+
+
+class MemoryConfig(_Section):
+    prompt_notes: int = Field(5, ge=0, le=50, description="most relevant notes put into each prompt")
+    learn: bool = Field(True, description="after each attempt, keep its summary and check results as a note")
+
+
 class Config(_Section):
     fleet: FleetConfig = Field(default_factory=FleetConfig)
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
@@ -423,6 +435,8 @@ class Config(_Section):
     webhook: WebhookConfig = Field(default_factory=WebhookConfig)
     telegram: TelegramConfig = Field(default_factory=TelegramConfig)
     workspace: WorkspaceConfig = Field(default_factory=WorkspaceConfig)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    memory: MemoryConfig = Field(default_factory=MemoryConfig)
 
     @model_validator(mode="after")
     def _unique_names(self) -> "Config":
@@ -594,6 +608,19 @@ ports_per_workspace = 10
 share_caches = true       # PIP_CACHE_DIR, npm_config_cache... point at .claw/run/cache
 shared_venv = false       # one venv per lock-file state, shared read-only (see README)
 # venv_setup = ["pip install --no-index --find-links wheels -r requirements.txt"]
+
+
+# The built-in agent's shell commands run in a bubblewrap sandbox: the worktree writable, the
+# rest of the file system read-only, a private /tmp, no network.
+[sandbox]
+enabled = "auto"          # "auto": sandbox when bwrap works here, else one warning and none;
+                          # true: refuse to run without it; false: never sandbox
+network = false           # let sandboxed commands reach the network (package installs...)
+
+# Memory: notes with provenance (`claw memory`), searched with SQLite FTS5.
+[memory]
+prompt_notes = 5          # most relevant notes (BM25 on the task's title and body) in each prompt
+learn = true              # after each attempt, keep its summary and check results as a note
 
 # The LLM gateway (`claw gateway`): a metering proxy on 127.0.0.1 for OpenAI chat, OpenAI
 # Responses and Anthropic Messages. Each attempt gets its own key, so tokens, cost and budgets

@@ -125,6 +125,19 @@ class Attempt:
 
 
 @dataclass
+class Note:
+    """A memory note. `source` says who wrote it: person, agent, attempt (learned after one), mcp."""
+    id: int
+    body: str
+    source: str = "person"
+    task_id: int | None = None
+    attempt_id: int | None = None
+    tags: list[str] = field(default_factory=list)
+    created_at: float = 0.0
+    score: float | None = None          # BM25 rank from a search (lower is better); None when listed
+
+
+@dataclass
 class LlmCall:
     """One model call through the gateway. `input_tokens` includes `cached_tokens`.
 

@@ -16,7 +16,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from . import git, radar, reviewer
+from . import git, memory, radar, reviewer, sandbox
 from .errors import ClawError
 from .executors.local import LocalExecutor, Running
 from .mergequeue import LandResult, MergeQueue
@@ -76,6 +76,7 @@ class Orchestrator:
         self._refused_after = 0
         self.paused = False  # no new attempts (the daemon drains before it stops)
         self._wake = threading.Event()
+        self.sandbox: sandbox.SandboxPolicy | None = None
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -87,6 +88,8 @@ class Orchestrator:
         true; attempts still running are left to run, and the next run reattaches to them.
         """
         self.project.target_tip()  # fail early with a clear error on a bad target
+        self.sandbox = sandbox.resolve(self.config.sandbox, warn=self.on_event,
+                                       writable=sandbox.database_files(self.store.path))
         with OrchestratorLock(self.project.run_dir), ThreadPoolExecutor(1, "pool-filler") as filler, \
                 self._gateway():
             self.collect()  # reattach or collect what a previous orchestrator left
@@ -190,11 +193,12 @@ class Orchestrator:
             deadline=self.clock() + self.config.fleet.attempt_timeout, feedback=task.feedback,
             gateway_url=self.gateway.attempt_url(attempt.id) if self.gateway else None,
             gateway_key=self.gateway.attempt_key(attempt.id) if self.gateway else None,
-            env=workspace.env, setup=asdict(workspace.setup) if workspace.setup else None)
+            env=workspace.env, setup=asdict(workspace.setup) if workspace.setup else None,
+            sandbox=self.sandbox.to_dict() if self.sandbox else None)
         spec.save(attempt_dir)
         (attempt_dir / "prompt-0.md").write_text(render_prompt(
             task, project_root=self.project.root, branch=attempt.branch, checks=spec.checks,
-            feedback=task.feedback))
+            feedback=task.feedback, agent_kind=agent_config.kind))
         pid = self.executor.start(attempt.id, attempt_dir, cwd=worktree)
         self.store.update_attempt(attempt.id, pid=pid, worktree=str(worktree))
         self.on_event(f"task {task_id}: attempt {attempt.number} started ({agent_name})")
@@ -294,6 +298,7 @@ class Orchestrator:
             self.store.finish_attempt(attempt.id, AttemptState.cancelled, "attempt.cancelled", **fields)
             self._release(attempt, keep=True)
             return
+        self._learn(task, attempt, status)
         siblings = self.store.siblings(attempt) if task.best_of > 1 else [attempt]
         if len(siblings) > 1:
             # Best-of-N: each outcome is recorded as it comes; the last one picks the best.
@@ -307,6 +312,16 @@ class Orchestrator:
             self._decide(task, attempt, status, "attempt.kept", {"best_of": ranking})
             return
         self._decide(task, attempt, status, f"attempt.{status.outcome}", {})
+
+    def _learn(self, task: Task, attempt: Attempt, status: AttemptStatus) -> None:
+        """Keep what an ended attempt showed as a memory note (`[memory] learn`)."""
+        if not self.config.memory.learn:
+            return
+        try:
+            memory.learn_from_attempt(self.store, task, attempt, str(status.outcome), status.summary,
+                                      status.checks)
+        except ClawError as error:  # a lesson lost is not worth stopping the fleet for
+            self.on_event(f"task {task.id}: could not keep what attempt {attempt.number} showed: {error}")
 
     def _decide(self, task: Task, attempt: Attempt, status: AttemptStatus, event: str,
                 event_data: dict[str, Any]) -> None:

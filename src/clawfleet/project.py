@@ -76,7 +76,7 @@ class Project:
 def initialize(root: Path, *, target: str | None = None, checks: list[str] | None = None) -> list[str]:
     """Set up clawfleet in the repository at `root`; return what was written.
 
-    Writes `.claw/config.toml` (commented defaults), starter AGENTS.md and SOUL.md when absent,
+    Writes `.claw/config.toml` (commented defaults), starter AGENTS.md, SOUL.md and USER.md when absent,
     and keeps `.claw/run/` out of git through `.git/info/exclude`. Never overwrites a file.
     """
     from importlib import resources
@@ -94,7 +94,7 @@ def initialize(root: Path, *, target: str | None = None, checks: list[str] | Non
         config_path.write_text(DEFAULT_CONFIG.format(target=json.dumps(target), checks=check_list))
         written.append(str(config_path.relative_to(top)))
     templates = resources.files("clawfleet") / "templates"
-    for name in ("AGENTS.md", "SOUL.md"):
+    for name in ("AGENTS.md", "SOUL.md", "USER.md"):
         if not (top / name).exists():
             (top / name).write_text((templates / name).read_text())
             written.append(name)

@@ -1,13 +1,18 @@
-"""The prompt an agent gets: SOUL.md + AGENTS.md + the task + feedback, from a Jinja2 template."""
+"""The prompt an agent gets, from a Jinja2 template: SOUL.md + USER.md + AGENTS.md + the skills
+index + relevant memory + the task + feedback. (Chat replies and the heartbeat take the same
+persona from `channels.context.persona_context`.)
+"""
 
 from __future__ import annotations
 
+import shutil
+import sys
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
 from .git import slugify
-from .models import Task
+from .models import Note, Task
 
 DOCUMENT_KINDS = ("research", "plan")   # tasks whose result is a markdown document
 
@@ -28,15 +33,29 @@ def _read(path: Path) -> str:
         return ""
 
 
+def claw_command() -> str:
+    """How an agent runs `claw` from its worktree: the program when on PATH, else this Python."""
+    return "claw" if shutil.which("claw") else f"{sys.executable} -m clawfleet"
+
+
 def render_prompt(task: Task, *, project_root: Path, branch: str, checks: Sequence[str],
                   feedback: str | None = None, failure: str | None = None,
-                  fix_round: int = 0) -> str:
+                  fix_round: int = 0, agent_kind: str | None = None,
+                  notes: Sequence[Note] | None = None) -> str:
+    """The prompt of one round. `notes` defaults to the memory most relevant to the task."""
+    from . import memory, skills
+
     document = (f"docs/plans/{task.id}-{slugify(task.title) or 'plan'}.md"
                 if task.kind in DOCUMENT_KINDS else None)
+    if notes is None:
+        notes = memory.notes_for_prompt(project_root, task)
     return _environment().get_template("attempt.md.j2").render(
         task=task, branch=branch, checks=list(checks), feedback=feedback, document=document,
         failure=failure, fix_round=fix_round,
-        soul=_read(project_root / "SOUL.md"), agents_md=_read(project_root / "AGENTS.md"))
+        soul=_read(project_root / "SOUL.md"), user_md=_read(project_root / "USER.md"),
+        agents_md=_read(project_root / "AGENTS.md"),
+        skills=skills.index(project_root, agent_kind), notes=list(notes),
+        provenance=memory.describe_provenance, claw=claw_command())
 
 
 def render_research_prompt(config, *, program: str, branch: str, best_metric: float,

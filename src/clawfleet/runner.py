@@ -25,13 +25,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import git
+from . import git, skills
 from .agents import AgentJob, make_agent
 from .checks import CheckResult, all_passed, describe_failure, run_checks
 from .errors import ClawError
 from .models import AttemptState, Importance, Task
 from .procs import ChildGroups
 from .prompt import render_prompt
+from .sandbox import SandboxPolicy
 
 
 @dataclass
@@ -54,6 +55,7 @@ class AttemptSpec:
     gateway_key: str | None = None
     env: dict[str, str] = field(default_factory=dict)  # the workspace's: ports, caches, [workspace] env
     setup: dict[str, Any] | None = None                # a workspace.SetupPlan owed before the agent
+    sandbox: dict[str, Any] | None = None   # the built-in agent's SandboxPolicy; None: unsandboxed
 
     def save(self, attempt_dir: Path) -> None:
         _write_json(attempt_dir / "spec.json", asdict(self))
@@ -161,6 +163,11 @@ class Runner:
             if failure:
                 return failure
         task = _task_from(spec.task)
+        # Every agent (and the `claw memory add` it runs) knows which attempt it is.
+        os.environ["CLAW_TASK_ID"] = str(task.id)
+        os.environ["CLAW_ATTEMPT_ID"] = str(spec.attempt_id)
+        agent_kind = spec.agent.get("kind", "builtin")
+        skills.install(Path(spec.project_root), self.worktree, agent_kind)
         agent = self.agent = make_agent(spec.agent_name, through_gateway(spec))
         failure, checks = None, []
         for round_number in range(spec.fix_rounds + 1):
@@ -170,7 +177,7 @@ class Runner:
             else:
                 prompt = render_prompt(task, project_root=Path(spec.project_root), branch=spec.branch,
                                        checks=spec.checks, feedback=spec.feedback, failure=failure,
-                                       fix_round=round_number)
+                                       fix_round=round_number, agent_kind=agent_kind)
                 prompt_file.write_text(prompt)
             phase = "agent" if round_number == 0 else "fixing"
             self.progress(phase, round=round_number)
@@ -184,7 +191,8 @@ class Runner:
                 task_id=task.id, attempt_id=spec.attempt_id, agent_name=spec.agent_name,
                 workspace=self.worktree, attempt_dir=self.dir, prompt=prompt,
                 prompt_file=prompt_file, log=self.dir / "agent.log", deadline=spec.deadline,
-                children=self.children, round=round_number, on_usage=on_usage))
+                children=self.children, round=round_number, on_usage=on_usage,
+                project_root=Path(spec.project_root), sandbox=SandboxPolicy.from_dict(spec.sandbox)))
             self.input_tokens = base_tokens[0] + outcome.input_tokens
             self.output_tokens = base_tokens[1] + outcome.output_tokens
             # Whatever the agent left is committed, even after an error: nothing is lost.

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import time
+import unicodedata
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
@@ -26,6 +28,7 @@ from .models import (
     ExperimentStatus,
     Importance,
     LlmCall,
+    Note,
     Notification,
     ResearchRun,
     Task,
@@ -522,6 +525,104 @@ class Store:
             args.append(path)
         return [dict(row) for row in self._db.execute(query + " ORDER BY created_at, id", args)]
 
+
+    # -- memory notes ----------------------------------------------------------------------
+
+    def add_note(self, body: str, *, source: str = "person", task_id: int | None = None,
+                 attempt_id: int | None = None, tags: Sequence[str] = ()) -> Note:
+        with self.transaction() as db:
+            for table, value in (("tasks", task_id), ("attempts", attempt_id)):
+                if value is not None and db.execute(f"SELECT 1 FROM {table} WHERE id = ?",
+                                                    (value,)).fetchone() is None:
+                    raise NotFound(f"there is no {table[:-1]} {value} to attach the note to",
+                                   hint="`claw status` lists the task ids; leave it out for a general note")
+            note_id = self._insert_notes(db, [body], source=source, task_id=task_id,
+                                         attempt_id=attempt_id, tags=tags)[0]
+            self._event(db, "memory.added", task_id=task_id, attempt_id=attempt_id, note=note_id,
+                        source=source)
+        return self.get_note(note_id)
+
+    def import_notes(self, bodies: Sequence[str], *, source: str = "person",
+                     tags: Sequence[str] = ()) -> int:
+        """Add many notes in one transaction (one event); return how many."""
+        with self.transaction() as db:
+            ids = self._insert_notes(db, bodies, source=source, task_id=None, attempt_id=None, tags=tags)
+            self._event(db, "memory.imported", notes=len(ids), source=source)
+        return len(ids)
+
+    def _insert_notes(self, db: sqlite3.Connection, bodies: Sequence[str], *, source: str,
+                      task_id: int | None, attempt_id: int | None, tags: Sequence[str]) -> list[int]:
+        now, tag_text, ids, counts = time.time(), " ".join(tags), [], {}
+        for body in bodies:
+            ids.append(db.execute("INSERT INTO notes (body, source, task_id, attempt_id, tags, created_at)"
+                                  " VALUES (?, ?, ?, ?, ?, ?)",
+                                  (body, source, task_id, attempt_id, tag_text, now)).lastrowid)
+            for term in index_terms(f"{body} {tag_text}"):
+                counts[term] = counts.get(term, 0) + 1
+        db.executemany("INSERT INTO note_terms (term, notes) VALUES (?, ?)"
+                       " ON CONFLICT (term) DO UPDATE SET notes = notes + excluded.notes",
+                       list(counts.items()))
+        return ids
+
+    def get_note(self, note_id: int) -> Note:
+        row = self._db.execute("SELECT *, NULL AS score FROM notes WHERE id = ?", (note_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"there is no note {note_id}", hint="`claw memory list` shows the note ids")
+        return _note(row)
+
+    def notes(self, *, limit: int | None = None, tag: str | None = None,
+              task_id: int | None = None) -> list[Note]:
+        """Newest first."""
+        query, args = "SELECT *, NULL AS score FROM notes WHERE 1=1", []
+        if tag is not None:
+            query += " AND (' ' || tags || ' ') LIKE ?"
+            args.append(f"% {tag} %")
+        if task_id is not None:
+            query += " AND task_id = ?"
+            args.append(task_id)
+        query += " ORDER BY id DESC"
+        if limit is not None:
+            query += " LIMIT ?"
+            args.append(limit)
+        return [_note(row) for row in self._db.execute(query, args)]
+
+    def search_notes(self, match: str, limit: int = 10, min_id: int = 0) -> list[Note]:
+        """Notes matching an FTS5 query (among those from `min_id` on), best (lowest BM25) first."""
+        try:
+            # Rank inside the index first, then read the few notes: joining before the sort
+            # would carry every matching note's row through it (three times slower).
+            rows = self._db.execute(
+                "WITH best AS (SELECT rowid, bm25(notes_fts) AS score FROM notes_fts"
+                " WHERE notes_fts MATCH ? AND rowid >= ? ORDER BY score LIMIT ?)"
+                " SELECT notes.*, best.score FROM best JOIN notes ON notes.id = best.rowid"
+                " ORDER BY best.score", (match, min_id, limit)).fetchall()
+        except sqlite3.OperationalError as error:
+            raise ClawError(f"cannot search memory for {match!r}: {error}",
+                            hint="use plain words; quote a phrase with double quotes") from None
+        return [_note(row) for row in rows]
+
+    def note_frequencies(self, terms: Sequence[str]) -> dict[str, int]:
+        """How many notes hold each term (terms no note holds are left out)."""
+        if not terms:
+            return {}
+        marks = ",".join("?" * len(terms))
+        return {row[0]: row[1] for row in self._db.execute(
+            f"SELECT term, notes FROM note_terms WHERE term IN ({marks}) AND notes > 0", list(terms))}
+
+    def note_id_range(self) -> tuple[int, int]:
+        row = self._db.execute("SELECT COALESCE(MIN(id), 0), COALESCE(MAX(id), 0) FROM notes").fetchone()
+        return row[0], row[1]
+
+    def forget_note(self, note_id: int) -> Note:
+        note = self.get_note(note_id)
+        with self.transaction() as db:
+            db.execute("DELETE FROM notes WHERE id = ?", (note_id,))
+            db.executemany("UPDATE note_terms SET notes = notes - 1 WHERE term = ?",
+                           [(t,) for t in index_terms(f"{note.body} {' '.join(note.tags)}")])
+            self._event(db, "memory.forgotten", task_id=note.task_id, attempt_id=note.attempt_id,
+                        note=note_id)
+        return note
+
     # -- model calls (the gateway's meter) -------------------------------------------------
 
     def record_llm_call(self, call: LlmCall) -> int:
@@ -667,6 +768,21 @@ def _experiment(row: sqlite3.Row) -> Experiment:
     data["status"] = ExperimentStatus(data["status"])
     data["params"] = json.loads(data["params"]) if data["params"] else None
     return Experiment(**data)
+
+
+_WORD = re.compile(r"[^\W_]+")
+
+
+def index_terms(text: str) -> set[str]:
+    """The words of `text` as the notes' full-text index splits them: lowercase, no accents."""
+    plain = "".join(c for c in unicodedata.normalize("NFKD", text.lower()) if not unicodedata.combining(c))
+    return set(_WORD.findall(plain))
+
+
+def _note(row: sqlite3.Row) -> Note:
+    return Note(id=row["id"], body=row["body"], source=row["source"], task_id=row["task_id"],
+                attempt_id=row["attempt_id"], tags=row["tags"].split(), created_at=row["created_at"],
+                score=row["score"])
 
 
 def _transition_hint(current: TaskState) -> str:

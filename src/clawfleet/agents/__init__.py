@@ -33,6 +33,8 @@ class AgentJob:
     children: ChildGroups
     round: int = 0                      # 0 = first try, 1.. = fix rounds
     on_usage: Callable[[int, int], None] = field(default=lambda i, o: None)
+    project_root: Path | None = None    # the person's checkout the workspace belongs to
+    sandbox: Any = None                 # a sandbox.SandboxPolicy for the built-in agent's commands
 
 
 @dataclass

@@ -1,0 +1,128 @@
+"""`claw mcp`: the fleet as an MCP server on stdio (the official `mcp` SDK).
+
+Any MCP client (Claude Code, Codex, an agent inside the fleet) can queue tasks, read their
+status and use the fleet's memory. Tools return plain JSON-able data; a ClawError becomes a
+tool error carrying its message and hint.
+
+    claude mcp add claw -- claw mcp
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from typing import Any
+
+from .errors import ClawError
+from .models import Importance, TaskState
+from .project import Project
+
+
+def _sdk():
+    """The SDK's server class and the error a tool raises on purpose (mcp 2, or mcp 1's names)."""
+    try:
+        from mcp.server.mcpserver import MCPServer
+        from mcp.server.mcpserver.exceptions import ToolError
+    except ImportError:
+        from mcp.server.fastmcp import FastMCP as MCPServer
+        from mcp.server.fastmcp.exceptions import ToolError
+    return MCPServer, ToolError
+
+
+def _task(task) -> dict[str, Any]:
+    return {"id": task.id, "title": task.title, "kind": task.kind, "state": str(task.state),
+            "importance": str(task.importance), "priority": task.priority, "agent": task.agent,
+            "reason": task.reason}
+
+
+def _note(note) -> dict[str, Any]:
+    return {k: v for k, v in asdict(note).items() if v is not None}
+
+
+def _env_id(name: str) -> int | None:
+    """The task or attempt this server runs inside of, when an agent of the fleet started it."""
+    value = os.environ.get(name, "")
+    return int(value) if value.isdigit() else None
+
+
+
+
+def build_server(project: Project):
+    """The MCP server with the fleet's tools, bound to `project`."""
+    from . import memory
+
+    server_class, ToolError = _sdk()  # a ToolError's message reaches the client; other errors' do not
+    server = server_class(
+        "clawfleet", instructions="Drive a clawfleet: queue coding tasks for its agents, follow them, "
+                                  "and read or add to its memory.", log_level="WARNING")
+    store = project.store
+
+    @server.tool()
+    def add_task(title: str, body: str = "", importance: str = "normal", priority: int = 0,
+                 kind: str = "feature", agent: str | None = None) -> dict[str, Any]:
+        """Queue a task for the fleet. importance: low, normal, high or critical (drives review)."""
+        try:
+            level = Importance(importance)
+        except ValueError:
+            raise ToolError(f"importance must be one of {', '.join(i.value for i in Importance)}") from None
+        if not title.strip():
+            raise ToolError("a task needs a title")
+        try:
+            if agent is not None:
+                project.config.agent(agent)
+            task = store.add_task(title.strip(), body=body, kind=kind, agent=agent, priority=priority,
+                                  importance=level)
+        except ClawError as error:
+            raise ToolError(str(error)) from None
+        return _task(task)
+
+    @server.tool()
+    def list_tasks(state: str | None = None) -> list[dict[str, Any]]:
+        """The fleet's tasks, optionally only those in one state (queued, running, review, approved,
+        merged, failed, rejected, cancelled)."""
+        try:
+            states = [TaskState(state)] if state else None
+        except ValueError:
+            raise ToolError(f"state must be one of {', '.join(s.value for s in TaskState)}") from None
+        return [_task(t) for t in store.list_tasks(states)]
+
+    @server.tool()
+    def task_status(task_id: int) -> dict[str, Any]:
+        """One task with its attempts: state, why, the agent's summary, tokens, check results."""
+        try:
+            task = store.get_task(task_id)
+        except ClawError as error:
+            raise ToolError(str(error)) from None
+        attempts = [{"id": a.id, "number": a.number, "agent": a.agent, "state": str(a.state),
+                     "branch": a.branch, "summary": a.summary, "reason": a.reason,
+                     "checks_passed": a.checks_passed, "tokens": a.tokens}
+                    for a in store.attempts(task_id=task_id)]
+        return {**_task(task), "body": task.body, "feedback": task.feedback, "attempts": attempts}
+
+    @server.tool()
+    def search_memory(query: str, limit: int = 5) -> list[dict[str, Any]]:
+        """The fleet's notes most relevant to some words (BM25), best first, with provenance."""
+        try:
+            return [_note(n) for n in memory.search(store, query, max(1, min(limit, 100)))]
+        except ClawError as error:
+            raise ToolError(str(error)) from None
+
+    @server.tool()
+    def add_memory(text: str, tags: list[str] | None = None, task_id: int | None = None) -> dict[str, Any]:
+        """Remember a note for later prompts: one fact, how to do something, a trap to avoid."""
+        if not text.strip():
+            raise ToolError("the note is empty")
+        try:
+            note = store.add_note(text.strip(), source="mcp", tags=[t for t in tags or [] if t.strip()],
+                                  task_id=task_id if task_id is not None else _env_id("CLAW_TASK_ID"),
+                                  attempt_id=_env_id("CLAW_ATTEMPT_ID"))
+        except ClawError as error:
+            raise ToolError(str(error)) from None
+        return _note(note)
+
+    return server
+
+
+def serve(project: Project) -> None:
+    """Run the MCP server on stdin/stdout until the client closes it."""
+    build_server(project).run("stdio")

@@ -1,0 +1,329 @@
+"""Skills: folders in the Agent Skills format, `skills/<name>/SKILL.md` in the project.
+
+A SKILL.md opens with YAML frontmatter holding `name` (lowercase letters, digits and single
+hyphens, the folder's name) and `description` (what it does and when to use it), then markdown
+instructions. Every prompt lists the skills (name, description, path); before an attempt each
+skill is copied to where its agent kind looks for skills in the worktree, for the kinds that
+document such a place, and kept out of the attempt's commits.
+
+    >>> path = new_skill(project.root, "release-notes", "Write release notes from git history")
+    >>> [s.name for s in discover(project.root)]
+    ['release-notes']
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import git
+from .errors import ClawError
+
+SKILLS_DIR = "skills"
+SKILL_FILE = "SKILL.md"
+NAME_MAX = 64
+DESCRIPTION_MAX = 1024
+_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+
+# Where each agent kind reads a workspace's skills, from its own documentation:
+# Claude Code `.claude/skills/`, Codex `.agents/skills/` (repository scope), Gemini CLI
+# `.gemini/skills/` (workspace scope). Other kinds get the index in their prompt only.
+INSTALL_DIRS = {"claude": ".claude/skills", "codex": ".agents/skills", "gemini": ".gemini/skills"}
+
+
+@dataclass
+class Skill:
+    name: str
+    description: str
+    path: Path                      # the SKILL.md
+    body: str = ""
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "description": self.description, "path": str(self.path)}
+
+
+def skills_dir(project_root: Path) -> Path:
+    return project_root / SKILLS_DIR
+
+
+def check_name(name: str) -> str:
+    """The name if it is a valid skill name, else a ClawError saying what a valid one looks like."""
+    if not name or len(name) > NAME_MAX or not _NAME.match(name):
+        raise ClawError(f"'{name}' is not a valid skill name",
+                        hint=f"use lowercase letters, digits and single hyphens, at most {NAME_MAX} "
+                             "characters, e.g. `release-notes`")
+    return name
+
+
+def parse_skill(path: Path) -> Skill:
+    """Read and validate one SKILL.md; a ClawError names the file and the problem."""
+    import yaml
+
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ClawError(f"{path}: cannot be read: {error}", hint="save it as UTF-8 text") from None
+    match = re.match(r"^---[ \t]*\n(.*?)\n---[ \t]*(?:\n|$)", text, re.S)
+    if not match:
+        raise ClawError(f"{path}: no YAML frontmatter",
+                        hint="start the file with ---, `name:` and `description:` lines, then ---")
+    try:
+        meta = yaml.safe_load(match.group(1))
+    except yaml.YAMLError as error:
+        raise ClawError(f"{path}: the frontmatter is not valid YAML: {error}",
+                        hint="quote a description that holds a colon") from None
+    if not isinstance(meta, dict):
+        raise ClawError(f"{path}: the frontmatter is not a mapping", hint="write `name: ...` and `description: ...`")
+    name, description = meta.get("name"), meta.get("description")
+    if not isinstance(name, str):
+        raise ClawError(f"{path}: the frontmatter has no `name`", hint=f"add `name: {path.parent.name}`")
+    try:
+        check_name(name)
+    except ClawError as error:
+        raise ClawError(f"{path}: {error.message}", hint=error.hint) from None
+    if name != path.parent.name:
+        raise ClawError(f"{path}: name '{name}' differs from its folder '{path.parent.name}'",
+                        hint="rename one of them so they match")
+    if not isinstance(description, str) or not description.strip():
+        raise ClawError(f"{path}: the frontmatter has no `description`",
+                        hint="add `description:` saying what the skill does and when to use it")
+    if len(description) > DESCRIPTION_MAX:
+        raise ClawError(f"{path}: the description has {len(description)} characters",
+                        hint=f"keep it under {DESCRIPTION_MAX}; put details in the body")
+    return Skill(name, " ".join(description.split()), path, text[match.end():].strip())
+
+
+def discover(project_root: Path) -> tuple[list[Skill], list[ClawError]]:
+    """The project's valid skills by name, and the problems of the invalid ones."""
+    root = skills_dir(project_root)
+    found, problems = [], []
+    if not root.is_dir():
+        return found, problems
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if not (folder / SKILL_FILE).exists():
+            continue
+        try:
+            found.append(parse_skill(folder / SKILL_FILE))
+        except ClawError as error:
+            problems.append(error)
+    return found, problems
+
+
+def get_skill(project_root: Path, name: str) -> Skill:
+    path = skills_dir(project_root) / name / SKILL_FILE
+    if not path.exists():
+        known = ", ".join(s.name for s in discover(project_root)[0]) or "none yet"
+        raise ClawError(f"there is no skill '{name}' (known: {known})",
+                        hint=f"`claw skill new {name}` makes one")
+    return parse_skill(path)
+
+
+def render_skill(name: str, description: str, body: str) -> str:
+    import yaml
+
+    front = yaml.safe_dump({"name": name, "description": description}, sort_keys=False,
+                           allow_unicode=True, width=1000)
+    return f"---\n{front}---\n\n{body.strip()}\n"
+
+
+def new_skill(project_root: Path, name: str, description: str, body: str | None = None) -> Path:
+    """Write `skills/NAME/SKILL.md` from a starting template; never overwrite one."""
+    check_name(name)
+    if not description.strip():
+        raise ClawError("a skill needs a description", hint="say what it does and when to use it")
+    path = skills_dir(project_root) / name / SKILL_FILE
+    if path.exists():
+        raise ClawError(f"the skill '{name}' exists already: {path}", hint="edit it, or pick another name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    title = name.replace("-", " ").capitalize()
+    path.write_text(render_skill(name, description, body or f"""\
+# {title}
+
+## When to use this
+Describe the situations where this skill applies, and where it does not.
+
+## Steps
+1. The first thing to do, with the exact command where there is one.
+2. How to check that it worked.
+
+## Pitfalls
+- What went wrong before, and how to avoid it.
+"""))
+    parse_skill(path)  # what we write must be what we accept
+    return path
+
+
+# -- in a worktree ---------------------------------------------------------------------------
+
+def install_dir(agent_kind: str | None) -> str | None:
+    """Where `agent_kind` reads skills in its workspace, or None when it documents no place."""
+    return INSTALL_DIRS.get(agent_kind or "")
+
+
+def install(project_root: Path, worktree: Path, agent_kind: str | None) -> list[Path]:
+    """Copy the project's skills to where the agent kind reads them in `worktree`.
+
+    A skill the worktree already has at that place (tracked by the project) is left alone. The
+    copies are listed in the repository's info/exclude, so no commit of the attempt takes them
+    (the runner's, nor the one that saves a stopped agent's work).
+    """
+    target = install_dir(agent_kind)
+    if target is None:
+        return []
+    skills, _ = discover(project_root)
+    installed, patterns = [], []
+    for skill in skills:
+        destination = worktree / target / skill.name
+        if destination.exists():
+            continue
+        shutil.copytree(skill.folder, destination)
+        installed.append(destination / SKILL_FILE)
+        patterns.append(f"/{target}/{skill.name}/")
+    if patterns:
+        _exclude(worktree, patterns)
+    return installed
+
+
+def _exclude(worktree: Path, patterns: list[str]) -> None:
+    exclude = git.common_dir(worktree) / "info" / "exclude"
+    exclude.parent.mkdir(parents=True, exist_ok=True)
+    lines = exclude.read_text().splitlines() if exclude.exists() else []
+    missing = [p for p in patterns if p not in lines]
+    if missing:
+        header = "# clawfleet's copies of skills in attempt worktrees"
+        exclude.write_text("\n".join([*lines, *([header] if header not in lines else []), *missing]) + "\n")
+
+
+def index(project_root: Path, agent_kind: str | None) -> list[dict[str, str]]:
+    """The skills for a prompt: name, description, and the path the agent should read."""
+    skills, _ = discover(project_root)
+    target = install_dir(agent_kind)
+    entries = []
+    for skill in skills:
+        path = f"{target}/{skill.name}/{SKILL_FILE}" if target else str(skill.path)
+        entries.append({"name": skill.name, "description": skill.description, "path": path})
+    return entries
+
+
+# -- learning a skill from an attempt ----------------------------------------------------------
+
+LEARNABLE = ("ready", "approved", "merged")     # attempts whose way of working is worth keeping
+DIFF_LIMIT = 12_000
+
+LEARN_PROMPT = """\
+A coding agent finished the task below successfully. Turn how it was done into a reusable skill
+in the Agent Skills format, for the next agent that meets a similar task. Reply with exactly:
+DESCRIPTION: <one sentence: what the skill does and when to use it>
+then a blank line, then the skill's markdown body: when to use it, the steps (with exact
+commands), and the pitfalls this attempt shows. No frontmatter, no code fence around it all.
+
+Task {task_id}: {title}
+{body}
+
+The agent's summary: {summary}
+Checks: {checks}
+Files changed: {files}
+
+Diff:
+{diff}
+"""
+
+
+@dataclass
+class Draft:
+    path: Path
+    by_model: str | None            # the model that wrote it; None: from the template
+    note: str = ""                  # why the template was used, when a model was meant to write it
+
+
+def learn(project, attempt_id: int, *, name: str | None = None, use_model: bool = True) -> Draft:
+    """Draft `skills/NAME/SKILL.md` from a successful attempt, for the person to edit.
+
+    With a built-in agent that has a model (the default agent, else `builtin`), the model writes
+    it from the task, the summary and the diff; without one, a template is filled from the task,
+    the summary and the diff stats.
+    """
+    store = project.store
+    attempt = store.get_attempt(attempt_id)
+    if str(attempt.state) not in LEARNABLE or not attempt.head_commit:
+        raise ClawError(f"attempt {attempt_id} is {attempt.state}: only a successful attempt "
+                        f"({', '.join(LEARNABLE)}) teaches a skill",
+                        hint="`claw show TASK` lists the attempts and their states")
+    task = store.get_task(attempt.task_id)
+    name = check_name(name or git.slugify(task.title) or f"task-{task.id}")
+    stats = git.diff_stats(project.root, attempt.base_commit, attempt.head_commit)
+    files = ", ".join(f"{s.path} (+{s.added} -{s.deleted})" for s in stats) or "none"
+    checks = {True: "passed", False: "failed", None: "none configured"}[attempt.checks_passed]
+    summary = (attempt.summary or "").strip() or "(the agent left no summary)"
+    model, why_not = (_learning_model(project) if use_model else (None, "--no-model"))
+    if model is not None:
+        diff = git.diff(project.root, attempt.base_commit, attempt.head_commit)
+        if len(diff) > DIFF_LIMIT:
+            diff = diff[:DIFF_LIMIT] + f"\n[... {len(diff) - DIFF_LIMIT} more characters ...]"
+        reply = model.complete([{"role": "user", "content": LEARN_PROMPT.format(
+            task_id=task.id, title=task.title, body=task.body, summary=summary, checks=checks,
+            files=files, diff=diff)}])
+        drafted = _parse_draft(reply.text)
+        if drafted:
+            path = new_skill(project.root, name, drafted[0][:DESCRIPTION_MAX], drafted[1])
+            return Draft(path, model.settings.model)
+        why_not = f"the model's reply had no DESCRIPTION line (it began {reply.text[:80]!r})"
+    description = f"How task {task.id} was done: {task.title}. Use for similar work."
+    body = f"""\
+# {task.title}
+
+Drafted by `claw skill learn {attempt_id}` from task {task.id}, attempt {attempt.number}
+({attempt.agent}), whose checks {checks}. Edit it into instructions worth following.
+
+## When to use this
+Tasks like: {task.title}
+{task.body.strip()}
+
+## What worked
+{summary}
+
+## Files it touched
+{chr(10).join(f"- `{s.path}` (+{s.added} -{s.deleted})" for s in stats) or "- none"}
+
+## Steps
+1. (Write the steps the attempt took, with exact commands.)
+2. Run the checks before finishing.
+
+## Pitfalls
+- (What to watch out for.)
+"""
+    return Draft(new_skill(project.root, name, description, body), None, why_not or "")
+
+
+def _learning_model(project):
+    """The model that drafts skills, and why there is none when there is none."""
+    from .agents.builtin import model_of
+    from .config import BuiltinAgentConfig
+
+    config = project.config
+    for agent_name in dict.fromkeys([config.fleet.default_agent, "builtin"]):
+        try:
+            agent = config.agent(agent_name)
+        except ClawError:
+            continue
+        if isinstance(agent, BuiltinAgentConfig):
+            try:
+                return model_of(agent_name, agent), None
+            except ClawError as error:
+                return None, f"no model: {error.message}"
+    return None, "no built-in agent is configured"
+
+
+def _parse_draft(text: str) -> tuple[str, str] | None:
+    match = re.search(r"^\s*DESCRIPTION:\s*(.+?)\s*$", text, re.M)
+    if not match:
+        return None
+    body = text[match.end():].strip()
+    body = re.sub(r"^---\n.*?\n---\n", "", body, flags=re.S).strip()  # frontmatter is ours to write
+    return match.group(1).strip(), body or "# (the model wrote no body)"
