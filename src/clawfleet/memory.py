@@ -70,7 +70,7 @@ def search(store: Store, text: str, limit: int = 10) -> list[Note]:
     about RANKED_NOTES notes; when even the rarest is common, the newest notes holding it are
     ranked. This keeps a search in milliseconds at 100,000 notes.
     """
-    forms = {form: word for word in query_words(text) for form in variants(word)}
+    forms = dict.fromkeys(form for word in query_words(text) for form in variants(word))
     counts = store.note_frequencies(list(forms))
     if not counts:
         return []
