@@ -140,7 +140,9 @@ def test_timeout_is_retried_when_attempts_remain(repo):
         if [ ! -e {marker} ]; then touch {marker}; sleep 300; fi
         echo done > done.txt
         """)
-    configure(repo, {"slow-once": agent}, timeout=2, max_attempts=2, retry_backoff=2)
+    # Room for a loaded machine: the retry must start and end well within its time, and the
+    # backoff last longer than one `claw status` poll.
+    configure(repo, {"slow-once": agent}, timeout=6, max_attempts=2, retry_backoff=4)
     claw(repo, "add", "slow the first time")
     run = subprocess.Popen([sys.executable, "-m", "clawfleet.cli", "run"], cwd=repo,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
