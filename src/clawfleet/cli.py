@@ -604,7 +604,7 @@ def demo(
 # -- the LLM gateway and statistics --------------------------------------------------------
 
 gateway_app = typer.Typer(no_args_is_help=False, help="Without a command: run the metering LLM gateway "
-                          "(OpenAI chat, Responses, Anthropic Messages) on 127.0.0.1 in the foreground, "
+                          "(OpenAI chat, Responses, Anthropic Messages, Gemini) on 127.0.0.1 in the foreground, "
                           "one line per model call. Commands: an attempt's key, a transcript as a script.")
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(research_app, name="research")
