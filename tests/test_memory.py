@@ -16,7 +16,7 @@ from clawfleet.channels.context import persona_context
 from clawfleet.prompt import render_prompt
 from clawfleet.store import Store
 
-from conftest import agent_script, claw
+from conftest import agent_script, claw, write_config
 from test_run import configure, status_json
 
 
@@ -180,3 +180,36 @@ def test_prompt_has_soul_user_and_agents(project):
     assert "# Who you are" in prompt and "# Whom you work for (USER.md)" in prompt
     assert "# Project instructions (AGENTS.md)" in prompt
     assert "memory add" in prompt
+
+
+def test_with_an_embedding_model_search_finds_by_meaning_what_words_miss(project):
+    """`[memory] embeddings_model`: vectors from an OpenAI-compatible /embeddings endpoint (here
+    the scripted server's letter-trigram stand-in) are fused with BM25."""
+    from clawfleet.llm.scripted import Script, ScriptedServer
+
+    store = project.store
+    flaky = store.add_note("The integration tests time out on CI when Redis is slow")
+    store.add_note("Release notes go in CHANGELOG.md, newest first")
+    store.add_note("Use ruff for formatting; line length 110")
+    typo = "integraton tets timouts"   # no word of it is in any note as written
+    assert memory.search(store, typo) == []
+    with ScriptedServer(Script.from_rules([{"steps": [{"text": "unused"}]}])) as server:
+        write_config(project.root, f"""
+            [memory]
+            embeddings_model = "scripted-embed"
+            embeddings_base_url = "{server.openai_base_url}"
+            """)
+        found = memory.search(Store(store.path), typo, limit=2)
+        assert found[0].id == flaky.id
+        assert [r["path"] for r in server.requests] == ["/v1/embeddings", "/v1/embeddings"]
+        assert len(server.requests[0]["body"]["input"]) == 3   # the notes, embedded once
+        assert len(store.note_vectors("scripted-embed")) == 3
+        # Words still count: an exact match stays first, and a forgotten note leaves no vector.
+        assert memory.search(Store(store.path), "CHANGELOG.md release notes")[0].body.startswith("Release")
+        store.forget_note(flaky.id)
+        assert len(store.note_vectors("scripted-embed")) == 2
+        assert len(server.requests) == 3   # later searches embed only the query
+    # The endpoint gone: a clear error that says what to do.
+    with pytest.raises(ClawError) as error:
+        memory.search(Store(store.path), typo)
+    assert "memory embeddings (scripted-embed)" in error.value.message and "unset them" in error.value.hint

@@ -23,10 +23,10 @@ from .commands._common import (
     open_project,
     print_json,
 )
-from .commands.research import app as research_app
-from .commands.workspace import app as workspace_app
 from .commands.memory import app as memory_app
+from .commands.research import app as research_app
 from .commands.skill import app as skill_app
+from .commands.workspace import app as workspace_app
 from .errors import ClawError, UsageError
 from .models import AttemptState, Importance, Task, TaskState
 from .project import Project, initialize

@@ -418,6 +418,11 @@ class SandboxConfig(_Section):
 class MemoryConfig(_Section):
     prompt_notes: int = Field(5, ge=0, le=50, description="most relevant notes put into each prompt")
     learn: bool = Field(True, description="after each attempt, keep its summary and check results as a note")
+    embeddings_model: str | None = Field(None, description="an embedding model: search ranks by meaning as "
+                                                           "well as by words (needs the `embeddings` extra)")
+    embeddings_base_url: str | None = Field(None, description="its OpenAI-compatible API root; unset: "
+                                                              "OPENAI_BASE_URL, else OpenAI")
+    embeddings_api_key_env: str | None = Field(None, description="variable holding its key; unset: OPENAI_API_KEY")
 
 
 class Config(_Section):

@@ -11,11 +11,13 @@ without a model call. `relevant_notes` picks the few that match a task for its p
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .errors import ClawError
 from .models import Attempt, Note, Task
 from .store import Store, index_terms
 
@@ -24,6 +26,8 @@ MAX_QUERY_TERMS = 32             # more terms add little to BM25 and slow the ma
 RANKED_NOTES = 2000              # about how many matching notes one search ranks at most
 SUMMARY_CHARS = 600              # of an agent's summary kept in a learned note
 SOURCES = ("person", "agent", "attempt", "mcp")
+EMBED_BATCH = 256                # notes embedded at most per search (the rest on later ones)
+RRF_K = 60                       # reciprocal rank fusion's damping: 1 / (60 + rank)
 
 # Words so common that matching them says nothing about relevance.
 _STOPWORDS = frozenset("""
@@ -63,7 +67,23 @@ def to_match(terms: Sequence[str]) -> str | None:
 
 
 def search(store: Store, text: str, limit: int = 10) -> list[Note]:
-    """The notes most relevant to free text, best first (BM25).
+    """The notes most relevant to free text, best first: by words (BM25), and with
+    `[memory] embeddings_model` by meaning too, the two rankings fused (reciprocal rank)."""
+    embeddings = embeddings_for(store)
+    if embeddings is None:
+        return search_words(store, text, limit)
+    rankings = [search_words(store, text, limit * 4), embeddings.nearest(store, text, limit * 4)]
+    scores: dict[int, float] = {}
+    notes: dict[int, Note] = {}
+    for ranking in rankings:
+        for rank, note in enumerate(ranking):
+            scores[note.id] = scores.get(note.id, 0.0) + 1.0 / (RRF_K + rank)
+            notes.setdefault(note.id, note)
+    return [notes[i] for i in sorted(scores, key=lambda i: -scores[i])[:limit]]
+
+
+def search_words(store: Store, text: str, limit: int = 10) -> list[Note]:
+    """The notes most relevant to free text by its words, best first (BM25).
 
     Ranking costs time in proportion to the notes that match, and a word that half the notes
     hold says little about which are relevant, so the rarest words are kept until they match
@@ -85,6 +105,76 @@ def search(store: Store, text: str, limit: int = 10) -> list[Note]:
         first, last = store.note_id_range()
         min_id = last - int((last - first + 1) * RANKED_NOTES / matched)
     return store.search_notes(to_match(chosen), limit, min_id=min_id)
+
+
+class Embeddings:
+    """An embedding model behind an OpenAI-compatible `/embeddings` endpoint (OpenAI, Ollama,
+    vLLM, llama.cpp...). Notes are embedded once, when first searched, and kept in the store."""
+
+    def __init__(self, model: str, base_url: str | None, api_key: str | None) -> None:
+        try:
+            import numpy
+        except ImportError:
+            raise ClawError("[memory] embeddings_model is set, but numpy is not installed",
+                            hint="pip install 'clawfleet[embeddings]', or unset embeddings_model") from None
+        import openai
+
+        self.np, self.model = numpy, model
+        self.client = openai.OpenAI(base_url=base_url, api_key=api_key or "none", max_retries=2, timeout=60)
+
+    def embed(self, texts: Sequence[str]) -> Any:
+        """An L2-normalised float32 row per text."""
+        import openai
+
+        try:
+            reply = self.client.embeddings.create(model=self.model, input=list(texts))
+        except openai.APIError as error:
+            raise ClawError(f"memory embeddings ({self.model}): {error}",
+                            hint="check [memory] embeddings_model and embeddings_base_url, or unset them "
+                                 "to search by words only") from None
+        rows = self.np.array([d.embedding for d in sorted(reply.data, key=lambda d: d.index)], dtype="float32")
+        return rows / self.np.maximum(self.np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+
+    def nearest(self, store: Store, text: str, limit: int) -> list[Note]:
+        """The notes closest in meaning to `text` (cosine), embedding the ones still without a vector."""
+        missing = store.notes_without_vector(self.model, EMBED_BATCH)
+        if missing:
+            vectors = self.embed([f"{n.body} {' '.join(n.tags)}" for n in missing])
+            store.save_note_vectors(self.model, [(n.id, v.tobytes()) for n, v in zip(missing, vectors)])
+        stored = store.note_vectors(self.model)
+        if not stored or not text.strip():
+            return []
+        matrix = self.np.frombuffer(b"".join(blob for _, blob in stored), dtype="float32").reshape(len(stored), -1)
+        query = self.embed([text])[0]
+        if query.shape[0] != matrix.shape[1]:
+            raise ClawError(f"memory embeddings ({self.model}): vectors of {query.shape[0]} dimensions, "
+                            f"the stored ones have {matrix.shape[1]}",
+                            hint="a changed model under the same name: give it another name to embed afresh")
+        scores = matrix @ query
+        best = self.np.argsort(-scores)[:limit]
+        return store.get_notes([stored[i][0] for i in best])
+
+
+_EMBEDDINGS: dict[tuple, Embeddings] = {}
+
+
+def embeddings_for(store: Store) -> Embeddings | None:
+    """The store's project's embedding model, from `[memory]` in its config; None when unset."""
+    from .config import load_config
+
+    root = Path(store.path).parent.parent.parent   # .claw/run/claw.db
+    config = load_config(root / ".claw" / "config.toml").memory
+    if not config.embeddings_model:
+        return None
+    base_url = config.embeddings_base_url or os.environ.get("OPENAI_BASE_URL")
+    key = os.environ.get(config.embeddings_api_key_env or "OPENAI_API_KEY")
+    if config.embeddings_api_key_env and not key:
+        raise ClawError(f"[memory] embeddings_api_key_env names ${config.embeddings_api_key_env}, which is not set",
+                        hint=f"export {config.embeddings_api_key_env}=..., or change it in .claw/config.toml")
+    cache_key = (config.embeddings_model, base_url, key)
+    if cache_key not in _EMBEDDINGS:
+        _EMBEDDINGS[cache_key] = Embeddings(config.embeddings_model, base_url, key)
+    return _EMBEDDINGS[cache_key]
 
 
 def relevant_notes(store: Store, task: Task, limit: int = PROMPT_NOTES) -> list[Note]:

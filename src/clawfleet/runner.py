@@ -247,7 +247,10 @@ class Runner:
     def set_up(self) -> AttemptStatus | None:
         """Run the setup the workspace owes. A failure ends the attempt here, with the command's
         reason, before the agent starts: no model call, no budget spent."""
-        from .workspace import SetupPlan, run_setup  # only attempts that owe a setup pay the import
+        from .workspace import (  # only attempts that owe a setup pay the import
+            SetupPlan,
+            run_setup,
+        )
 
         self.progress("setup")
         result = run_setup(SetupPlan(**self.spec.setup), self.worktree, self.spec.env, self.children,

@@ -613,9 +613,30 @@ class Store:
         row = self._db.execute("SELECT COALESCE(MIN(id), 0), COALESCE(MAX(id), 0) FROM notes").fetchone()
         return row[0], row[1]
 
+    def notes_without_vector(self, model: str, limit: int) -> list[Note]:
+        return [_note(row) for row in self._db.execute(
+            "SELECT *, NULL AS score FROM notes WHERE id NOT IN (SELECT note_id FROM note_vectors"
+            " WHERE model = ?) ORDER BY id LIMIT ?", (model, limit))]
+
+    def save_note_vectors(self, model: str, vectors: Sequence[tuple[int, bytes]]) -> None:
+        with self.transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO note_vectors (note_id, model, vector) VALUES (?, ?, ?)",
+                           [(note_id, model, blob) for note_id, blob in vectors])
+
+    def note_vectors(self, model: str) -> list[tuple[int, bytes]]:
+        return [(row[0], row[1]) for row in self._db.execute(
+            "SELECT note_id, vector FROM note_vectors WHERE model = ? ORDER BY note_id", (model,))]
+
+    def get_notes(self, ids: Sequence[int]) -> list[Note]:
+        """The notes of these ids, in this order (ids without a note left out)."""
+        rows = {row["id"]: _note(row) for row in self._db.execute(
+            f"SELECT *, NULL AS score FROM notes WHERE id IN ({', '.join('?' * len(ids))})", list(ids))}
+        return [rows[i] for i in ids if i in rows]
+
     def forget_note(self, note_id: int) -> Note:
         note = self.get_note(note_id)
         with self.transaction() as db:
+            db.execute("DELETE FROM note_vectors WHERE note_id = ?", (note_id,))
             db.execute("DELETE FROM notes WHERE id = ?", (note_id,))
             db.executemany("UPDATE note_terms SET notes = notes - 1 WHERE term = ?",
                            [(t,) for t in index_terms(f"{note.body} {' '.join(note.tags)}")])

@@ -21,9 +21,12 @@ The client runs the tool and sends its result back, which makes the next turn.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import itertools
 import json
 import re
+import struct
 import threading
 import time
 import tomllib
@@ -285,6 +288,21 @@ def _gemini_conversation(body: dict[str, Any]) -> Conversation:
 READERS: dict[str, Callable[[dict[str, Any]], Conversation]] = {
     "chat": _messages_conversation, "messages": _messages_conversation,
     "responses": _responses_conversation, "gemini": _gemini_conversation}
+
+
+def trigram_vector(text: str, dimensions: int = 256) -> list[float]:
+    """A stand-in embedding: the text's letter trigrams hashed into a fixed number of signed
+    dimensions, so texts sharing letter sequences (a word misspelt, another form of it) are
+    near; deterministic across processes, which Python's own hash() is not."""
+    vector = [0.0] * dimensions
+    words = re.findall(r"\w+", text.lower())
+    for word in words:
+        padded = f" {word} "
+        for i in range(len(padded) - 2):
+            digest = hashlib.blake2b(padded[i:i + 3].encode(), digest_size=4).digest()
+            slot = int.from_bytes(digest, "big")
+            vector[slot % dimensions] += 1.0 if slot & 0x80000000 else -1.0
+    return vector
 
 
 def _tokens(chars: int) -> int:
@@ -565,6 +583,30 @@ def build_app(script: Script, requests: list[dict[str, Any]], lock: threading.Lo
                             lambda body, step, tokens: api.gemini(body, step, tokens, model,
                                                                   action == "streamGenerateContent"),
                             gemini_error)
+
+    @app.post("/v1/embeddings")
+    @app.post("/embeddings")
+    async def embeddings(request: Request) -> Any:
+        try:
+            body = await request.json()
+        except ValueError:
+            return openai_error(400, "scripted model: the request body is not JSON")
+        texts = body.get("input") if isinstance(body, dict) else None
+        texts = [texts] if isinstance(texts, str) else texts
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            return openai_error(400, "scripted model: `input` must be a string or a list of strings")
+        with lock:
+            requests.append({"path": request.url.path, "body": body})
+        tokens = sum(_tokens(len(t)) for t in texts)
+
+        def encoded(vector: list[float]) -> Any:   # as the SDKs ask by default: float32 in base64
+            if body.get("encoding_format") != "base64":
+                return vector
+            return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+        return {"object": "list", "model": body.get("model", "scripted"),
+                "data": [{"object": "embedding", "index": n, "embedding": encoded(trigram_vector(t))}
+                         for n, t in enumerate(texts)],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
     @app.get("/v1/models")
     @app.get("/models")
