@@ -213,3 +213,5 @@ def test_with_an_embedding_model_search_finds_by_meaning_what_words_miss(project
     with pytest.raises(ClawError) as error:
         memory.search(Store(store.path), typo)
     assert "memory embeddings (scripted-embed)" in error.value.message and "unset them" in error.value.hint
+    # A prompt is not held up by it: it gets the notes found by words.
+    assert "CHANGELOG.md" in memory.recall(Store(store.path), "CHANGELOG release")

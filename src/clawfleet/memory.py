@@ -11,6 +11,7 @@ without a model call. `relevant_notes` picks the few that match a task for its p
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterable, Sequence
@@ -20,6 +21,8 @@ from typing import Any
 from .errors import ClawError
 from .models import Attempt, Note, Task
 from .store import Store, index_terms
+
+log = logging.getLogger("clawfleet.memory")
 
 PROMPT_NOTES = 5                 # notes put into each prompt
 MAX_QUERY_TERMS = 32             # more terms add little to BM25 and slow the match
@@ -177,13 +180,23 @@ def embeddings_for(store: Store) -> Embeddings | None:
     return _EMBEDDINGS[cache_key]
 
 
+def _search_or_words(store: Store, text: str, limit: int) -> list[Note]:
+    """`search`, or by words only when the embedding model fails: a prompt or a chat reply is
+    never held up by it (`claw memory search` still shows its error)."""
+    try:
+        return search(store, text, limit)
+    except ClawError as error:
+        log.warning("memory search by meaning failed, by words only: %s", error.message)
+        return search_words(store, text, limit)
+
+
 def relevant_notes(store: Store, task: Task, limit: int = PROMPT_NOTES) -> list[Note]:
     """The notes most relevant to a task (its title and body), for its prompt.
 
     Notes the task's own earlier attempts left come first: they are the most relevant of all.
     """
     own = store.notes(task_id=task.id, limit=limit)
-    others = [n for n in search(store, f"{task.title}\n{task.body}", limit + len(own))
+    others = [n for n in _search_or_words(store, f"{task.title}\n{task.body}", limit + len(own))
               if n.task_id != task.id]
     return (own + others)[:limit]
 
@@ -208,7 +221,7 @@ def notes_for_prompt(project_root: Path, task: Task, limit: int | None = None) -
 def recall(store: Store, about: str, limit: int = PROMPT_NOTES) -> str:
     """The notes most relevant to `about` (a chat message, a checklist) as a markdown section,
     each with where it came from; '' when none is."""
-    notes = search(store, about, limit) if about.strip() and limit > 0 else []
+    notes = _search_or_words(store, about, limit) if about.strip() and limit > 0 else []
     if not notes:
         return ""
     return "## What you remember about this\n" + "\n".join(
