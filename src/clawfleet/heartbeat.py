@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from .errors import ClawError
 from .models import Importance, Notification
+from .planner import TaskIdea
 from .project import Project
 from .store import Store
 
@@ -48,15 +49,8 @@ then reply {{"tasks": [], "message": ""}}.
 """
 
 
-class HeartbeatTask(BaseModel):
-    title: str = Field(min_length=1, max_length=200)
-    body: str = ""
-    kind: str = "feature"
-    importance: Importance = Importance.normal
-
-
 class HeartbeatReply(BaseModel):
-    tasks: list[HeartbeatTask] = Field(default_factory=list, max_length=10)
+    tasks: list[TaskIdea] = Field(default_factory=list, max_length=10)
     message: str = ""
 
 

@@ -159,14 +159,23 @@ class Embeddings:
 
 
 _EMBEDDINGS: dict[tuple, Embeddings] = {}
+_SETTINGS: dict[Path, tuple[int | None, Any]] = {}   # config path -> (its mtime, its [memory])
 
 
 def embeddings_for(store: Store) -> Embeddings | None:
-    """The store's project's embedding model, from `[memory]` in its config; None when unset."""
+    """The store's project's embedding model, from `[memory]` in its config; None when unset.
+
+    Searches are frequent: the config is read again only when the file changed."""
     from .config import load_config
 
-    root = Path(store.path).parent.parent.parent   # .claw/run/claw.db
-    config = load_config(root / ".claw" / "config.toml").memory
+    path = Path(store.path).parent.parent / "config.toml"   # .claw/run/claw.db -> .claw/config.toml
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError:
+        mtime = None
+    if _SETTINGS.get(path, (0, None))[0] != mtime:
+        _SETTINGS[path] = (mtime, load_config(path).memory)
+    config = _SETTINGS[path][1]
     if not config.embeddings_model:
         return None
     base_url = config.embeddings_base_url or os.environ.get("OPENAI_BASE_URL")

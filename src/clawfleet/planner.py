@@ -42,11 +42,15 @@ Files in the repository (first {shown} of {total}):
 """
 
 
-class PlannedTask(BaseModel):
+class TaskIdea(BaseModel):
+    """A task as a model proposes it (the planner, the heartbeat): what to queue."""
     title: str = Field(min_length=1, max_length=200)
     body: str = ""
     kind: str = "feature"
     importance: Importance = Importance.normal
+
+
+class PlannedTask(TaskIdea):
     footprint: list[str] = Field(default_factory=list)
     depends_on: list[int] = Field(default_factory=list)
 

@@ -150,6 +150,14 @@ def log_tail(path: Path, lines: int = 5) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
+def settled(outcome: AgentOutcome) -> AgentOutcome:
+    """An outcome with an error never says exit 0: a CLI that reports a failure in its events
+    often exits 0 all the same."""
+    if outcome.error and not outcome.exit_code:
+        outcome.exit_code = 1
+    return outcome
+
+
 def short(text: Any, limit: int = 300) -> str:
     text = text if isinstance(text, str) else json.dumps(text)
     text = " ".join(text.split())
@@ -202,4 +210,4 @@ class CliAgent:
         events = self.events(job)
         transcript = job.attempt_dir / f"{self.transcript_prefix}-{job.round}.jsonl"
         finished = run_with_events(job, command, env, transcript, events.on_event, stdin_text=job.prompt)
-        return events.outcome(finished.exit_code, finished.timed_out, transcript.name)
+        return settled(events.outcome(finished.exit_code, finished.timed_out, transcript.name))

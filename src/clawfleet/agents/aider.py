@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..config import AiderAgentConfig
 from . import AgentJob, AgentOutcome
-from ._cli import CliAgent, Program, api_key, log_tail
+from ._cli import CliAgent, Program, api_key, log_tail, settled
 
 PROGRAM = Program("aider", "aider", "pipx install aider-chat (or a venv of its own: "
                                     "python3 -m venv ~/.venvs/aider && ~/.venvs/aider/bin/pip install aider-chat)")
@@ -100,8 +100,8 @@ class AiderAgent(CliAgent):
         with open(job.log, errors="replace") as log:
             log.seek(start)
             output = log.read()
-        return self.outcome(output, job.attempt_dir / f"aider-{job.round}.md", finished.exit_code,
-                            finished.timed_out, job)
+        return settled(self.outcome(output, job.attempt_dir / f"aider-{job.round}.md", finished.exit_code,
+                                    finished.timed_out, job))
 
     def outcome(self, output: str, history: Path, exit_code: int, timed_out: bool, job: AgentJob) -> AgentOutcome:
         sent = received = 0
@@ -119,8 +119,6 @@ class AiderAgent(CliAgent):
             outcome.error = f"aider: {kind}: {message.strip()}"
         elif exit_code != 0:
             outcome.error = f"aider exited with status {exit_code}: {log_tail(job.log, 3) or 'no message'}"
-        if outcome.error and not outcome.exit_code:
-            outcome.exit_code = 1
         return outcome
 
 

@@ -131,8 +131,6 @@ class _Events:
                 outcome.error += f" ({short(result['errors'])})"
         elif exit_code != 0:
             outcome.error = f"claude exited with status {exit_code} (see `claw log`)"
-        if outcome.error and not outcome.exit_code:
-            outcome.exit_code = 1
         return outcome
 
 

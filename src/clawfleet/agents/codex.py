@@ -145,6 +145,4 @@ class _Events:
             outcome.error = f"codex exited with status {exit_code} (transcript: {transcript}): {reason}"
         elif not self.completed_turns:
             outcome.error = f"codex ended without completing its turn (transcript: {transcript})"
-        if outcome.error and not outcome.exit_code:
-            outcome.exit_code = 1
         return outcome

@@ -121,6 +121,4 @@ class _Events:
             outcome.error = f"gemini ended with {result.get('status')}: {error.get('message') or short(error)}"
         elif exit_code != 0:
             outcome.error = f"gemini exited with status {exit_code} (see `claw log`)"
-        if outcome.error and not outcome.exit_code:
-            outcome.exit_code = 1
         return outcome

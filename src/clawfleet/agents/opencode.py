@@ -137,6 +137,4 @@ class _Events:
                              f"{log_tail(self.job.log, 3) or 'no message'}")
         elif not self.finished_steps:
             outcome.error = f"opencode ended without a model reply (transcript: {transcript})"
-        if outcome.error and not outcome.exit_code:
-            outcome.exit_code = 1
         return outcome
