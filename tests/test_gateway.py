@@ -260,6 +260,11 @@ class Upstream(BackgroundServer):
                     yield f"event: response.output_text.delta\ndata: {json.dumps(delta)}\n\n"
                 done = {"type": "response.completed", "sequence_number": 9, "response": response}
                 yield f"event: response.completed\ndata: {json.dumps(done)}\n\n"
+                if body.get("input") == "linger":   # an upstream slow to close after its end event
+                    try:
+                        await asyncio.sleep(5)
+                    finally:
+                        self.stream_closed.set()
             return StreamingResponse(events(), media_type="text/event-stream")
 
         @app.post("/v1/chat/completions")
@@ -375,6 +380,19 @@ def test_a_client_leaving_mid_stream_closes_the_upstream_stream_and_is_recorded(
         [call] = calls(project, gateway)
     assert (call.status, call.error) == ("disconnected", "the client went away mid-stream")
     assert call.ttft_ms is not None and call.latency_ms < 3000
+
+
+def test_a_client_leaving_after_the_end_event_is_a_complete_call(project, upstream):
+    # Codex hangs up as soon as it reads response.completed, often before the upstream closes.
+    attempt = new_attempt(project)
+    with GatewayServer(project.root) as gateway:
+        url = gateway.attempt_url(attempt.id) + "/v1/responses"
+        with httpx.stream("POST", url, json={"model": "m", "stream": True, "input": "linger"}, timeout=10) as response:
+            next(line for line in response.iter_lines() if "response.completed" in line)
+        assert upstream.stream_closed.wait(5), "the gateway kept reading from the upstream"
+        [call] = calls(project, gateway)
+    assert (call.status, call.error) == ("ok", None)
+    assert (call.input_tokens, call.output_tokens, call.cached_tokens) == (12, 4, 8)
 
 
 # -- bad input -----------------------------------------------------------------------------

@@ -434,7 +434,8 @@ class Gateway:
         except httpx.HTTPError as error:
             call.status, call.error = "incomplete", f"the upstream stream broke: {error}"
         finally:
-            if not finished and call.status == "ok":
+            # A client may hang up once it has the end event, before the upstream closes: complete.
+            if not finished and call.status == "ok" and not tap.completed:
                 call.status, call.error = "disconnected", "the client went away mid-stream"
             with anyio.CancelScope(shield=True):
                 await response.aclose()
