@@ -25,7 +25,7 @@ from clawfleet.agents import agent_kinds, aider, claude, codex, gemini, opencode
 from clawfleet.llm.scripted import Script, ScriptedServer
 from clawfleet.store import Store
 
-from conftest import claw, write_config
+from conftest import agent_script, claw, write_config
 from test_run import status_json
 
 # Where .ci/run installs them: the npm CLIs, and aider in a virtual environment of its own.
@@ -213,6 +213,46 @@ def test_real_cli_through_the_gateway_adds_a_function_with_its_test_and_fixes_th
     assert again["state"] == "review", (again["reason"], claw(repo, "log", "1").stdout[-2000:])
     assert again["latest_attempt"]["summary"] == attempt["summary"] and replayed == len(requests)
     assert git.out("show", f"{again['latest_attempt']['branch']}:calc.py", cwd=repo) == first_calc
+
+
+@pytest.mark.parametrize("kind", ["claude", "codex"])
+def test_real_cli_as_the_ai_reviewer_runs_the_tests_in_a_checkout_and_approves(repo, kind):
+    """Any agent kind reviews: the CLI reads a throwaway checkout of the change, runs the tests
+    itself, and its final message is the verdict; its calls are metered against the attempt."""
+    require(kind)
+    calculator_repo(repo)
+    worker = agent_script(repo, "w", f"""
+        printf '\\n\\ndef multiply(a, b):\\n    return a * b\\n' >> calc.py
+        {MULTIPLY_TEST}
+        """)
+    verdict = '{"verdict": "approve", "comments": ["multiply is right and tested"]}'
+    script = Script.from_rules([{"match": "You review a change", "steps": [
+        shell_tool(kind, CHECK + " 2>&1 | tail -n 3"), {"text": "The tests pass.\n" + verdict}]}])
+    with ScriptedServer(script) as server:
+        configure(repo, kind, server, gateway=True)
+        config = repo / ".claw" / "config.toml"
+        config.write_text(config.read_text()
+                          .replace(f'default_agent = "{kind}"', 'default_agent = "w"')
+                          .replace("[review]\n", "[review]\nauto_max_risk = { normal = -1 }\n"
+                                   f'ai_reviewer = "{kind}"\nai_max_risk = {{ normal = 100 }}\n')
+                          + f'[agents.w]\nkind = "command"\ncommand = ["{worker}"]\n')
+        claw(repo, "add", "Add multiply(a, b) to calc.py, with a test")
+        result = claw(repo, "run", timeout=600)
+        requests = list(server.requests)
+    assert result.returncode == 0, result.stderr
+    task = status_json(repo)[0]
+    shown = json.loads(claw(repo, "show", "1", "--json").stdout)
+    attempt = shown["attempts"][0]
+    review_dir = repo / ".claw" / "run" / "attempts" / str(attempt["id"]) / "review"
+    assert task["state"] == "merged", (task["reason"], (review_dir / "agent.log").read_text()[-2000:])
+    assert attempt["ai_review"] == "approve"
+    assert "AI reviewer: approve: multiply is right and tested" in result.stdout
+    assert "return a * b" in (repo / "calc.py").read_text()
+    # It ran the tests in its checkout and sent their output back to the model.
+    assert len(requests) == 2 and "OK" in json.dumps(requests[1]["body"])
+    calls = Store(repo / ".claw" / "run" / "claw.db").llm_calls(attempt_id=attempt["id"])
+    assert len(calls) == 2 and all(c.api == GATEWAY_API[kind] and c.status == "ok" and c.cost > 0 for c in calls)
+    assert not (review_dir / "checkout").exists()
 
 
 def listing(path: str, text: str) -> str:

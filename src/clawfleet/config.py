@@ -48,7 +48,8 @@ class ReviewConfig(_Section):
     auto_approve: list[Importance] = Field(default_factory=lambda: [Importance.low])
     auto_max_risk: dict[Importance, int] = Field(
         default_factory=dict, description="per importance: the highest risk score approved without a person")
-    ai_reviewer: str | None = Field(None, description="built-in agent whose model reviews mid-risk attempts")
+    ai_reviewer: str | None = Field(None, description="the agent (any kind) that reviews mid-risk attempts")
+    ai_timeout: float = Field(900.0, gt=0, description="seconds the AI reviewer may take; then a person decides")
     ai_max_risk: dict[Importance, int] = Field(
         default_factory=dict, description="per importance: the highest risk the AI reviewer may approve")
     sensitive: list[str] = Field(
@@ -542,9 +543,11 @@ auto_approve = ["low"]    # importance levels approved without a person when che
 # Or approve by risk (0-100, from the diff's size, files, deletions, sensitive paths, tests
 # and checks): per importance, the highest risk that lands without a person.
 # auto_max_risk = {{ normal = 30, high = 10 }}
-# Between auto_max_risk and ai_max_risk, a model reviews first (the agent named here):
+# Between auto_max_risk and ai_max_risk, an AI reviewer looks first: the agent named here, of
+# any kind (a builtin model reads the diff; a CLI such as claude reads a checkout of the change):
 # ai_reviewer = "builtin"
 # ai_max_risk = {{ normal = 60, high = 40 }}
+# ai_timeout = 900           # seconds; a reviewer still at it then leaves the attempt to a person
 # sensitive = [".github/**", ".ci/**", "**/migrations/**", "**/*.lock", "pyproject.toml"]
 merge_on_approve = true   # `claw run` lands approved attempts as it goes
 

@@ -118,6 +118,7 @@ class Attempt:
     checks_passed: bool | None = None
     fix_rounds: int = 0
     feedback: str | None = None
+    ai_review: str | None = None        # running, then approve / revise / reject / failed
 
     @property
     def tokens(self) -> int:

@@ -75,8 +75,8 @@ def category_of(kind: str) -> str | None:
     """The [notify] events name of an event kind, or None for events nobody is told about."""
     if "budget" in kind:
         return "budget"  # the gateway's refusals and whatever stops an attempt over budget
-    return {"task.review": "review", "task.merged": "merged", "task.failed": "failed",
-            "attempt.bounced": "bounced"}.get(kind)
+    return {"task.review": "review", "review.ai": "review", "review.ai_failed": "review",
+            "task.merged": "merged", "task.failed": "failed", "attempt.bounced": "bounced"}.get(kind)
 
 
 def notification_for(event: dict, store: Store) -> Notification | None:
@@ -85,6 +85,8 @@ def notification_for(event: dict, store: Store) -> Notification | None:
     if category is None:
         return None
     data, task_id = event["data"], event["task_id"]
+    if event["kind"] == "task.review" and data.get("ai_review"):
+        return None  # the AI reviewer looks first; told only if it leaves the task to a person
     if category == "budget" and "new" in data:
         return None  # the attempt stopped over budget: the gateway's refusal was told already
     if category == "failed" and event["attempt_id"] is not None and \

@@ -62,6 +62,7 @@ class Orchestrator:
         self.slots = slots or self.config.fleet.slots
         self.merge = self.config.review.merge_on_approve if merge is None else merge
         self.executor = LocalExecutor()
+        self.reviews = reviewer.Reviews()
         self.pool = WorkspacePool(project, size=max(self.config.fleet.pool_size, 0))
         self.merge_queue = MergeQueue(project, self.pool, on_event=self._landed)
         self.on_event = on_event or (lambda message: None)
@@ -95,7 +96,7 @@ class Orchestrator:
             self.collect()  # reattach or collect what a previous orchestrator left
             filling: Future | None = None
             while True:
-                ended = self.collect() + self.stop_over_budget()
+                ended = self.collect() + self.stop_over_budget() + self.collect_reviews()
                 if self.merge:
                     self.land()  # before scheduling: landing unblocks dependents
                 self.watch_conflicts()
@@ -105,7 +106,8 @@ class Orchestrator:
                 if until is not None:
                     if until():
                         break
-                elif not started and not self.running() and not self._backing_off:
+                elif (not started and not self.running() and not self._backing_off
+                      and not self.store.attempts(ai_review="running")):
                     if filling is not None and not filling.done():
                         self.on_event("waiting for the pool to finish setting up a workspace "
                                       "(Ctrl-C leaves it; the next run cleans up)")
@@ -332,12 +334,15 @@ class Orchestrator:
             risk = risk_of(self.project, attempt.base_commit, status.head_commit, status.checks_passed)
             event_data = {**event_data, "risk": risk.score, "risk_reasons": risk.reasons}
         decision = decide(task, status, attempts_so_far, self.config, risk)
+        # Marked in the same step, so a restart finds the review owed; the person is told only
+        # if the reviewer leaves it to them.
+        ai_review = {"ai_review": "running"} if decision.ai_review else {}
         self.store.finish_attempt(attempt.id, status.outcome, event,
                                   task_state=decision.task_state, task_reason=decision.reason,
                                   task_feedback=decision.feedback, event_data=event_data or None,
-                                  **_fields(status))
+                                  task_event_data=ai_review or None, **_fields(status), **ai_review)
         if decision.ai_review:
-            decision = self._ai_review(task, attempt, status, risk, attempts_so_far)
+            decision = self._ai_review(task, attempt, status, risk)
         if decision.auto_approved:  # the task is approved already; the attempt follows
             self.store.finish_attempt(attempt.id, AttemptState.approved, "attempt.approved",
                                       reason=decision.reason)
@@ -383,30 +388,80 @@ class Orchestrator:
                         fix_rounds=attempt.fix_rounds, finished_at=attempt.finished_at or 0.0)
         return replace(written, **recorded) if written else AttemptStatus(**recorded)
 
-    def _ai_review(self, task: Task, attempt: Attempt, status: AttemptStatus, risk: Risk,
-                   attempts_so_far: int) -> Decision:
-        """Ask the AI reviewer about a task now in review; return where its verdict sends it."""
+    def _ai_review(self, task: Task, attempt: Attempt, status: AttemptStatus, risk: Risk) -> Decision:
+        """Start the AI reviewer on a task now in review; `collect_reviews` acts on its verdict."""
+        name = self.config.review.ai_reviewer
         try:
-            verdict = reviewer.review(self.project, task, attempt, status.head_commit, risk,
-                                      status.checks_passed)
-        except ClawError as error:
-            self.store.note_task(task.id, f"AI review failed, a person decides: {error}", "review.ai_failed")
+            agent = self.config.agent(name)
+            prompt = reviewer.review_prompt(self.project.root, task, attempt, status.head_commit, risk,
+                                            status.checks_passed, in_checkout=agent.kind != "builtin")
+            self.reviews.start(self._review_dir(attempt), reviewer.ReviewSpec(
+                attempt_id=attempt.id, task_id=task.id, project_root=str(self.project.root),
+                agent_name=name, agent=agent.model_dump(), base_commit=attempt.base_commit,
+                head_commit=status.head_commit, prompt=prompt,
+                deadline=self.clock() + self.config.review.ai_timeout,
+                gateway_url=self.gateway.attempt_url(attempt.id) if self.gateway else None,
+                gateway_key=self.gateway.attempt_key(attempt.id) if self.gateway else None))
+        except (ClawError, OSError) as error:
+            self._ai_review_failed(task, attempt, error)
             return Decision(TaskState.review)
+        reason = f"the AI reviewer ({name}, {agent.kind}) is looking at it"
+        self.store.note_task(task.id, reason, "review.ai_started", reviewer=name)
+        return Decision(TaskState.review, reason)
+
+    def _review_dir(self, attempt: Attempt) -> Path:
+        return self.project.attempt_dir(attempt.id) / "review"
+
+    def collect_reviews(self) -> int:
+        """Act on each AI review that ended; return how many did."""
+        ended = 0
+        for attempt in self.store.attempts(ai_review="running"):
+            review_dir = self._review_dir(attempt)
+            task = self.store.get_task(attempt.task_id)
+            decided = task.state != TaskState.review or attempt.state != AttemptState.ready
+            result = self.reviews.poll(attempt.id, review_dir)
+            if isinstance(result, reviewer.Reviewing):
+                try:
+                    late = self.clock() > reviewer.ReviewSpec.load(review_dir).deadline + HARD_KILL_GRACE_S
+                except (OSError, ValueError, TypeError):
+                    late = True
+                if not (decided or late):
+                    continue
+                self.reviews.stop(attempt.id, review_dir)
+                result = ClawError(f"the AI reviewer took longer than review.ai_timeout "
+                                   f"({self.config.review.ai_timeout:g} s)")
+            ended += 1
+            if decided:  # a person (or a cancel) was quicker: the verdict no longer matters
+                self.store.update_attempt(attempt.id, ai_review="late")
+                continue
+            if isinstance(result, ClawError):
+                self._ai_review_failed(task, attempt, result)
+                continue
+            self.store.update_attempt(attempt.id, ai_review=result.verdict)
+            self._after_ai_review(task, attempt, result)
+        return ended
+
+    def _ai_review_failed(self, task: Task, attempt: Attempt, error: Exception) -> None:
+        self.store.update_attempt(attempt.id, ai_review="failed")
+        self.store.note_task(task.id, f"AI review failed, a person decides: {error}", "review.ai_failed")
+        self.on_event(f"task {task.id}: AI review failed: {error}")
+
+    def _after_ai_review(self, task: Task, attempt: Attempt, verdict: reviewer.Verdict) -> None:
+        attempts_so_far = len(self.store.attempts(task_id=task.id))
         decision = after_ai_review(verdict, attempts_so_far, self.config)
         self.on_event(f"task {task.id}: {verdict.describe()}")
         if decision.task_state == TaskState.approved:
             self.store.finish_attempt(attempt.id, AttemptState.approved, "attempt.approved",
                                       task_state=TaskState.approved, task_reason=decision.reason,
                                       event_data={"by": "ai", "comments": verdict.comments})
-            return Decision(TaskState.approved, decision.reason)
-        if decision.task_state == TaskState.queued:
+        elif decision.task_state == TaskState.queued:
             self.store.finish_attempt(attempt.id, AttemptState.sent_back, "attempt.sent_back",
                                       task_state=TaskState.queued, task_reason=decision.reason,
                                       task_feedback=decision.feedback, feedback=decision.feedback,
                                       event_data={"by": "ai", "comments": verdict.comments})
-            return Decision(TaskState.queued, decision.reason)  # the caller frees the worktree
-        self.store.note_task(task.id, decision.reason, "review.ai", comments=verdict.comments)
-        return Decision(TaskState.review, decision.reason)
+            self._release(attempt, keep=True)
+        else:
+            self.store.note_task(task.id, decision.reason, "review.ai", comments=verdict.comments)
 
     def _release(self, attempt: Attempt, keep: bool) -> None:
         """Free the worktree of an attempt that will not land; keep its branch unless empty.

@@ -98,24 +98,29 @@ _GATEWAY_SUFFIX = {"claude": "", "gemini": "", "codex": "/v1", "opencode": "/v1"
 
 
 def through_gateway(spec: AttemptSpec) -> dict[str, Any]:
-    """The agent's config, pointed at the gateway when the attempt has one.
+    """The attempt's agent config, pointed at the gateway when the attempt has one."""
+    return point_at_gateway(spec.agent, spec.gateway_url, spec.gateway_key)
+
+
+def point_at_gateway(agent: dict[str, Any], gateway_url: str | None, gateway_key: str | None) -> dict[str, Any]:
+    """An agent config pointed at the gateway (this process's environment gets its key).
 
     Every agent gets CLAW_GATEWAY_URL and CLAW_GATEWAY_KEY in its environment (a `command` agent
     uses them as it likes); the built-in agent and the agent CLIs are pointed there through their
     own base-URL and key settings. Their real upstream and key are then the gateway's business.
     """
-    if not spec.gateway_url:
-        return spec.agent
-    os.environ["CLAW_GATEWAY_URL"] = spec.gateway_url
-    os.environ["CLAW_GATEWAY_KEY"] = spec.gateway_key or ""
-    kind = spec.agent.get("kind", "builtin")
+    if not gateway_url:
+        return agent
+    os.environ["CLAW_GATEWAY_URL"] = gateway_url
+    os.environ["CLAW_GATEWAY_KEY"] = gateway_key or ""
+    kind = agent.get("kind", "builtin")
     if kind == "builtin":
-        suffix = "" if spec.agent.get("provider") == "anthropic" else "/v1"
+        suffix = "" if agent.get("provider") == "anthropic" else "/v1"
     elif kind in _GATEWAY_SUFFIX:
         suffix = _GATEWAY_SUFFIX[kind]
     else:
-        return spec.agent
-    return {**spec.agent, "base_url": spec.gateway_url + suffix, "api_key_env": "CLAW_GATEWAY_KEY"}
+        return agent
+    return {**agent, "base_url": gateway_url + suffix, "api_key_env": "CLAW_GATEWAY_KEY"}
 
 
 def read_progress(attempt_dir: Path) -> dict[str, Any]:

@@ -300,7 +300,7 @@ class Store:
     def update_attempt(self, attempt_id: int, **fields: Any) -> None:
         """Set plain fields (pid, worktree, tokens...) that are not state changes."""
         allowed = {"pid", "worktree", "head_commit", "input_tokens", "output_tokens", "summary",
-                   "exit_code", "checks_passed", "fix_rounds", "reason"}
+                   "exit_code", "checks_passed", "fix_rounds", "reason", "ai_review"}
         unknown = set(fields) - allowed
         if unknown:
             raise ValueError(f"not plain attempt fields: {sorted(unknown)}")
@@ -311,7 +311,7 @@ class Store:
     def finish_attempt(self, attempt_id: int, state: AttemptState, event: str, *,
                        task_state: TaskState | None = None, task_reason: str | None = None,
                        task_feedback: str | None = None, event_data: dict[str, Any] | None = None,
-                       **fields: Any) -> Attempt:
+                       task_event_data: dict[str, Any] | None = None, **fields: Any) -> Attempt:
         """Move an attempt (and optionally its task) to a new state with one event each."""
         with self.transaction() as db:
             row = db.execute("SELECT task_id, state FROM attempts WHERE id = ?", (attempt_id,)).fetchone()
@@ -328,7 +328,8 @@ class Store:
                         **{k: v for k, v in fields.items() if k in ("reason", "exit_code")})
             if task_state is not None:
                 self._move_task(db, row["task_id"], task_state, f"task.{task_state}",
-                                reason=task_reason, feedback=task_feedback, attempt_id=attempt_id)
+                                reason=task_reason, feedback=task_feedback, attempt_id=attempt_id,
+                                **(task_event_data or {}))
         return self.get_attempt(attempt_id)
 
     def get_attempt(self, attempt_id: int) -> Attempt:
@@ -338,11 +339,14 @@ class Store:
         return _attempt(row)
 
     def attempts(self, task_id: int | None = None,
-                 states: Sequence[AttemptState] | None = None) -> list[Attempt]:
+                 states: Sequence[AttemptState] | None = None, *, ai_review: str | None = None) -> list[Attempt]:
         query, args = "SELECT * FROM attempts WHERE 1=1", []
         if task_id is not None:
             query += " AND task_id = ?"
             args.append(task_id)
+        if ai_review is not None:
+            query += " AND ai_review = ?"
+            args.append(ai_review)
         if states:
             query += f" AND state IN ({','.join('?' * len(states))})"
             args += [str(s) for s in states]
@@ -781,7 +785,7 @@ def _attempt(row: sqlite3.Row) -> Attempt:
                    summary=row["summary"], reason=row["reason"],
                    input_tokens=row["input_tokens"], output_tokens=row["output_tokens"],
                    checks_passed=None if passed is None else bool(passed),
-                   fix_rounds=row["fix_rounds"], feedback=row["feedback"])
+                   fix_rounds=row["fix_rounds"], feedback=row["feedback"], ai_review=row["ai_review"])
 
 
 def _experiment(row: sqlite3.Row) -> Experiment:
