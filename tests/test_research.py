@@ -388,6 +388,64 @@ def test_a_model_agent_gets_the_program_and_its_change_is_kept(research_repo):
     assert "# Lower the score" in first_prompt and "`params.json`" in first_prompt
     assert "| baseline |" in first_prompt     # the baseline's outcome is already in the table
 
+    # The outcome went into the claw's memory, and the next run's prompt recalls it.
+    [note] = Project(research_repo).store.notes()
+    assert note.source == "research" and note.tags == ["research", "default", "keep"]
+    assert note.body.startswith(f"Research default, experiment {kept.id} (round 1): keep, metric ")
+    assert "Hypothesis: set x to 3, where the parabola has its minimum" in note.body
+    with ScriptedServer(script) as server:
+        configure(research_repo, agent="builtin",
+                  extra=f'[agents.builtin]\nkind = "builtin"\nprovider = "openai"\nmodel = "scripted"\n'
+                        f'base_url = "{server.openai_base_url}"\n')
+        ResearchLoop(Project(research_repo), max_experiments=1).run()
+        prompt = server.requests[0]["body"]["messages"][-1]["content"]
+    assert "## What you remember about this" in prompt and f"experiment {kept.id} (round 1): keep" in prompt
+
+
+def test_with_the_gateway_each_experiments_calls_are_metered_against_it(research_repo):
+    """Two experiments side by side, each with its own gateway key: every call is counted
+    against the experiment that made it, with its cost and transcript."""
+    from clawfleet.llm.scripted import Script, ScriptedServer
+    from clawfleet.project import Project
+    from clawfleet.research import ResearchLoop
+
+    script = Script.from_rules([{"match": "Lower the score", "steps": [
+        {"command": "python3 -c \"import json; json.dump({'x': 3.0}, open('params.json', 'w'))\""},
+        {"done": "set x to 3"},
+    ]}])
+    with ScriptedServer(script) as server:
+        configure(research_repo, agent="builtin", extra=f"""
+[agents.builtin]
+kind = "builtin"
+provider = "openai"
+model = "scripted-model"
+[gateway]
+enabled = true
+[gateway.upstreams.scripted]
+base_url = "{server.url}/v1"
+apis = ["chat"]
+[gateway.prices.scripted-model]
+input = 1.0
+output = 4.0
+""")
+        run = ResearchLoop(Project(research_repo), max_experiments=2, parallel=2).run()
+        requests = len(server.requests)
+    assert run.state == "finished" and requests == 4
+    store = Project(research_repo).store
+    experiments = [e for e in store.experiments(run_id=run.id) if e.round > 0]
+    assert len(experiments) == 2
+    for experiment in experiments:
+        calls = store.llm_calls(experiment_id=experiment.id)
+        assert len(calls) == 2 and all(c.status == "ok" and c.cost > 0 and c.attempt_id is None for c in calls)
+        transcript = research_repo / ".claw/run/research/default/experiments" / str(experiment.id) / "transcript.jsonl"
+        assert len(transcript.read_text().splitlines()) == 2
+    tokens, dollars = store.research_spend(run.id)
+    assert tokens == sum(c.tokens for c in store.llm_calls()) and dollars > 0
+    status = json.loads(claw(research_repo, "research", "status", "--json").stdout)["run"]
+    assert (status["metered_tokens"], round(status["cost"], 9)) == (tokens, round(dollars, 9))
+    stats = json.loads(claw(research_repo, "stats", "--json").stdout)
+    assert stats["research"]["calls"] == 4 and stats["research"]["tokens"] == tokens
+
 
 def test_a_daemon_schedule_starts_a_research_run_at_its_time(research_repo):
     """"Every night at 1: research" — a [[schedule]] with `research` starts `claw research run`."""

@@ -76,6 +76,33 @@ def test_reopening_keeps_data_and_does_not_rerun_migrations(db_path):
     assert raw(db_path).execute("SELECT type, name, sql FROM sqlite_master ORDER BY name").fetchall() == schema_before
 
 
+def test_a_database_of_an_older_schema_is_upgraded_keeping_its_model_calls(db_path):
+    # Written as a clawfleet of schema 9 did: then 011 rebuilds llm_calls for experiments.
+    from clawfleet.store import _migrations, _split_sql
+
+    db_path.parent.mkdir(parents=True)
+    old = raw(db_path)
+    for number, sql in _migrations():
+        if number <= 9:
+            for statement in _split_sql(sql):
+                old.execute(statement)
+    old.execute("PRAGMA user_version = 9")
+    old.execute("INSERT INTO tasks (title, created_at, updated_at) VALUES ('old', 1, 1)")
+    old.execute("INSERT INTO attempts (task_id, number, agent, state, branch, base_commit, started_at)"
+                " VALUES (1, 1, 'builtin', 'ready', 'claw/1-old', 'abc', 1)")
+    old.execute("INSERT INTO llm_calls (attempt_id, task_id, api, status, input_tokens, output_tokens, cost,"
+                " started_at) VALUES (1, 1, 'chat', 'ok', 100, 20, 0.5, 2)")
+    old.close()
+    store = Store(db_path)
+    assert store.schema_version == migration_count()
+    [call] = store.llm_calls()
+    assert (call.attempt_id, call.task_id, call.experiment_id, call.tokens, call.cost) == (1, 1, None, 120, 0.5)
+    assert store.llm_spend(attempt_id=1) == (120, 0.5)
+    with pytest.raises(sqlite3.IntegrityError):  # a call belongs to an attempt or an experiment
+        store._db.execute("INSERT INTO llm_calls (api, status, started_at) VALUES ('chat', 'ok', 3)")
+    store.close()
+
+
 # -- events ----------------------------------------------------------------------------------
 
 def test_events_are_append_only(store, db_path):

@@ -707,6 +707,10 @@ def stats(
                   f"{tokens['input']:,} in ({tokens['cached']:,} cached), {tokens['output']:,} out")
     console.print(f"cost: ${cost['total']:,.4f}" + (f" ({cost['unpriced_calls']} calls of unpriced models)"
                                                     if cost["unpriced_calls"] else ""))
+    if data["research"]["calls"]:
+        research = data["research"]
+        console.print(f"  of which research experiments: {research['calls']} calls, {research['tokens']:,} tokens, "
+                      f"${research['cost']:,.4f}")
     console.print(f"slot utilisation: {slots['utilisation']:.0%} ({slots['busy_slot_seconds'] / 3600:.2f} "
                   f"busy slot-hours of {slots['slots']} slots x {data['span']['hours']:.2f} h span)")
     review = data["review"]

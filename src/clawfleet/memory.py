@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ClawError
-from .models import Attempt, Note, Task
+from .models import Attempt, Experiment, Note, Task
 from .store import Store, index_terms
 
 log = logging.getLogger("clawfleet.memory")
@@ -28,7 +28,7 @@ PROMPT_NOTES = 5                 # notes put into each prompt
 MAX_QUERY_TERMS = 32             # more terms add little to BM25 and slow the match
 RANKED_NOTES = 2000              # about how many matching notes one search ranks at most
 SUMMARY_CHARS = 600              # of an agent's summary kept in a learned note
-SOURCES = ("person", "agent", "attempt", "mcp")
+SOURCES = ("person", "agent", "attempt", "research", "mcp")
 EMBED_BATCH = 256                # notes embedded at most per search (the rest on later ones)
 RRF_K = 60                       # reciprocal rank fusion's damping: 1 / (60 + rank)
 
@@ -262,6 +262,22 @@ def learn_from_attempt(store: Store, task: Task, attempt: Attempt, outcome: str,
             lines.append(f"Check `{check['command']}` {why}" + (f": {tail[-1].strip()[:200]}" if tail else "."))
     return store.add_note("\n".join(lines), source="attempt", task_id=task.id, attempt_id=attempt.id,
                           tags=["attempt", outcome])
+
+
+def learn_from_experiment(store: Store, experiment: Experiment, best: float | None) -> Note:
+    """Keep a research experiment's outcome: what was tried, the metric, kept or why not.
+
+    The research prompt lists the latest outcomes itself; the note makes older ones findable
+    by meaning or words, and tells the rest of the claw (chat, heartbeat, tasks) what was learned.
+    """
+    metric = "no metric" if experiment.metric is None else f"metric {experiment.metric:g}"
+    line = (f"Research {experiment.name}, experiment {experiment.id} (round {experiment.round}): "
+            f"{experiment.status}, {metric}" + (f" (best then {best:g})" if best is not None else "") + ".")
+    lines = [line, f"Hypothesis: {' '.join(experiment.description.split())[:SUMMARY_CHARS]}"]
+    if experiment.reason:
+        lines.append(f"Why: {' '.join(experiment.reason.split())[:SUMMARY_CHARS]}")
+    return store.add_note("\n".join(lines), source="research",
+                          tags=["research", experiment.name, str(experiment.status)])
 
 
 def export_markdown(notes: Iterable[Note], now: float | None = None) -> str:

@@ -146,14 +146,15 @@ class LlmCall:
     timeout, malformed (the upstream's reply could not be read), incomplete (the stream ended
     early) or disconnected (the client went away mid-stream).
     """
-    attempt_id: int
-    task_id: int
+    attempt_id: int | None             # None for a research experiment's call
+    task_id: int | None
     api: str
     model: str
     upstream: str
     status: str
     started_at: float
     stream: bool = False
+    experiment_id: int | None = None
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0

@@ -59,8 +59,9 @@ def render_prompt(task: Task, *, project_root: Path, branch: str, checks: Sequen
 
 
 def render_research_prompt(config, *, program: str, branch: str, best_metric: float,
-                           history: Sequence, agents_md: str = "") -> str:
-    """The prompt of one research experiment: program.md, the rules, and every earlier outcome."""
+                           history: Sequence, agents_md: str = "", memory: str = "") -> str:
+    """The prompt of one research experiment: program.md, the rules, the latest outcomes and
+    what memory recalls about the program."""
     return _environment().get_template("research.md.j2").render(
         config=config, program=program.strip(), branch=branch, best_metric=best_metric,
-        history=list(history), agents_md=agents_md)
+        history=list(history), agents_md=agents_md, memory=memory)

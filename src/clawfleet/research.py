@@ -22,8 +22,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -182,6 +183,7 @@ class ResearchLoop:
         self.dir = research_dir(self.project, self.config.name)
         self.results = self.dir / "results.tsv"
         self.search = None          # the hillclimb agent's search, when that is the agent
+        self.gateway = None         # with `[gateway] enabled`, every experiment's model calls are metered
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -224,6 +226,36 @@ class ResearchLoop:
             return HillclimbAgent("hillclimb", self.search)
         return make_agent(self.agent_name, self.project.config.agent(self.agent_name).model_dump())
 
+    def _agent_for(self, experiment: Experiment, shared: Agent) -> Agent:
+        """The agent of one experiment: pointed at the gateway under the experiment's own key,
+        so its calls are metered against it (the URL carries the key: parallel experiments
+        cannot take each other's)."""
+        if self.gateway is None or self.search is not None:
+            return shared
+        from .runner import point_at_gateway
+
+        url, key = self.gateway.experiment_url(experiment.id), self.gateway.experiment_key(experiment.id)
+        config = point_at_gateway(self.project.config.agent(self.agent_name).model_dump(), url, key)
+        if config.get("kind") == "command":
+            config = {**config, "env": {**config.get("env", {}), "CLAW_GATEWAY_URL": url, "CLAW_GATEWAY_KEY": key}}
+        return make_agent(self.agent_name, config)
+
+    @contextmanager
+    def _metered(self) -> Iterator[None]:
+        """A gateway of the run's own (on a free port) while its agent calls models."""
+        if not self.project.config.gateway.enabled or self.search is not None:
+            yield
+            return
+        from .llm.gateway import GatewayServer
+
+        self.gateway = GatewayServer(self.root)
+        self.gateway.start()
+        try:
+            yield
+        finally:
+            self.gateway.stop()
+            self.gateway = None
+
     def _make_slots(self, commit: str) -> list[_Slot]:
         slots = []
         for index in range(self.parallel):
@@ -251,7 +283,8 @@ class ResearchLoop:
         try:
             slots = self._make_slots(tip)
             best_metric = self._baseline(run, slots[0], tip)
-            self._rounds(run, slots, agent, tip, best_metric)
+            with self._metered():
+                self._rounds(run, slots, agent, tip, best_metric)
         except KeyboardInterrupt:
             state, reason = "stopped", "stopped by the person (Ctrl-C)"
         except ClawError as error:
@@ -335,7 +368,7 @@ class ResearchLoop:
             git.reset_worktree(slot.path, base)
             prompt_file = workdir / "prompt.md"
             prompt_file.write_text(prompt)
-            outcome = agent.run(AgentJob(
+            outcome = self._agent_for(experiment, agent).run(AgentJob(
                 task_id=0, attempt_id=experiment.id, agent_name=self.agent_name, workspace=slot.path,
                 attempt_dir=workdir, prompt=prompt, prompt_file=prompt_file, log=workdir / "agent.log",
                 deadline=time.time() + self.config.agent_timeout, children=slot.children))
@@ -440,8 +473,19 @@ class ResearchLoop:
             params=trial.params, metric=trial.metric, seconds=trial.seconds, cpu_seconds=trial.cpu_seconds,
             max_rss_mb=trial.max_rss_mb, log_tail=trial.log_tail)
         append_result(self.results, done)
+        self._learn(done, best)
         self.on_experiment(done, best)
         return done
+
+    def _learn(self, experiment: Experiment, best: float | None) -> None:
+        """Every outcome goes into the claw's memory (`[memory] learn`), the baseline aside."""
+        if experiment.round == 0 or not self.project.config.memory.learn:
+            return
+        from . import memory
+        try:
+            memory.learn_from_experiment(self.store, experiment, best)
+        except ClawError:
+            pass  # a lesson lost is not worth stopping the loop for; results.tsv has it
 
     def _log(self, experiment: Experiment) -> Path:
         return self.dir / "experiments" / str(experiment.id) / "run.log"
@@ -449,11 +493,17 @@ class ResearchLoop:
     def _prompt(self, best_metric: float) -> str:
         from .prompt import render_research_prompt
 
+        from . import memory
+
         history = self.store.experiments(name=self.config.name)[-HISTORY_IN_PROMPT:]
-        return render_research_prompt(self.config, program=(self.root / self.config.program).read_text(),
-                                      branch=self.branch, best_metric=best_metric,
+        program = (self.root / self.config.program).read_text()
+        # Beyond the latest outcomes listed: what memory holds about this program, older
+        # experiments and the person's own notes included.
+        limit = self.project.config.memory.prompt_notes
+        return render_research_prompt(self.config, program=program, branch=self.branch, best_metric=best_metric,
                                       history=[e for e in history if e.status != ExperimentStatus.running],
-                                      agents_md=_read(self.root / "AGENTS.md"))
+                                      agents_md=_read(self.root / "AGENTS.md"),
+                                      memory=memory.recall(self.store, f"research {self.config.name} {self.config.goal} {program}", limit))
 
 
 def _replace(trial: _Trial, **changes) -> _Trial:
@@ -505,7 +555,9 @@ def status_summary(project: Project) -> dict:
             "parallel": latest.parallel, "started_at": latest.started_at, "elapsed_s": elapsed,
             "baseline_metric": latest.baseline_metric, "best_metric": latest.best_metric,
             "experiments": len(finished),
-            "experiments_per_hour": len(finished) / elapsed * 3600 if elapsed > 0 else 0.0}
+            "experiments_per_hour": len(finished) / elapsed * 3600 if elapsed > 0 else 0.0,
+            "metered_tokens": 0, "cost": 0.0}
+        summary["run"]["metered_tokens"], summary["run"]["cost"] = project.store.research_spend(latest.id)
         summary["running"] = [{"id": e.id, "round": e.round, "since_s": time.time() - e.started_at}
                               for e in mine if e.status == ExperimentStatus.running]
         summary["recent"] = [{"id": e.id, "status": str(e.status), "metric": e.metric,

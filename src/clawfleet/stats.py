@@ -4,7 +4,8 @@ Definitions (shown by `claw stats` too):
 - span: from the first attempt's start to the last attempt's end (now, if one still runs).
 - tokens of an attempt: what the gateway metered for it when it made calls through the gateway,
   else what its agent reported. Tokens per hour = all tokens / span in hours.
-- cost: the gateway's metered dollars (calls of unpriced models count 0; `unpriced_calls` says how many).
+- cost: the gateway's metered dollars (calls of unpriced models count 0; `unpriced_calls` says how many),
+  research experiments' calls included (`research` shows their share).
 - slot utilisation: busy slot-time / (slots x span), where busy slot-time is the sum of the attempts'
   run times (agent, commits and checks) and slots is `fleet.slots`. 1.0 = every slot busy all along.
 - review wait: from an attempt's end to a person's decision on it (approve, reject, send back);
@@ -40,7 +41,12 @@ def fleet_stats(store: Store, *, slots: int, now: float | None = None, since: fl
 
     metered: dict[int, dict[str, float]] = defaultdict(lambda: {"tokens": 0, "cost": 0.0, "calls": 0})
     hours: dict[int, dict[str, float]] = defaultdict(lambda: {"input": 0, "output": 0, "cost": 0.0, "calls": 0})
+    research = {"calls": 0, "tokens": 0, "cost": 0.0}
     for call in calls:
+        if call.experiment_id is not None:
+            research["calls"] += 1
+            research["tokens"] += call.tokens
+            research["cost"] += call.cost or 0.0
         metered[call.attempt_id]["tokens"] += call.tokens
         metered[call.attempt_id]["cost"] += call.cost or 0.0
         metered[call.attempt_id]["calls"] += 1
@@ -95,6 +101,7 @@ def fleet_stats(store: Store, *, slots: int, now: float | None = None, since: fl
         "calls": {"total": len(calls), "by_status": dict(Counter(c.status for c in calls)),
                   "latency_ms_p50": _percentile(latencies, 0.5), "ttft_ms_p50": _percentile(ttfts, 0.5)},
         "hours": [{"hour": hour, **values} for hour, values in sorted(hours.items())],
+        "research": research,
         "slots": {"slots": slots, "busy_slot_seconds": busy,
                   "utilisation": busy / (slots * span) if span > 0 else 0.0},
         "review": {"decided": len(decided), "wait_s_p50": _percentile(decided, 0.5),

@@ -658,15 +658,16 @@ class Store:
         return cursor.lastrowid
 
     def llm_calls(self, *, attempt_id: int | None = None, task_id: int | None = None,
-                  since: float | None = None) -> list[LlmCall]:
-        query, args = self._llm_filter(attempt_id, task_id, since)
+                  since: float | None = None, experiment_id: int | None = None) -> list[LlmCall]:
+        query, args = self._llm_filter(attempt_id, task_id, since, experiment_id)
         return [LlmCall(**{**dict(row), "stream": bool(row["stream"])})
                 for row in self._db.execute("SELECT * FROM llm_calls" + query + " ORDER BY id", args)]
 
     def refused_calls(self, after_id: int = 0) -> list[tuple[int, int, str]]:
         """(call id, attempt id, message) of the calls the gateway refused over budget, after `after_id`."""
         return [(row[0], row[1], row[2] or "") for row in self._db.execute(
-            "SELECT id, attempt_id, error FROM llm_calls WHERE id > ? AND status = 'refused' ORDER BY id",
+            "SELECT id, attempt_id, error FROM llm_calls WHERE id > ? AND status = 'refused'"
+            " AND attempt_id IS NOT NULL ORDER BY id",
             (after_id,))]
 
     def budget_refusal(self, attempt_id: int) -> str | None:
@@ -676,18 +677,25 @@ class Store:
         return None if row is None else (row[0] or "over budget")
 
     def llm_spend(self, *, attempt_id: int | None = None, task_id: int | None = None,
-                  since: float | None = None) -> tuple[int, float]:
+                  since: float | None = None, experiment_id: int | None = None) -> tuple[int, float]:
         """(tokens, dollars) spent by the calls that match; unpriced calls cost nothing."""
-        query, args = self._llm_filter(attempt_id, task_id, since)
+        query, args = self._llm_filter(attempt_id, task_id, since, experiment_id)
         row = self._db.execute("SELECT COALESCE(SUM(input_tokens + output_tokens), 0), COALESCE(SUM(cost), 0)"
                                " FROM llm_calls" + query, args).fetchone()
         return row[0], row[1]
 
+    def research_spend(self, run_id: int) -> tuple[int, float]:
+        """(tokens, dollars) the experiments of a research run spent through the gateway."""
+        row = self._db.execute("SELECT COALESCE(SUM(input_tokens + output_tokens), 0), COALESCE(SUM(cost), 0)"
+                               " FROM llm_calls JOIN experiments ON experiments.id = llm_calls.experiment_id"
+                               " WHERE experiments.run_id = ?", (run_id,)).fetchone()
+        return row[0], row[1]
+
     @staticmethod
-    def _llm_filter(attempt_id: int | None, task_id: int | None,
-                    since: float | None) -> tuple[str, list[Any]]:
+    def _llm_filter(attempt_id: int | None, task_id: int | None, since: float | None,
+                    experiment_id: int | None = None) -> tuple[str, list[Any]]:
         clauses, args = [], []
-        for column, value in (("attempt_id", attempt_id), ("task_id", task_id)):
+        for column, value in (("attempt_id", attempt_id), ("task_id", task_id), ("experiment_id", experiment_id)):
             if value is not None:
                 clauses.append(f"{column} = ?")
                 args.append(value)

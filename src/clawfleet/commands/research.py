@@ -155,6 +155,7 @@ def _status_view(summary: dict):
                  f"{ago(run['elapsed_s'])}, agent {escape(run['agent'])}, {run['parallel']} at once, "
                  f"{run['experiments']} experiments ({run['experiments_per_hour']:.0f}/hour); metric "
                  f"{_metric(run['baseline_metric'])} -> {_metric(run['best_metric'])}"
+                 + (f"; metered {run['metered_tokens']:,} tokens, ${run['cost']:.4f}" if run["metered_tokens"] else "")
                  + (f"  [dim]({escape(run['reason'])})[/]" if run["reason"] else ""))
     for item in summary["running"]:
         lines.append(f"  running #{item['id']} (round {item['round']}) for {ago(item['since_s'])}")

@@ -82,11 +82,20 @@ def attempt_token(secret: bytes, attempt_id: int) -> str:
     return f"{attempt_id}.{signature}"
 
 
-def attempt_of(secret: bytes, token: str) -> int | None:
+def experiment_token(secret: bytes, experiment_id: int) -> str:
+    """`x<experiment id>.<signature>`: a research experiment's calls are metered too."""
+    signature = hmac.new(secret, f"experiment:{experiment_id}".encode(), hashlib.sha256).hexdigest()[:32]
+    return f"x{experiment_id}.{signature}"
+
+
+def caller_of(secret: bytes, token: str) -> tuple[str, int] | None:
+    """("attempt" | "experiment", id) of a valid token, else None."""
     number, _, _ = token.partition(".")
+    kind, make = ("experiment", experiment_token) if number.startswith("x") else ("attempt", attempt_token)
+    number = number.removeprefix("x")
     if not number.isdigit() or len(number) > 12:
         return None
-    return int(number) if hmac.compare_digest(attempt_token(secret, int(number)), token) else None
+    return (kind, int(number)) if hmac.compare_digest(make(secret, int(number)), token) else None
 
 
 # -- errors in each API's own format -------------------------------------------------------
@@ -312,7 +321,8 @@ class Gateway:
         else:
             model = body.get("model") if isinstance(body.get("model"), str) else ""
             stream = body.get("stream") is True
-        call = LlmCall(caller.attempt_id, caller.task_id, api, model, "", "ok", started, stream=stream)
+        call = LlmCall(caller.attempt_id, caller.task_id, api, model, "", "ok", started, stream=stream,
+                       experiment_id=caller.experiment_id)
         routed = route(config, api, model)
         if routed is None:
             known = ", ".join(n for n, u in config.upstreams.items() if api in u.apis) or "none"
@@ -462,8 +472,8 @@ class Gateway:
             return ("clawfleet gateway: no attempt key; use the base URL http://127.0.0.1:PORT/a/TOKEN "
                     "or the API key claw-TOKEN that clawfleet gives each attempt (CLAW_GATEWAY_URL, "
                     "CLAW_GATEWAY_KEY; `claw gateway token ATTEMPT` prints them)")
-        attempt_id = attempt_of(self.secret, token)
-        caller = None if attempt_id is None else await self.meter.caller(attempt_id)
+        owner = caller_of(self.secret, token)
+        caller = None if owner is None else await self.meter.caller(*owner)
         if caller is None:
             return ("clawfleet gateway: unknown attempt key (it was not made by this project's gateway, "
                     "or its attempt does not exist); `claw gateway token ATTEMPT` prints a valid one")
@@ -563,6 +573,12 @@ class GatewayServer(BackgroundServer):
 
     def attempt_key(self, attempt_id: int) -> str:
         return KEY_PREFIX + self.gateway.token(attempt_id)
+
+    def experiment_url(self, experiment_id: int) -> str:
+        return f"{self.url}/a/{experiment_token(self.gateway.secret, experiment_id)}"
+
+    def experiment_key(self, experiment_id: int) -> str:
+        return KEY_PREFIX + experiment_token(self.gateway.secret, experiment_id)
 
     def stop(self) -> None:
         if self._server is not None:

@@ -4,7 +4,7 @@ All database and transcript work runs on one thread of its own, in order, so the
 loop never waits on SQLite's lock and a budget check always sees the calls recorded before it.
 
     meter = Meter(project.run_dir / "claw.db", project.attempts_dir)
-    caller = await meter.caller(attempt_id)
+    caller = await meter.caller("attempt", attempt_id)
     refusal = await meter.check_budget(caller, config.budget)
     meter.record(call, transcript_entry)
 """
@@ -33,9 +33,16 @@ log = logging.getLogger("clawfleet.gateway")
 
 @dataclass(frozen=True)
 class Caller:
-    attempt_id: int
-    task_id: int
+    """Whose calls these are: an attempt (and its task), or a research experiment."""
+    attempt_id: int | None
+    task_id: int | None
     agent: str
+    experiment_id: int | None = None
+    folder: Path | None = None          # where its transcript goes
+
+    @property
+    def label(self) -> str:
+        return f"experiment {self.experiment_id}" if self.experiment_id is not None else f"attempt {self.attempt_id}"
 
 
 @dataclass(frozen=True)
@@ -97,8 +104,8 @@ class Meter:
         self.on_call = on_call
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="gateway-meter")
         self._store: Store | None = None
-        self._callers: dict[int, Caller] = {}
-        self._reported: set[tuple[int, str]] = set()
+        self._callers: dict[tuple[str, int], Caller] = {}
+        self._reported: set[tuple[str, str]] = set()
 
     def _db(self) -> Store:
         if self._store is None:
@@ -108,21 +115,26 @@ class Meter:
     async def _run(self, function: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._thread, function, *args)
 
-    async def caller(self, attempt_id: int) -> Caller | None:
-        """The attempt behind a key, or None when there is no such attempt."""
-        if attempt_id not in self._callers:
-            found = await self._run(self._find, attempt_id)
+    async def caller(self, kind: str, number: int) -> Caller | None:
+        """The attempt or experiment behind a key, or None when there is no such one."""
+        if (kind, number) not in self._callers:
+            found = await self._run(self._find, kind, number)
             if found is None:
                 return None
-            self._callers[attempt_id] = found
-        return self._callers[attempt_id]
+            self._callers[(kind, number)] = found
+        return self._callers[(kind, number)]
 
-    def _find(self, attempt_id: int) -> Caller | None:
+    def _find(self, kind: str, number: int) -> Caller | None:
         try:
-            attempt = self._db().get_attempt(attempt_id)
+            if kind == "experiment":
+                experiment = self._db().get_experiment(number)
+                run = self._db().get_research_run(experiment.run_id)
+                folder = self.db_path.parent / "research" / experiment.name / "experiments" / str(number)
+                return Caller(None, None, run.agent, experiment_id=number, folder=folder)
+            attempt = self._db().get_attempt(number)
         except NotFound:
             return None
-        return Caller(attempt.id, attempt.task_id, attempt.agent)
+        return Caller(attempt.id, attempt.task_id, attempt.agent, folder=self.attempts_dir / str(attempt.id))
 
     async def check_budget(self, caller: Caller, budget: BudgetConfig) -> Refusal | None:
         if not budget.any:
@@ -133,6 +145,8 @@ class Meter:
         scopes = (("attempt", {"attempt_id": caller.attempt_id}), ("task", {"task_id": caller.task_id}),
                   ("day", {"since": day_start(self.clock())}))
         for scope, where in scopes:
+            if None in where.values():
+                continue  # an experiment answers to the day budget only
             limits = {"tokens": getattr(budget, f"{scope}_tokens"), "usd": getattr(budget, f"{scope}_usd")}
             if all(limit is None for limit in limits.values()):
                 continue
@@ -147,11 +161,12 @@ class Meter:
 
     def _report(self, caller: Caller, refusal: Refusal) -> None:
         # Once per attempt and budget: an agent that retries must not flood the history.
-        if (caller.attempt_id, refusal.key) in self._reported:
+        if (caller.label, refusal.key) in self._reported:
             return
-        self._reported.add((caller.attempt_id, refusal.key))
+        self._reported.add((caller.label, refusal.key))
+        extra = {"experiment": caller.experiment_id} if caller.experiment_id is not None else {}
         self._db().record_event("budget.refused", task_id=caller.task_id, attempt_id=caller.attempt_id,
-                                budget=refusal.key, spent=refusal.spent, limit=refusal.limit)
+                                budget=refusal.key, spent=refusal.spent, limit=refusal.limit, **extra)
 
     def record(self, call: LlmCall, transcript: dict[str, Any] | None = None,
                secrets: tuple[str, ...] = ()) -> None:
@@ -162,12 +177,16 @@ class Meter:
         try:
             call.id = self._db().record_llm_call(call)
             if transcript is not None:
-                append_entry(self.attempts_dir / str(call.attempt_id) / "transcript.jsonl",
-                             transcript, secrets)
+                if call.experiment_id is not None:
+                    folder = self._callers[("experiment", call.experiment_id)].folder
+                else:
+                    folder = self.attempts_dir / str(call.attempt_id)
+                append_entry(folder / "transcript.jsonl", transcript, secrets)
             if self.on_call is not None:
                 self.on_call(call)
         except Exception:
-            log.exception("could not record a model call of attempt %s", call.attempt_id)
+            log.exception("could not record a model call of %s", f"experiment {call.experiment_id}"
+                          if call.experiment_id is not None else f"attempt {call.attempt_id}")
 
     def flush(self) -> None:
         """Wait until every call handed to `record` so far is written."""
