@@ -23,6 +23,7 @@ import pytest
 from clawfleet import git
 from clawfleet.agents import agent_kinds, aider, claude, codex, gemini, opencode
 from clawfleet.llm.scripted import Script, ScriptedServer
+from clawfleet.procs import cmdline
 from clawfleet.store import Store
 
 from conftest import agent_script, claw, write_config
@@ -253,6 +254,25 @@ def test_real_cli_as_the_ai_reviewer_runs_the_tests_in_a_checkout_and_approves(r
     calls = Store(repo / ".claw" / "run" / "claw.db").llm_calls(attempt_id=attempt["id"])
     assert len(calls) == 2 and all(c.api == GATEWAY_API[kind] and c.status == "ok" and c.cost > 0 for c in calls)
     assert not (review_dir / "checkout").exists()
+
+
+def test_a_real_cli_past_its_deadline_is_stopped_as_out_of_time(repo):
+    require("claude")
+    calculator_repo(repo)
+    marker = "sleep 97.5"   # a command line no other process here has
+    script = Script.from_rules([{"match": "Add multiply", "steps": [shell_tool("claude", marker)]}])
+    with ScriptedServer(script) as server:
+        configure(repo, "claude", server)
+        config = repo / ".claw" / "config.toml"
+        config.write_text(config.read_text().replace("attempt_timeout = 240", "attempt_timeout = 8"))
+        claw(repo, "add", "Add multiply(a, b) to calc.py, with a test")
+        result = claw(repo, "run", timeout=120)
+    assert result.returncode == 0, result.stderr
+    task = status_json(repo)[0]
+    assert task["state"] == "failed" and task["latest_attempt"]["state"] == "timed_out", task
+    assert task["reason"] == "the agent ran out of time"
+    left = [pid for pid in os.listdir("/proc") if pid.isdigit() and marker in " ".join(cmdline(int(pid)))]
+    assert not left, f"the CLI's command outlived its attempt: {left}"
 
 
 def listing(path: str, text: str) -> str:

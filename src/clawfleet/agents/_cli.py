@@ -150,9 +150,12 @@ def log_tail(path: Path, lines: int = 5) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def settled(outcome: AgentOutcome) -> AgentOutcome:
-    """An outcome with an error never says exit 0: a CLI that reports a failure in its events
-    often exits 0 all the same."""
+def settled(outcome: AgentOutcome, timed_out: bool = False) -> AgentOutcome:
+    """The outcome as the runner takes it: a CLI stopped at its deadline ran out of time,
+    whatever it said; and an error never says exit 0 (a CLI that reports a failure in its
+    events often exits 0 all the same)."""
+    if timed_out:
+        outcome.error, outcome.timed_out = "the agent ran out of time", True
     if outcome.error and not outcome.exit_code:
         outcome.exit_code = 1
     return outcome
@@ -210,4 +213,4 @@ class CliAgent:
         events = self.events(job)
         transcript = job.attempt_dir / f"{self.transcript_prefix}-{job.round}.jsonl"
         finished = run_with_events(job, command, env, transcript, events.on_event, stdin_text=job.prompt)
-        return settled(events.outcome(finished.exit_code, finished.timed_out, transcript.name))
+        return settled(events.outcome(finished.exit_code, transcript.name), finished.timed_out)

@@ -100,10 +100,10 @@ class AiderAgent(CliAgent):
         with open(job.log, errors="replace") as log:
             log.seek(start)
             output = log.read()
-        return settled(self.outcome(output, job.attempt_dir / f"aider-{job.round}.md", finished.exit_code,
-                                    finished.timed_out, job))
+        return settled(self.outcome(output, job.attempt_dir / f"aider-{job.round}.md", finished.exit_code, job),
+                       finished.timed_out)
 
-    def outcome(self, output: str, history: Path, exit_code: int, timed_out: bool, job: AgentJob) -> AgentOutcome:
+    def outcome(self, output: str, history: Path, exit_code: int, job: AgentJob) -> AgentOutcome:
         sent = received = 0
         for match in _TOKENS.finditer(output):
             sent += _count(match.group(1), match.group(2))
@@ -112,9 +112,7 @@ class AiderAgent(CliAgent):
         outcome = AgentOutcome(summary=last_reply(history), exit_code=exit_code,
                                input_tokens=sent, output_tokens=received)
         errors = _ERROR.findall(output)
-        if timed_out:
-            outcome.error, outcome.timed_out = "the agent ran out of time", True
-        elif errors:
+        if errors:
             kind, message = errors[-1]
             outcome.error = f"aider: {kind}: {message.strip()}"
         elif exit_code != 0:

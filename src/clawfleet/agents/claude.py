@@ -115,14 +115,12 @@ class _Events:
         self.output_tokens += int(message["usage"].get("output_tokens") or 0)
         self.job.on_usage(self.input_tokens, self.output_tokens)
 
-    def outcome(self, exit_code: int, timed_out: bool, transcript: str) -> AgentOutcome:
+    def outcome(self, exit_code: int, transcript: str) -> AgentOutcome:
         outcome = AgentOutcome(exit_code=exit_code, input_tokens=self.input_tokens,
                                output_tokens=self.output_tokens)
         result = self.result or {}
         outcome.summary = str(result.get("result") or "").strip()
-        if timed_out:
-            outcome.error, outcome.timed_out = "the agent ran out of time", True
-        elif not result:
+        if not result:
             outcome.error = (f"claude exited with status {exit_code} without a result "
                              f"(transcript: {transcript}): {log_tail(self.job.log, 3)}")
         elif result.get("is_error") or result.get("subtype") != "success":

@@ -133,12 +133,10 @@ class _Events:
             return None
         return f"{type_}: {short(item)}"
 
-    def outcome(self, exit_code: int, timed_out: bool, transcript: str) -> AgentOutcome:
+    def outcome(self, exit_code: int, transcript: str) -> AgentOutcome:
         outcome = AgentOutcome(summary=self.summary, exit_code=exit_code,
                                input_tokens=self.input_tokens, output_tokens=self.output_tokens)
-        if timed_out:
-            outcome.error, outcome.timed_out = "the agent ran out of time", True
-        elif self.failure:
+        if self.failure:
             outcome.error = f"codex failed: {self.failure}"
         elif exit_code != 0:
             reason = self.last_error or log_tail(self.job.log, 3) or "no message"

@@ -107,13 +107,11 @@ class _Events:
         with open(self.job.log, "a") as log:
             log.write(line + "\n")
 
-    def outcome(self, exit_code: int, timed_out: bool, transcript: str) -> AgentOutcome:
+    def outcome(self, exit_code: int, transcript: str) -> AgentOutcome:
         outcome = AgentOutcome(summary="".join(self.reply).strip(), exit_code=exit_code,
                                input_tokens=self.input_tokens, output_tokens=self.output_tokens)
         result = self.result or {}
-        if timed_out:
-            outcome.error, outcome.timed_out = "the agent ran out of time", True
-        elif not result:
+        if not result:
             outcome.error = (f"gemini exited with status {exit_code} without a result "
                              f"(transcript: {transcript}): {log_tail(self.job.log, 3)}")
         elif result.get("status") != "success":

@@ -125,12 +125,10 @@ class _Events:
             with open(self.job.log, "a") as log:
                 log.write(line + "\n")
 
-    def outcome(self, exit_code: int, timed_out: bool, transcript: str) -> AgentOutcome:
+    def outcome(self, exit_code: int, transcript: str) -> AgentOutcome:
         outcome = AgentOutcome(summary=self.summary, exit_code=exit_code,
                                input_tokens=self.input_tokens, output_tokens=self.output_tokens)
-        if timed_out:
-            outcome.error, outcome.timed_out = "the agent ran out of time", True
-        elif self.error:
+        if self.error:
             outcome.error = f"opencode failed: {self.error}"
         elif exit_code != 0:
             outcome.error = (f"opencode exited with status {exit_code} (transcript: {transcript}): "
