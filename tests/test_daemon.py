@@ -4,6 +4,7 @@ watchers and the heartbeat; a webhook task whose review and landing reach a loca
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from clawfleet.daemon import running_daemon
 from clawfleet.errors import ClawError
 from clawfleet.heartbeat import Heartbeat
 from clawfleet.llm.scripted import Script, ScriptedServer
-from clawfleet.procs import pid_alive
+from clawfleet.procs import cmdline, pid_alive
 from clawfleet.project import Project
 from clawfleet.schedules import Schedules
 from clawfleet.watchers import Watchers
@@ -310,6 +311,42 @@ def heartbeat_project(repo: Path, server: ScriptedServer, minutes: float = 30) -
         base_url = "{server.openai_base_url}"
         """)
     return Project(repo)
+
+
+def test_each_watcher_runs_on_its_own_and_down_stops_a_long_one_without_a_false_alarm(repo):
+    # "slow" sleeps far past the test; "fast" must fire all the same, and `claw down` must not
+    # wait for the sleep nor count the killed command as a failure.
+    source, marker = repo.parent / "ci-status", "sleep 91.25"
+    source.write_text("green\n")
+    configure(repo, {"noop": agent_script(repo, "noop", "true\n")})
+    add_config(repo, f"""
+[[watcher]]
+name = "slow"
+command = "{marker}"
+on = "fail"
+interval = 1
+timeout = 300
+task = {{ title = "slow watcher task" }}
+[[watcher]]
+name = "fast"
+command = "cat {source}"
+on = "change"
+interval = 1
+task = {{ title = "CI changed" }}
+""")
+    daemon = start_daemon(repo)
+    try:
+        wait_for(lambda: any(marker in " ".join(cmdline(int(p))) for p in os.listdir("/proc") if p.isdigit()))
+        time.sleep(1.5)                   # "fast" has run once and recorded "green"
+        source.write_text("red\n")
+        wait_for(lambda: any(t["title"] == "CI changed" for t in status_json(repo)))
+    finally:
+        started = time.monotonic()
+        assert claw(repo, "down").returncode == 0
+        assert daemon.wait(20) == 0
+    assert time.monotonic() - started < 10
+    assert not [p for p in os.listdir("/proc") if p.isdigit() and marker in " ".join(cmdline(int(p)))]
+    assert not any(t["title"] == "slow watcher task" for t in status_json(repo))
 
 
 def test_heartbeat_reads_the_checklist_and_queues_tasks_and_a_message(project, repo):

@@ -138,6 +138,8 @@ class Daemon:
                 self.orchestrator.run(tick=self.config.daemon.tick, until=self._should_stop)
             finally:
                 self.stopping.set()
+                from .watchers import stop_all
+                stop_all(run_dir)  # a watcher's long command must not hold up the stop
                 for duty in duties:
                     if duty.is_alive():
                         duty.join(30)
@@ -182,7 +184,7 @@ class Daemon:
     # -- the duties ---------------------------------------------------------------------------
 
     def _duty_threads(self) -> list[threading.Thread]:
-        """One thread per duty, so a slow watcher or model call delays no other duty."""
+        """One thread per duty (and per watcher), so a slow watcher or model call delays no other."""
         from .heartbeat import Heartbeat
         from .notify import Notifier, wanted
         from .schedules import Schedules
@@ -210,8 +212,12 @@ class Daemon:
                     self.orchestrator.wake()
             return step
 
-        def run_watchers(project: Project) -> Callable[[], None]:
-            watchers = Watchers(project, config.watcher, clock=self.clock, wants_notification=wants)
+        def run_watcher(watcher) -> Callable[[Project], Callable[[], None]]:
+            return lambda project: run_watchers(project, [watcher])
+
+        def run_watchers(project: Project, chosen) -> Callable[[], None]:
+            watchers = Watchers(project, chosen, clock=self.clock, wants_notification=wants,
+                                stopping=self.stopping)
 
             def step() -> None:
                 for firing in watchers.run_due():
@@ -240,9 +246,10 @@ class Daemon:
                     self.log(f"sent {sent} notification(s)")
             return step
 
+        # Each watcher in a thread of its own: a slow one holds up no other.
         duties = [("notifications", notify, bool(config.notify.urls)),
                   ("schedules", fire_schedules, bool(config.schedule)),
-                  ("watchers", run_watchers, bool(config.watcher)),
+                  *((f"watcher {w.name}", run_watcher(w), True) for w in config.watcher),
                   ("heartbeat", beat, bool(config.daemon.heartbeat_minutes))]
         return [threading.Thread(target=self._duty, args=(name, make), name=f"claw-{name}", daemon=True)
                 for name, make, wanted_here in duties if wanted_here]

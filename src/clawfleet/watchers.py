@@ -19,11 +19,14 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from .config import WatcherConfig
+from .git import slugify
 from .models import Notification
 from .procs import ChildGroups
 from .project import Project
@@ -59,13 +62,15 @@ def fires(watcher: WatcherConfig, state: dict | None, digest: str, failed: bool,
 class Watchers:
     def __init__(self, project: Project, watchers: Sequence[WatcherConfig], *,
                  store=None, clock: Callable[[], float] = time.time,
-                 wants_notification: Callable[[str], bool] = lambda kind: True) -> None:
+                 wants_notification: Callable[[str], bool] = lambda kind: True,
+                 stopping: threading.Event | None = None) -> None:
         self.project = project
+        self.stopping = stopping     # set when the daemon stops: a command it kills fires nothing
         self.store = store or project.store
         self.watchers = list(watchers)
         self.clock = clock
         self.wants_notification = wants_notification
-        self._children = ChildGroups(project.run_dir / "watcher-children")
+        self._children: dict[str, ChildGroups] = {}
 
     def run_due(self) -> list[Firing]:
         """Run every watcher whose interval has passed since its last run."""
@@ -80,9 +85,14 @@ class Watchers:
         return firings
 
     def run_one(self, watcher: WatcherConfig, state: dict | None = None) -> Firing | None:
-        self.project.run_dir.mkdir(parents=True, exist_ok=True)
-        finished, output = self._children.run(["bash", "-c", watcher.command], cwd=self.project.root,
-                                              env=dict(os.environ), timeout=watcher.timeout)
+        (self.project.run_dir / "watchers").mkdir(parents=True, exist_ok=True)
+        # Each watcher's own record of its process groups: the daemon runs each in its own thread.
+        children = self._children.setdefault(watcher.name, ChildGroups(
+            self.project.run_dir / "watchers" / f"{_file_name(watcher.name)}.children"))
+        finished, output = children.run(["bash", "-c", watcher.command], cwd=self.project.root,
+                                         env=dict(os.environ), timeout=watcher.timeout)
+        if self.stopping is not None and self.stopping.is_set():
+            return None  # killed by the daemon's stop: not a failure, nothing seen
         failed = finished.exit_code != 0 or finished.timed_out
         if finished.timed_out:
             output += f"\n[timed out after {watcher.timeout:g} s]"
@@ -110,6 +120,17 @@ class Watchers:
         if ids is None:
             return None  # another process recorded this run first
         return Firing(watcher.name, reason, shown, ids[0] if ids else None)
+
+
+def stop_all(run_dir: Path) -> None:
+    """Kill every watcher's command still running (the daemon stops)."""
+    for path in (run_dir / "watchers").glob("*.children"):
+        ChildGroups(path).kill_all()
+
+
+def _file_name(name: str) -> str:
+    """A file name for any watcher name: readable, and distinct for distinct names."""
+    return f"{slugify(name) or 'watcher'}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
 
 
 def _tail(output: str) -> str:
