@@ -133,3 +133,14 @@ def test_ai_reviewer_rejection_or_failure_leaves_it_to_a_person(repo):
     assert [t["state"] for t in tasks] == ["review", "review"]
     assert tasks[0]["reason"] == "AI reviewer: reject: wrong file"
     assert tasks[1]["reason"].startswith("AI review failed, a person decides: the AI reviewer did not reply")
+
+    # The reviewer's comments are shown to the person, and can go back to the agent as they are.
+    listed = {t["id"]: t for t in json.loads(claw(repo, "review", "--json").stdout)}
+    assert (listed[1]["ai_review"], listed[1]["ai_comments"]) == ("reject", ["wrong file"])
+    assert (listed[2]["ai_review"], listed[2]["ai_comments"]) == ("failed", [])
+    assert "the AI reviewer says:\n  - wrong file" in claw(repo, "review").stdout
+    refused = claw(repo, "reject", "2", "--ai-feedback")
+    assert refused.returncode == 2 and "the AI reviewer left no comments on task 2's attempt" in refused.stderr
+    assert claw(repo, "reject", "1", "--ai-feedback").returncode == 0
+    task = status_json(repo)[0]
+    assert task["state"] == "queued" and task["feedback"] == "The reviewer asks for changes:\n- wrong file"

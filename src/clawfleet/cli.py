@@ -458,26 +458,39 @@ def approve(task_id: TaskId) -> None:
 def reject(
     task_id: TaskId,
     feedback: Annotated[Optional[str], typer.Option(help="Send it back: a new attempt gets this feedback.")] = None,
+    ai_feedback: Annotated[bool, typer.Option("--ai-feedback", help="Send it back with the AI reviewer's comments as the feedback.")] = False,
 ) -> None:
     """Reject the attempt that waits for review; with --feedback, send it back for a new attempt."""
+    from .review import ai_comments, as_feedback, attempt_to_review
     from .review import reject as reject_attempt
 
-    reject_attempt(open_project(), task_id, feedback)
+    project = open_project()
+    if ai_feedback:
+        comments = ai_comments(project.store, attempt_to_review(project.store, task_id))
+        if not comments:
+            raise UsageError(f"the AI reviewer left no comments on task {task_id}'s attempt",
+                             hint="write your own with --feedback TEXT")
+        feedback = "\n\n".join(filter(None, [feedback, as_feedback(comments)]))
+    reject_attempt(project, task_id, feedback)
     console.print(f"task {task_id} " + ("sent back with feedback" if feedback else "rejected"))
 
 
 @app.command()
 def review(as_json: JsonOption = False) -> None:
     """Go through attempts waiting for review, most important first: approve, reject or send back."""
+    from .review import ai_comments, as_feedback, needs_a_person_first
     from .review import approve as approve_attempt
-    from .review import needs_a_person_first
     from .review import reject as reject_attempt
 
     project = open_project()
     waiting = needs_a_person_first(project, project.store.list_tasks([TaskState.review]))
+    def ai_said(task) -> tuple[str | None, list[str]]:
+        attempt = project.store.latest_attempt(task.id)
+        return (attempt.ai_review, ai_comments(project.store, attempt)) if attempt else (None, [])
+
     if as_json:
-        print_json([{**_task_json(project, t, {}), "risk": asdict(risk) if risk else None}
-                     for t, risk in waiting])
+        print_json([{**_task_json(project, t, {}), "risk": asdict(risk) if risk else None,
+                     "ai_review": ai_said(t)[0], "ai_comments": ai_said(t)[1]} for t, risk in waiting])
         return
     if not waiting:
         console.print("nothing waits for review")
@@ -491,6 +504,11 @@ def review(as_json: JsonOption = False) -> None:
         if attempt and attempt.head_commit:
             console.print()
             diff(task.id, stat=False, as_json=False)
+        state, comments = ai_said(task)
+        if state == "running":
+            console.print("[cyan]the AI reviewer is still reading it; its verdict may settle it[/]")
+        if comments:
+            console.print("[bold]the AI reviewer says:[/]\n" + "\n".join(f"  - {escape(c)}" for c in comments))
         if not interactive:
             console.print("[dim](not a terminal: decide with `claw approve ID` or `claw reject ID`)[/]")
             continue
@@ -503,7 +521,7 @@ def review(as_json: JsonOption = False) -> None:
             reject_attempt(project, task.id)
             console.print("[red]rejected[/]")
         elif choice.startswith("s"):
-            text = typer.prompt("feedback")
+            text = typer.prompt("feedback", default=as_feedback(comments) if comments else None)
             reject_attempt(project, task.id, text)
             console.print("sent back: a new attempt will get your feedback")
         elif choice.startswith("q"):

@@ -461,7 +461,8 @@ class Orchestrator:
                                       event_data={"by": "ai", "comments": verdict.comments})
             self._release(attempt, keep=True)
         else:
-            self.store.note_task(task.id, decision.reason, "review.ai", comments=verdict.comments)
+            self.store.note_task(task.id, decision.reason, "review.ai", comments=verdict.comments,
+                                 attempt_id=attempt.id)
 
     def _release(self, attempt: Attempt, keep: bool) -> None:
         """Free the worktree of an attempt that will not land; keep its branch unless empty.

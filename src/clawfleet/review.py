@@ -68,9 +68,21 @@ def needs_a_person_first(project: Project, tasks: list[Task]) -> list[tuple[Task
         if attempt and attempt.head_commit:
             risk = risk_of(project, attempt.base_commit, attempt.head_commit, attempt.checks_passed)
         scored.append((task, risk))
-    scored.sort(key=lambda pair: (-pair[0].importance.rank, -(pair[1].score if pair[1] else 0),
-                                  -pair[0].priority, pair[0].id))
+    # What the AI reviewer is still reading comes last: its verdict may spare the person.
+    reviewing = {a.task_id for a in project.store.attempts(ai_review="running")}
+    scored.sort(key=lambda pair: (pair[0].id in reviewing, -pair[0].importance.rank,
+                                  -(pair[1].score if pair[1] else 0), -pair[0].priority, pair[0].id))
     return scored
+
+
+def ai_comments(store: Store, attempt: Attempt) -> list[str]:
+    """What the AI reviewer said of an attempt it left to a person ([] when it said nothing)."""
+    said = [e for e in store.events(task_id=attempt.task_id, kinds=["review.ai"]) if e["attempt_id"] == attempt.id]
+    return list(said[-1]["data"].get("comments") or []) if said else []
+
+
+def as_feedback(comments: list[str]) -> str:
+    return "The reviewer asks for changes:\n" + "\n".join(f"- {c}" for c in comments)
 
 
 def attempt_to_review(store: Store, task_id: int) -> Attempt:
@@ -142,5 +154,5 @@ def after_ai_review(verdict, attempts_so_far: int, config: Config) -> Decision:
         return Decision(TaskState.approved, verdict.describe(), auto_approved=True)
     if verdict.verdict == "revise" and attempts_so_far < config.fleet.max_attempts:
         return Decision(TaskState.queued, verdict.describe(),
-                        feedback="The reviewer asks for changes:\n" + "\n".join(f"- {c}" for c in verdict.comments))
+                        feedback=as_feedback(verdict.comments))
     return Decision(TaskState.review, verdict.describe())
