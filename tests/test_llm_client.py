@@ -133,13 +133,13 @@ def test_script_miss_surfaces_as_a_400_claw_error():
 
 
 def test_timeout_is_a_claw_error():
-    script = Script.from_rules([{"steps": [{"text": "late", "delay": 1.0}]}])
+    script = Script.from_rules([{"steps": [{"text": "late", "delay": 4.0}]}])
     with ScriptedServer(script) as server:
         model = make_model(settings_for(server, "anthropic", timeout=0.3))
         started = time.monotonic()
         with pytest.raises(ClawError) as error:
             model.complete(MESSAGES)
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 3.0   # well before the reply: room for a loaded machine
     assert "did not answer" in error.value.message and server.url in error.value.message
 
 

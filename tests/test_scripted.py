@@ -253,7 +253,7 @@ def test_start_is_fast_and_stop_releases_the_port_and_thread():
     threads_before = threading.active_count()
     started = time.monotonic()
     server = ScriptedServer(THREE_STEPS, port=0).start()
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 2.0   # no fixed sleep: it returns once it listens
     port = server.port
     assert port > 0 and server.url == f"http://127.0.0.1:{port}"
     assert server.openai_base_url == server.url + "/v1"
