@@ -30,7 +30,7 @@ from .commands.workspace import app as workspace_app
 from .errors import ClawError, UsageError
 from .models import AttemptState, Importance, Task, TaskState
 from .project import Project, initialize
-from .runner import AttemptStatus, read_progress
+from .runner import AttemptStatus
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Run a fleet of coding agents on one git repository, in parallel, and land "
@@ -48,10 +48,9 @@ def _styled(state: str) -> str:
 
 
 def _waiting(project: Project) -> dict[int, str]:
-    """Why each queued task waits, as the scheduler sees it now."""
-    from .scheduler import for_project
+    from .board import waiting_reasons
 
-    return for_project(project).plan(project.config.fleet.slots).waiting
+    return waiting_reasons(project)
 
 
 def _task_json(project: Project, task: Task, waiting: dict[int, str]) -> dict:
@@ -214,37 +213,30 @@ def _print_collisions(project: Project) -> None:
 
 
 def _task_table(project: Project, tasks: list[Task]) -> Table:
-    waiting = _waiting(project) if any(t.state == TaskState.queued for t in tasks) else {}
+    from .board import task_rows
+
     table = Table(box=None, pad_edge=False)
     for column in ("id", "task", "agent", "state", "elapsed", "tokens", "cost", "note"):
         table.add_column(column, no_wrap=column != "task" and column != "note",
                          justify="right" if column in ("id", "tokens", "cost", "elapsed") else "left")
-    now = time.time()
-    for task in tasks:
-        attempt = project.store.latest_attempt(task.id)
-        elapsed = ""
-        if attempt:
-            elapsed = ago((attempt.finished_at or now) - attempt.started_at)
-        note = task.reason or ""
-        if task.state == TaskState.queued:
-            note = waiting.get(task.id) or note
-        state = _styled(task.state)
-        # Tokens as the agent counts them, live; cost as the gateway metered it (blank without it).
-        tokens, cost = (attempt.tokens, "") if attempt else (0, "")
-        if attempt:
-            metered, dollars = project.store.llm_spend(attempt_id=attempt.id)
-            tokens = max(tokens, metered)
-            cost = f"${dollars:.4f}" if metered or dollars else ""
-        if task.state == TaskState.running and attempt:
-            phase = read_progress(project.attempt_dir(attempt.id)).get("phase")
-            state += f" [dim]{phase}[/]" if phase else ""
-        agent = attempt.agent if attempt else task.agent or project.config.fleet.default_agent
-        if task.best_of > 1:
-            agent = f"{'+'.join(dict.fromkeys(task.agents)) or agent} ×{task.best_of}"
-        table.add_row(str(task.id), escape(task.title[:60]), escape(agent),
-                      state, elapsed, f"{tokens:,}" if tokens else "", cost,
-                      escape(note.splitlines()[0][:70] if note else ""))
+    # Tokens as the agent counts them, live; cost as the gateway metered it (blank without it).
+    for row in task_rows(project, tasks):
+        state = _styled(TaskState(row.state)) + (f" [dim]{row.phase}[/]" if row.phase else "")
+        table.add_row(str(row.id), escape(row.title[:60]), escape(row.agent), state,
+                      ago(row.elapsed_s) if row.elapsed_s is not None else "",
+                      f"{row.tokens:,}" if row.tokens else "", f"${row.cost:.4f}" if row.cost is not None else "",
+                      escape(row.note.splitlines()[0][:70] if row.note else ""))
     return table
+
+
+@app.command()
+def ui() -> None:
+    """The fleet live in the terminal: tasks, phases, tokens, cost, events; approve, send back, reject."""
+    from .tui import FleetApp
+
+    if not sys.stdout.isatty():
+        raise UsageError("claw ui needs a terminal", hint="use `claw status` or `claw status --json` in scripts")
+    FleetApp(open_project()).run()
 
 
 @app.command()

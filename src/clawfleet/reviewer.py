@@ -137,6 +137,7 @@ class Reviews:
     def start(self, review_dir: Path, spec: ReviewSpec) -> int:
         if review_dir.exists():  # an earlier review of this attempt that never finished
             ChildGroups(review_dir / "children").kill_all()
+            git.remove_worktree(Path(spec.project_root), review_dir / "checkout")
             shutil.rmtree(review_dir)
         review_dir.mkdir(parents=True)
         spec.save(review_dir)
