@@ -407,6 +407,7 @@ class Orchestrator:
             return Decision(TaskState.review)
         reason = f"the AI reviewer ({name}, {agent.kind}) is looking at it"
         self.store.note_task(task.id, reason, "review.ai_started", reviewer=name)
+        self.on_event(f"task {task.id}: {reason}")
         return Decision(TaskState.review, reason)
 
     def _review_dir(self, attempt: Attempt) -> Path:
