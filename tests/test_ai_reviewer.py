@@ -156,3 +156,18 @@ def test_a_reviewer_past_its_time_or_without_a_verdict_leaves_it_to_a_person(rep
     store = Store(repo / ".claw" / "run" / "claw.db")
     told = [n.summary for n in (notification_for(e, store) for e in store.events()) if n and n.kind == "review"]
     assert len(told) == 2 and all("AI review failed, a person decides" in s for s in told), told
+
+
+def test_claw_stats_counts_what_the_ai_reviewer_settled(repo):
+    worker = agent_script(repo, "w", 'echo "$CLAW_TASK_ID" > "t$CLAW_TASK_ID.txt"\n')
+    reviewer = agent_script(repo, "r", f"""
+        if grep -q "t1.txt" "$CLAW_PROMPT_FILE"; then {verdict('{"verdict": "approve"}')}
+        else {verdict('{"verdict": "reject", "comments": ["no"]}')}
+        fi
+        """)
+    with_reviewer(repo, {"w": worker}, reviewer)
+    claw(repo, "add", "one")
+    claw(repo, "add", "two")
+    assert claw(repo, "run").returncode == 0
+    assert json.loads(claw(repo, "stats", "--json").stdout)["review"]["ai"] == {"approve": 1, "reject": 1}
+    assert "AI reviewer: 1 settled without you (1 approve, 1 reject)" in claw(repo, "stats").stdout

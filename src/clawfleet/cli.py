@@ -732,6 +732,10 @@ def stats(
         if review["waiting_now"]:
             line += f"; {review['waiting_now']} waiting now, the oldest for {ago(review['oldest_waiting_s'])}"
         console.print(line)
+    if review["ai"]:
+        spared = review["ai"].get("approve", 0) + review["ai"].get("revise", 0)
+        console.print(f"AI reviewer: {spared} settled without you ("
+                      + ", ".join(f"{n} {verdict}" for verdict, n in sorted(review["ai"].items())) + ")")
     if data["calls"]["total"]:
         p50 = data["calls"]["latency_ms_p50"]
         console.print(f"model calls: {data['calls']['total']} ("

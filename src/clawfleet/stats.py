@@ -10,6 +10,7 @@ Definitions (shown by `claw stats` too):
   run times (agent, commits and checks) and slots is `fleet.slots`. 1.0 = every slot busy all along.
 - review wait: from an attempt's end to a person's decision on it (approve, reject, send back);
   attempts approved by policy or by the AI reviewer never wait for a person and are not counted.
+  `review.ai` counts the AI reviewer's verdicts (approve and revise spared the person a review).
 
     stats = fleet_stats(project.store, slots=project.config.fleet.slots)
 """
@@ -104,7 +105,8 @@ def fleet_stats(store: Store, *, slots: int, now: float | None = None, since: fl
         "research": research,
         "slots": {"slots": slots, "busy_slot_seconds": busy,
                   "utilisation": busy / (slots * span) if span > 0 else 0.0},
-        "review": {"decided": len(decided), "wait_s_p50": _percentile(decided, 0.5),
+        "review": {"ai": dict(Counter(a.ai_review for a in attempts if a.ai_review)),
+                   "decided": len(decided), "wait_s_p50": _percentile(decided, 0.5),
                    "wait_s_p90": _percentile(decided, 0.9), "wait_s_max": max(decided, default=None),
                    "waiting_now": len(waiting), "oldest_waiting_s": max(waiting, default=None)},
         **groups,
