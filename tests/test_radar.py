@@ -56,6 +56,11 @@ def test_conflict_between_running_attempts_is_reported_before_either_finishes(re
             assert "app.txt" in git.out("status", "--porcelain", cwd=worktree)
         # The orchestrator's own radar saw it too, and says so in `claw status`.
         wait_for(lambda: "conflict ahead" in claw(repo, "status").stdout, timeout=20)
+        # So does the board `claw ui` shows.
+        from clawfleet.board import snapshot
+        from clawfleet.project import Project
+        assert any("will conflict with task" in line and "app.txt" in line
+                   for line in snapshot(Project(repo)).conflicts)
     finally:
         (marks / "go").touch()
         output, _ = proc.communicate(timeout=60)

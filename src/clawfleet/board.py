@@ -50,7 +50,19 @@ class Board:
     rows: list[TaskRow]
     totals: Totals
     events: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)   # the radar's, for tasks still open
     at: float = 0.0
+
+
+def conflicts_ahead(project: Project) -> list[str]:
+    """The conflict radar's last report, for the tasks that are still running or waiting to land."""
+    from . import radar
+
+    report = radar.load(project)
+    if report is None:
+        return []
+    open_tasks = {t.id for t in project.store.list_tasks([TaskState.running, TaskState.review, TaskState.approved])}
+    return [c.describe(project.config.fleet.target) for c in report.collisions if c.task in open_tasks]
 
 
 def waiting_reasons(project: Project) -> dict[int, str]:
@@ -111,4 +123,5 @@ def snapshot(project: Project, *, closed: bool = False, events: int = 12, now: f
                     queued=states.count(TaskState.queued), in_review=states.count(TaskState.review),
                     tokens_last_hour=hour_tokens, cost_today=day_cost)
     recent = store.events(after_id=max(store.last_event_id() - events, 0))[-events:] if events else []
-    return Board(task_rows(project, shown, now), totals, [describe_event(e) for e in reversed(recent)], now)
+    return Board(task_rows(project, shown, now), totals, [describe_event(e) for e in reversed(recent)],
+                 conflicts_ahead(project), now)

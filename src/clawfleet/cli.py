@@ -200,16 +200,10 @@ def status(
 
 
 def _print_collisions(project: Project) -> None:
-    from . import radar
+    from .board import conflicts_ahead
 
-    report = radar.load(project)
-    if report is None:
-        return
-    open_tasks = {t.id for t in project.store.list_tasks([TaskState.running, TaskState.review,
-                                                           TaskState.approved])}
-    for collision in report.collisions:
-        if collision.task in open_tasks:
-            console.print(f"[yellow]conflict ahead:[/] {escape(collision.describe(project.config.fleet.target))}")
+    for line in conflicts_ahead(project):
+        console.print(f"[yellow]conflict ahead:[/] {escape(line)}")
 
 
 def _task_table(project: Project, tasks: list[Task]) -> Table:

@@ -105,7 +105,9 @@ class FleetApp(App):
             table.add_row(*self._cells(row), key=str(row.id))
         if selected is not None and any(r.id == selected for r in board.rows):
             table.move_cursor(row=table.get_row_index(str(selected)))
-        self.query_one("#events", Static).update("\n".join(escape(line) for line in board.events))
+        self.query_one("#events", Static).update("\n".join(
+            [f"[yellow]conflict ahead:[/] {escape(line)}" for line in board.conflicts]
+            + [escape(line) for line in board.events]))
         self._show_detail()
 
     @staticmethod
