@@ -64,7 +64,17 @@ def toplevel(path: Path) -> Path:
 
 
 def common_dir(repo: Path) -> Path:
-    return Path(out("rev-parse", "--path-format=absolute", "--git-common-dir", cwd=repo))
+    key = str(repo)
+    found = _common_dirs.get(key)
+    if found is None or not found.is_dir():  # a folder's repository does not change: ask git once
+        found = Path(out("rev-parse", "--path-format=absolute", "--git-common-dir", cwd=repo))
+        if len(_common_dirs) > 1024:
+            _common_dirs.clear()
+        _common_dirs[key] = found
+    return found
+
+
+_common_dirs: dict[str, Path] = {}
 
 
 def has_commits(repo: Path) -> bool:
@@ -161,6 +171,12 @@ def worktree_of_branch(repo: Path, branch: str) -> Path | None:
         if info.branch == branch:
             return info.path
     return None
+
+
+def add_worktree_on_branch(repo: Path, path: Path, branch: str, base: str) -> None:
+    """A new worktree at `path` on `branch`, made (or reset) at `base`: one git call."""
+    with repo_lock(repo):
+        git("worktree", "add", "--quiet", "-B", branch, str(path), base, cwd=repo)
 
 
 def add_detached_worktree(repo: Path, path: Path, commit: str, lock: bool = True) -> None:
@@ -264,9 +280,16 @@ def commit_all(worktree: Path, message: str, exclude: Sequence[str] = ()) -> str
     """Commit every change in the worktree but paths matching `exclude` (an agent's scratch
     files) and the files kept out of commits; return the new commit, or None when nothing changed."""
     git(*_add_all_args(worktree, exclude), cwd=worktree)
-    if git("diff", "--cached", "--quiet", cwd=worktree, check=False).returncode == 0:
-        return None
-    git("commit", "--quiet", "--no-verify", "-m", message, cwd=worktree, identity=True)
+    # Commit straight away; only when that fails ask whether there was anything to commit
+    # (one git call fewer for every attempt that changed something). No automatic maintenance
+    # after each of the fleet's commits: it is one more git process per attempt, and the
+    # person's own commits and fetches still run it.
+    result = git("-c", "maintenance.auto=false", "commit", "--quiet", "--no-verify", "-m", message,
+                 cwd=worktree, identity=True, check=False)
+    if result.returncode != 0:
+        if git("diff", "--cached", "--quiet", cwd=worktree, check=False).returncode == 0:
+            return None
+        raise GitError(f"`git commit` failed in {worktree}: {result.stderr.strip() or result.stdout.strip()}")
     return out("rev-parse", "HEAD", cwd=worktree)
 
 

@@ -61,7 +61,8 @@ class Orchestrator:
         self.config = project.config
         self.slots = slots or self.config.fleet.slots
         self.merge = self.config.review.merge_on_approve if merge is None else merge
-        self.executor = LocalExecutor()
+        self.executor = LocalExecutor(zygote_log=project.run_dir / "zygote.log")
+        self.executor.warm()
         self.reviews = reviewer.Reviews()
         self.pool = WorkspacePool(project, size=max(self.config.fleet.pool_size, 0))
         self.merge_queue = MergeQueue(project, self.pool, on_event=self._landed)
@@ -74,6 +75,8 @@ class Orchestrator:
         self._merge_waiting: tuple[str, float] | None = None
         self._collisions: set[tuple] = set()
         self._budget_at = 0.0
+        self._deadlines: dict[int, float] = {}        # attempt id -> its spec's deadline
+        self._progress_seen: dict[int, tuple[int, int]] = {}  # attempt id -> progress.json seen
         self._refused_after = 0
         self.paused = False  # no new attempts (the daemon drains before it stops)
         self._wake = threading.Event()
@@ -116,7 +119,7 @@ class Orchestrator:
                     if filling is not None and filling.exception() is not None:
                         self.on_event(f"could not fill the worktree pool: {filling.exception()}")
                     # One worktree at a time, in the background: starts and collects go on.
-                    filling = filler.submit(self.pool.fill, self.project.target_tip(), 1)
+                    filling = filler.submit(self.pool.fill, self.project.target_tip, 1)
                 if not started and not ended:
                     self._wake.wait(tick)
                     self._wake.clear()
@@ -152,12 +155,14 @@ class Orchestrator:
             return 0
         plan = self.scheduler.plan(self.slots)
         self._backing_off = plan.backing_off
+        base = self.project.target_tip() if plan.start else None  # one look for all of them
         for task in plan.start:
-            self.start(task.id)
+            self.start(task.id, base=base)
         return len(plan.start)
 
-    def start(self, task_id: int) -> list[Attempt]:
-        """Start a queued task: one attempt, or `best_of` side by side from the same base."""
+    def start(self, task_id: int, base: str | None = None) -> list[Attempt]:
+        """Start a queued task: one attempt, or `best_of` side by side from the same base
+        (`base`, or the target's tip now)."""
         task = self.store.get_task(task_id)
         agents = task.attempt_agents(self.config.fleet.default_agent)
         try:
@@ -166,7 +171,7 @@ class Orchestrator:
             self.store.move_task(task_id, TaskState.failed, "task.failed", reason=str(error))
             self.on_event(f"task {task_id} failed: {error}")
             return []
-        base = self.project.target_tip()
+        base = base or self.project.target_tip()
         attempts = self.store.start_attempts(task_id, agents=agents, base_commit=base,
                                              branch_for=lambda n: git.branch_name(task_id, task.title, n))
         for attempt in attempts:
@@ -241,6 +246,8 @@ class Orchestrator:
                                                         finished_at=self.clock()))
                     ended += 1
                 continue
+            self._deadlines.pop(attempt.id, None)
+            self._progress_seen.pop(attempt.id, None)
             if result is None:
                 self.executor.stop(attempt.id, attempt_dir, attempt.pid)  # orphans it left
                 result = AttemptStatus(AttemptState.crashed,
@@ -276,12 +283,24 @@ class Orchestrator:
         return stopped
 
     def _deadline(self, attempt_dir: Path, attempt: Attempt) -> float:
+        if attempt.id in self._deadlines:  # a spec never changes: read it once, not every tick
+            return self._deadlines[attempt.id]
         try:
-            return AttemptSpec.load(attempt_dir).deadline
+            deadline = AttemptSpec.load(attempt_dir).deadline
         except (OSError, ValueError, TypeError):
             return attempt.started_at + self.config.fleet.attempt_timeout
+        self._deadlines[attempt.id] = deadline
+        return deadline
 
     def _refresh_usage(self, attempt: Attempt, attempt_dir: Path) -> None:
+        try:
+            info = (attempt_dir / "progress.json").stat()
+        except OSError:
+            return
+        # Each write replaces the file (a new inode): a cheap stat tells whether to read it.
+        if self._progress_seen.get(attempt.id) == (info.st_ino, info.st_mtime_ns):
+            return
+        self._progress_seen[attempt.id] = (info.st_ino, info.st_mtime_ns)
         progress = read_progress(attempt_dir)
         tokens = (progress.get("input_tokens", 0), progress.get("output_tokens", 0))
         if tokens != (attempt.input_tokens, attempt.output_tokens):

@@ -64,10 +64,10 @@ class Project:
                             hint="make a first commit (git add -A && git commit -m init), then retry")
 
     def target_tip(self) -> str:
-        self.require_commits()
         target = self.config.fleet.target
         tip = git.branch_tip(self.root, target)
         if tip is None:
+            self.require_commits()  # the likelier reason, with its own hint
             raise ClawError(f"the target branch '{target}' does not exist in {self.root}",
                             hint="create it, or set `target` under [fleet] in .claw/config.toml")
         return tip

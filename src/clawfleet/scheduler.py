@@ -40,8 +40,7 @@ class Scheduler:
 
     def plan(self, slots: int) -> Plan:
         plan = Plan()
-        running = self.store.list_tasks([TaskState.running])
-        busy = [(t, self.footprint_of(t)) for t in running]
+        busy: list[tuple[Task, list[str]]] | None = None  # running footprints, read when one matters
         per_agent: dict[str, int] = {}
         attempts = self.store.attempts(states=[AttemptState.running])
         for attempt in attempts:
@@ -57,6 +56,8 @@ class Scheduler:
             reason = self._dependency_wait(task) or backoff
             if reason is None and self.respect_footprints:
                 mine = self.footprint_of(task)
+                if mine and busy is None:
+                    busy = [(t, self.footprint_of(t)) for t in self.store.list_tasks([TaskState.running])]
                 if mine and busy:
                     files = self.files() if files is None else files
                     reason = _overlap_wait(mine, busy, files)
@@ -74,7 +75,8 @@ class Scheduler:
                 plan.waiting[task.id] = reason
                 continue
             plan.start.append(task)
-            busy.append((task, self.footprint_of(task)))
+            if busy is not None:
+                busy.append((task, self.footprint_of(task)))
             for agent, count in wanted.items():
                 per_agent[agent] = per_agent.get(agent, 0) + count
             free -= needed

@@ -31,6 +31,7 @@ import string
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -424,9 +425,11 @@ class WorkspacePool:
 
     # -- fill -----------------------------------------------------------------------------
 
-    def fill(self, commit: str, at_most: int | None = None) -> int:
+    def fill(self, commit: str | Callable[[], str], at_most: int | None = None) -> int:
         """Make warm workspaces at `commit` until the pool is full; return how many were made.
 
+        `commit` may be a function that names it (the target's tip), called only when a
+        workspace is to be made: a full pool then costs no git call.
         While setup fails for these setup inputs the pool stops refilling (a broken workspace
         stays for `claw workspace doctor`) and attempts make their own, failing early.
         """
@@ -435,6 +438,8 @@ class WorkspacePool:
         self._reap_interrupted()
         made, have = 0, len(self.ready()) + self._filling()
         digest = None
+        if have < self.size and callable(commit):
+            commit = commit()
         while have < self.size and (at_most is None or made < at_most):
             if needs_setup(self.config):
                 digest = digest or setup_digest(self.config, setup_inputs(self.config, self.project.root, commit))
@@ -532,8 +537,7 @@ class WorkspacePool:
             self.dir.mkdir(parents=True, exist_ok=True)
             workspace = self._new("in_use", attempt_id)
             try:
-                git.add_detached_worktree(self.project.root, workspace.path, base)
-                git.start_branch(workspace.path, branch, base)
+                git.add_worktree_on_branch(self.project.root, workspace.path, branch, base)
             except BaseException:
                 self._remove(workspace, teardown=False)
                 raise

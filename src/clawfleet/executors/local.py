@@ -2,7 +2,10 @@
 
 The runner leads its own process group (so a timeout kills everything it started) and writes its
 pid and status into the attempt folder; after a restart we find it there and either wait for it
-(reattach) or read its result (collect).
+(reattach) or read its result (collect). Runners are forked from a warm zygote process (see
+`zygote.py`); when that cannot be done, they are started as `python -m clawfleet.runner`.
+Either way `runner.id` in the attempt folder holds the runner's pid and start time, which tell
+it apart from whatever process gets its pid later.
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..procs import ChildGroups, cmdline, kill_group, pid_alive
+from ..procs import ChildGroups, cmdline, is_process, kill_group, pid_alive, start_time
 from ..runner import AttemptStatus
+from .zygote import Zygote
 
 RUNNER_MODULE = "clawfleet.runner"
+IDENTITY_FILE = "runner.id"
 
 
 @dataclass
@@ -24,16 +29,35 @@ class Running:
 
 
 class LocalExecutor:
-    def __init__(self) -> None:
-        self._children: dict[int, subprocess.Popen] = {}
+    def __init__(self, fork: bool = True, zygote_log: Path | None = None) -> None:
+        self._children: dict[int, subprocess.Popen] = {}   # runners started as new processes
+        self._identities: dict[int, tuple[int, int | None]] = {}
+        self.zygote = Zygote(zygote_log) if fork and Path("/proc/self/stat").exists() else None
 
     def start(self, attempt_id: int, attempt_dir: Path, cwd: Path) -> int:
-        with open(attempt_dir / "runner.out", "ab") as out:
-            proc = subprocess.Popen([sys.executable, "-m", RUNNER_MODULE, str(attempt_dir)],
-                                    cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-        self._children[attempt_id] = proc
-        return proc.pid
+        forked = self.zygote.fork(attempt_dir, cwd) if self.zygote else None
+        if forked is not None:
+            pid, started = forked
+        else:
+            with open(attempt_dir / "runner.out", "ab") as out:
+                proc = subprocess.Popen([sys.executable, "-m", RUNNER_MODULE, str(attempt_dir)],
+                                        cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+            self._children[attempt_id] = proc
+            pid, started = proc.pid, start_time(proc.pid)
+        (attempt_dir / IDENTITY_FILE).write_text(f"{pid} {started}\n")
+        self._identities[attempt_id] = (pid, started)
+        return pid
+
+    def warm(self) -> None:
+        """Get the zygote going now, so the first runner does not wait for its imports."""
+        if self.zygote:
+            self.zygote.warm()
+
+    def close(self) -> None:
+        """Stop the zygote (the runners it forked go on)."""
+        if self.zygote:
+            self.zygote.close()
 
     def poll(self, attempt_id: int, attempt_dir: Path, pid: int | None) -> AttemptStatus | Running | None:
         """The runner's status when it has ended; `Running` while it lives; None if it died silently."""
@@ -42,24 +66,38 @@ class LocalExecutor:
             if proc.poll() is None:
                 return Running()
             del self._children[attempt_id]
-        elif self.is_our_runner(pid, attempt_dir):
+        elif self.is_our_runner(pid, attempt_dir, self._identities.get(attempt_id)):
             return Running()
+        self._identities.pop(attempt_id, None)
         return AttemptStatus.read(attempt_dir)
 
     @staticmethod
-    def is_our_runner(pid: int | None, attempt_dir: Path) -> bool:
+    def is_our_runner(pid: int | None, attempt_dir: Path,
+                      identity: tuple[int, int | None] | None = None) -> bool:
         """True when `pid` is alive and is the runner of this attempt (pids get reused)."""
+        identity = identity or _recorded_identity(attempt_dir)
+        if identity is not None:
+            return identity[0] == pid and is_process(pid, identity[1])
         if not pid_alive(pid):
             return False
-        args = cmdline(pid)
+        args = cmdline(pid)  # a runner started before runner.id existed
         return RUNNER_MODULE in args and str(attempt_dir) in args
 
     def stop(self, attempt_id: int, attempt_dir: Path, pid: int | None) -> None:
         """Kill the runner's process group and every group it recorded for its children."""
         proc = self._children.get(attempt_id)
-        if pid and (proc is not None or self.is_our_runner(pid, attempt_dir)):
+        if pid and (proc is not None or self.is_our_runner(pid, attempt_dir, self._identities.get(attempt_id))):
             kill_group(pid, reap=proc.poll if proc is not None else None)
         proc = self._children.pop(attempt_id, None)
         if proc is not None:
             proc.wait(timeout=10)
+        self._identities.pop(attempt_id, None)
         ChildGroups(attempt_dir / "children").kill_all()
+
+
+def _recorded_identity(attempt_dir: Path) -> tuple[int, int | None] | None:
+    try:
+        pid, started = (attempt_dir / IDENTITY_FILE).read_text().split()
+        return int(pid), None if started == "None" else int(started)
+    except (OSError, ValueError):
+        return None
