@@ -112,6 +112,49 @@ def test_commit_all_works_without_a_git_identity(repo, monkeypatch, tmp_path):
     assert run_git("log", "-1", "--format=%ae", cwd=repo).stdout.strip() == "claw@localhost"
 
 
+def test_commit_all_says_why_a_commit_with_changes_failed(repo):
+    (repo / "app.txt").write_text("two\n")
+    with pytest.raises(GitError, match="empty commit message"):
+        git.commit_all(repo, "")  # git refuses an empty message; the change stays staged, not lost
+    assert run_git("diff", "--cached", "--name-only", cwd=repo).stdout.split() == ["app.txt"]
+
+
+def test_commit_all_leaves_automatic_maintenance_to_the_person(repo, monkeypatch):
+    trace = repo.parent / "trace"
+    monkeypatch.setenv("GIT_TRACE", str(trace))
+    run_git("commit", "-q", "--allow-empty", "-m", "by hand", cwd=repo)
+    assert "maintenance run --auto" in trace.read_text()  # what git does after a commit by default
+    trace.unlink()
+    (repo / "app.txt").write_text("two\n")
+    assert git.commit_all(repo, "by the fleet") == head(repo)
+    traced = trace.read_text()
+    assert "commit" in traced and "maintenance run --auto" not in traced
+
+
+# -- worktrees ---------------------------------------------------------------------------------
+
+def test_a_worktree_on_a_new_branch_in_one_call(repo):
+    base = head(repo)
+    worktree = repo.parent / "wt"
+    git.add_worktree_on_branch(repo, worktree, "claw/1-new", base)
+    assert git.current_branch(worktree) == "claw/1-new"
+    assert git.rev(worktree, "HEAD") == base
+    assert git.detached_head(worktree) is None  # on a branch: only git can say where it is
+
+
+def test_detached_head_is_read_from_the_file_git_keeps(repo):
+    base = head(repo)
+    worktree = repo.parent / "wt"
+    assert run_git("worktree", "add", "-q", "--detach", str(worktree), base, cwd=repo).returncode == 0
+    assert git.detached_head(worktree) == base
+    commit_file(repo, "app.txt", "two\n", "second")
+    run_git("switch", "-q", "--detach", "main", cwd=worktree)
+    assert git.detached_head(worktree) == head(repo) != base
+    git.start_branch(worktree, "claw/2-x", head(repo))  # no checkout pass: it is there already
+    assert git.current_branch(worktree) == "claw/2-x"
+    assert git.detached_head(worktree) is None
+
+
 # -- rebase ------------------------------------------------------------------------------------
 
 @pytest.fixture

@@ -197,11 +197,25 @@ def remove_worktree(repo: Path, path: Path) -> None:
 
 def start_branch(worktree: Path, branch: str, base: str) -> None:
     """Put a (clean, detached) pooled worktree on a new branch at `base`."""
-    if out("rev-parse", "HEAD", cwd=worktree) == base:
+    if (detached_head(worktree) or out("rev-parse", "HEAD", cwd=worktree)) == base:
         # Already there: without a start point git only writes the branch, no checkout pass.
         git("switch", "--quiet", "--force-create", branch, cwd=worktree)
     else:
         git("switch", "--quiet", "--force-create", branch, base, cwd=worktree)
+
+
+def detached_head(worktree: Path) -> str | None:
+    """The commit a detached worktree is at, read from its HEAD file without starting git (a
+    pooled worktree is detached, and every hand-out asks); None when HEAD names a branch or the
+    file is not a plain commit id, and then only git can say."""
+    try:
+        text = (admin_dir(worktree) / "HEAD").read_text().strip()
+    except OSError:
+        return None
+    return text if _COMMIT_ID.fullmatch(text) else None
+
+
+_COMMIT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 def reset_worktree(worktree: Path, commit: str, keep_ignored: bool = False) -> None:

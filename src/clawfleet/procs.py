@@ -111,6 +111,62 @@ def wait_exit(proc: subprocess.Popen, timeout: float) -> bool:
     return exited
 
 
+class ExitWatcher:
+    """Calls `on_exit()` the moment any watched process ends, so whoever waits on it need not
+    poll (Linux pidfds; elsewhere `watch` does nothing and the caller's polling is all there is).
+
+    The calls come from a thread of its own, which ends when nothing is left to watch.
+    """
+
+    def __init__(self, on_exit: Callable[[], None]) -> None:
+        self.on_exit = on_exit
+        self._lock = threading.Lock()
+        self._pidfds: dict[int, int] = {}          # pidfd -> pid
+        self._thread: threading.Thread | None = None
+        self._wake_read, self._wake_write = os.pipe()  # tells the thread to look at new pidfds
+        os.set_blocking(self._wake_read, False)
+
+    def watch(self, pid: int) -> None:
+        with self._lock:
+            if pid in self._pidfds.values():
+                return
+            try:
+                pidfd = os.pidfd_open(pid)
+            except (AttributeError, OSError):  # not Linux 5.3+, or it has ended already
+                return
+            self._pidfds[pidfd] = pid
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._wait, name="exit-watcher", daemon=True)
+                self._thread.start()
+            else:
+                os.write(self._wake_write, b"+")
+
+    def _wait(self) -> None:
+        while True:
+            with self._lock:
+                if not self._pidfds:
+                    self._thread = None
+                    return
+                poller = select.poll()
+                for pidfd in self._pidfds:
+                    poller.register(pidfd, select.POLLIN)
+            poller.register(self._wake_read, select.POLLIN)
+            ended = False
+            for fd, _ in poller.poll():
+                if fd == self._wake_read:
+                    try:
+                        os.read(self._wake_read, 4096)
+                    except BlockingIOError:
+                        pass
+                    continue
+                with self._lock:
+                    if self._pidfds.pop(fd, None) is not None:
+                        os.close(fd)
+                        ended = True
+            if ended:
+                self.on_exit()
+
+
 @dataclass
 class Finished:
     exit_code: int

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..procs import ChildGroups, cmdline, is_process, kill_group, pid_alive, start_time
+from ..procs import ChildGroups, ExitWatcher, cmdline, is_process, kill_group, pid_alive, start_time
 from ..runner import AttemptStatus
 from .zygote import Zygote
 
@@ -29,10 +30,13 @@ class Running:
 
 
 class LocalExecutor:
-    def __init__(self, fork: bool = True, zygote_log: Path | None = None) -> None:
+    def __init__(self, fork: bool = True, zygote_log: Path | None = None,
+                 on_exit: Callable[[], None] | None = None) -> None:
+        """`on_exit` is called (from another thread) as soon as a runner ends: time to poll."""
         self._children: dict[int, subprocess.Popen] = {}   # runners started as new processes
         self._identities: dict[int, tuple[int, int | None]] = {}
         self.zygote = Zygote(zygote_log) if fork and Path("/proc/self/stat").exists() else None
+        self._exits = ExitWatcher(on_exit) if on_exit else None
 
     def start(self, attempt_id: int, attempt_dir: Path, cwd: Path) -> int:
         forked = self.zygote.fork(attempt_dir, cwd) if self.zygote else None
@@ -47,6 +51,8 @@ class LocalExecutor:
             pid, started = proc.pid, start_time(proc.pid)
         (attempt_dir / IDENTITY_FILE).write_text(f"{pid} {started}\n")
         self._identities[attempt_id] = (pid, started)
+        if self._exits:
+            self._exits.watch(pid)
         return pid
 
     def warm(self) -> None:
@@ -62,11 +68,15 @@ class LocalExecutor:
     def poll(self, attempt_id: int, attempt_dir: Path, pid: int | None) -> AttemptStatus | Running | None:
         """The runner's status when it has ended; `Running` while it lives; None if it died silently."""
         proc = self._children.get(attempt_id)
+        pid = pid or _recorded_pid(attempt_dir)
         if proc is not None:
             if proc.poll() is None:
                 return Running()
             del self._children[attempt_id]
         elif self.is_our_runner(pid, attempt_dir, self._identities.get(attempt_id)):
+            if self._exits and attempt_id not in self._identities:  # reattached after a restart
+                self._identities[attempt_id] = _recorded_identity(attempt_dir) or (pid, start_time(pid))
+                self._exits.watch(pid)
             return Running()
         self._identities.pop(attempt_id, None)
         return AttemptStatus.read(attempt_dir)
@@ -86,6 +96,7 @@ class LocalExecutor:
     def stop(self, attempt_id: int, attempt_dir: Path, pid: int | None) -> None:
         """Kill the runner's process group and every group it recorded for its children."""
         proc = self._children.get(attempt_id)
+        pid = pid or _recorded_pid(attempt_dir)
         if pid and (proc is not None or self.is_our_runner(pid, attempt_dir, self._identities.get(attempt_id))):
             kill_group(pid, reap=proc.poll if proc is not None else None)
         proc = self._children.pop(attempt_id, None)
@@ -93,6 +104,13 @@ class LocalExecutor:
             proc.wait(timeout=10)
         self._identities.pop(attempt_id, None)
         ChildGroups(attempt_dir / "children").kill_all()
+
+
+def _recorded_pid(attempt_dir: Path) -> int | None:
+    """The runner's pid from its attempt folder, for an attempt whose store row has none yet
+    (the orchestrator died between starting the runner and recording it)."""
+    identity = _recorded_identity(attempt_dir)
+    return identity[0] if identity else None
 
 
 def _recorded_identity(attempt_dir: Path) -> tuple[int, int | None] | None:
