@@ -33,7 +33,6 @@ from .workspace import WorkspacePool
 HARD_KILL_GRACE_S = 15.0
 MERGE_RETRY_S = 2.0
 BUDGET_CHECK_S = 1.0
-LAUNCH_THREADS = 8     # attempts launched at once, at most
 # Best-of-N: which outcome is better (lower first); everything else comes after these.
 BEST_OF_ORDER = {AttemptState.ready: 0, AttemptState.checks_failed: 1, AttemptState.no_change: 2}       # how often refused calls are looked for (a query by primary key)
 
@@ -76,7 +75,6 @@ class Orchestrator:
         self._merge_waiting: tuple[str, float] | None = None
         self._collisions: set[tuple] = set()
         self._budget_at = 0.0
-        self._launcher: ThreadPoolExecutor | None = None  # made on the first launch
         self._deadlines: dict[int, float] = {}        # attempt id -> its spec's deadline
         self._progress_seen: dict[int, tuple[int, int]] = {}  # attempt id -> progress.json seen
         self._refused_after = 0
@@ -157,46 +155,16 @@ class Orchestrator:
             return 0
         plan = self.scheduler.plan(self.slots)
         self._backing_off = plan.backing_off
-        if plan.start:
-            self._start_all([task.id for task in plan.start], self.project.target_tip())  # one look for all
+        base = self.project.target_tip() if plan.start else None  # one look for all of them
+        # One after another: launching them side by side (threads) was measured slower on two
+        # cores, as the launches then compete with the runners' own start and commit.
+        for task in plan.start:
+            self.start(task.id, base=base)
         return len(plan.start)
 
     def start(self, task_id: int, base: str | None = None) -> list[Attempt]:
         """Start a queued task: one attempt, or `best_of` side by side from the same base
         (`base`, or the target's tip now)."""
-        return self._start_all([task_id], base or self.project.target_tip())
-
-    def _start_all(self, task_ids: list[int], base: str) -> list[Attempt]:
-        """Start queued tasks side by side: each attempt's worktree hand-out, prompt and runner
-        start wait mostly on git and the disk, so they run in launcher threads, and a burst of
-        starts (a fleet's first wave, or attempts that ended together) takes little longer
-        than one. The store is written here, in this thread, in order."""
-        if self._launcher is None:
-            self._launcher = ThreadPoolExecutor(min(self.slots, LAUNCH_THREADS), "launch")
-        launches = []
-        for task_id in task_ids:
-            for task, attempt, config in self._begin(task_id, base):
-                launches.append((task, attempt, self._launcher.submit(self._launch, task, attempt, config)))
-        error: BaseException | None = None
-        for task, attempt, future in launches:
-            try:
-                launched = future.result()
-            except BaseException as failure:  # the others are recorded first: none runs unknown
-                error = error or failure
-                continue
-            if isinstance(launched, ClawError):
-                self._finish(attempt, AttemptStatus(AttemptState.failed, f"could not make its workspace: {launched}",
-                                                    finished_at=self.clock()))
-                continue
-            worktree, pid = launched
-            self.store.update_attempt(attempt.id, pid=pid, worktree=str(worktree))
-            self.on_event(f"task {task.id}: attempt {attempt.number} started ({attempt.agent})")
-        if error is not None:
-            raise error
-        return [attempt for _, attempt, _ in launches]
-
-    def _begin(self, task_id: int, base: str) -> list[tuple[Task, Attempt, Any]]:
-        """Record a queued task's new attempts (the task is running from here on); what to launch."""
         task = self.store.get_task(task_id)
         agents = task.attempt_agents(self.config.fleet.default_agent)
         try:
@@ -205,25 +173,30 @@ class Orchestrator:
             self.store.move_task(task_id, TaskState.failed, "task.failed", reason=str(error))
             self.on_event(f"task {task_id} failed: {error}")
             return []
+        base = base or self.project.target_tip()
         attempts = self.store.start_attempts(task_id, agents=agents, base_commit=base,
                                              branch_for=lambda n: git.branch_name(task_id, task.title, n))
-        return [(task, attempt, configs[attempt.agent]) for attempt in attempts]
+        for attempt in attempts:
+            self._launch(task, attempt, configs[attempt.agent])
+        return attempts
 
-    def _launch(self, task: Task, attempt: Attempt, agent_config: Any) -> tuple[Path, int] | ClawError:
-        """Give a new attempt its worktree, spec and first prompt, and start its runner: its
-        worktree and runner's pid, or why it got no workspace. Runs in a launcher thread."""
+    def _launch(self, task: Task, attempt: Attempt, agent_config: Any) -> None:
+        """Give a new attempt its worktree, spec and first prompt, and start its runner."""
+        agent_name, task_id, base = attempt.agent, task.id, attempt.base_commit
         attempt_dir = self.project.attempt_dir(attempt.id)
         attempt_dir.mkdir(parents=True, exist_ok=True)
         try:
-            workspace = self.pool.acquire(attempt.id, attempt.branch, attempt.base_commit)
+            workspace = self.pool.acquire(attempt.id, attempt.branch, base)
         except ClawError as error:
-            return error
+            self._finish(attempt, AttemptStatus(AttemptState.failed, f"could not make its workspace: {error}",
+                                                finished_at=self.clock()))
+            return
         worktree = workspace.path
         spec = AttemptSpec(
             attempt_id=attempt.id, attempt_number=attempt.number,
             task={k: v for k, v in vars(task).items()}, project_root=str(self.project.root),
-            worktree=str(worktree), branch=attempt.branch, base_commit=attempt.base_commit,
-            agent_name=attempt.agent, agent=agent_config.model_dump(),
+            worktree=str(worktree), branch=attempt.branch, base_commit=base,
+            agent_name=agent_name, agent=agent_config.model_dump(),
             checks=[*self.config.checks.commands, *task.checks],
             check_timeout=self.config.checks.timeout, fix_rounds=self.config.checks.fix_rounds,
             deadline=self.clock() + self.config.fleet.attempt_timeout, feedback=task.feedback,
@@ -235,7 +208,9 @@ class Orchestrator:
         (attempt_dir / "prompt-0.md").write_text(render_prompt(
             task, project_root=self.project.root, branch=attempt.branch, checks=spec.checks,
             feedback=task.feedback, agent_kind=agent_config.kind))
-        return worktree, self.executor.start(attempt.id, attempt_dir, cwd=worktree)
+        pid = self.executor.start(attempt.id, attempt_dir, cwd=worktree)
+        self.store.update_attempt(attempt.id, pid=pid, worktree=str(worktree))
+        self.on_event(f"task {task_id}: attempt {attempt.number} started ({agent_name})")
 
     # -- conflict radar -------------------------------------------------------------------
 
