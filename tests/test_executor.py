@@ -104,6 +104,23 @@ def test_after_a_restart_the_runner_is_known_by_pid_and_start_time(repo):
     assert again.poll(1, attempt_dir, pid).outcome == AttemptState.ready
 
 
+def test_a_runner_from_before_runner_id_is_known_by_its_command_line(tmp_path):
+    attempt_dir = tmp_path / "attempts" / "7"
+    attempt_dir.mkdir(parents=True)
+    # What an older clawfleet started: `python -m clawfleet.runner ATTEMPT_DIR`, no runner.id.
+    legacy = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "clawfleet.runner",
+                               str(attempt_dir)])
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        assert LocalExecutor.is_our_runner(legacy.pid, attempt_dir)
+        assert not LocalExecutor.is_our_runner(other.pid, attempt_dir)
+        assert not LocalExecutor.is_our_runner(legacy.pid, tmp_path / "attempts" / "8")
+    finally:
+        for proc in (legacy, other):
+            proc.kill()
+            proc.wait()
+
+
 def test_stopping_a_forked_runner_kills_its_group_at_once(repo):
     pids = repo.parent / "pids"
     agent = agent_script(repo, "hang", f"sleep 300 &\necho $! > {pids}\nwait\n")

@@ -86,11 +86,11 @@ class LocalExecutor:
                       identity: tuple[int, int | None] | None = None) -> bool:
         """True when `pid` is alive and is the runner of this attempt (pids get reused)."""
         identity = identity or _recorded_identity(attempt_dir)
-        if identity is not None:
+        if identity is not None and identity[1] is not None:
             return identity[0] == pid and is_process(pid, identity[1])
         if not pid_alive(pid):
             return False
-        args = cmdline(pid)  # a runner started before runner.id existed
+        args = cmdline(pid)  # started before runner.id existed, or no start time to be had
         return RUNNER_MODULE in args and str(attempt_dir) in args
 
     def stop(self, attempt_id: int, attempt_dir: Path, pid: int | None) -> None:
