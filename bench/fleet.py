@@ -237,7 +237,7 @@ def _mtime(path: Path) -> float:
 PHASES = [
     ("orchestrator start", "started", "spawned",
      "store row → pool.acquire → spec.json → Popen of the runner"),
-    ("runner boot", "spawned", "runner_up", "python startup + imports of clawfleet.runner"),
+    ("runner boot", "spawned", "runner_up", "fork from the zygote (a new Python when it is not there)"),
     ("runner before agent", "runner_up", "agent_start", "spec, config, prompt, bash start"),
     ("runner after agent", "agent_end", "status", "git add/commit/rev-list, status.json"),
     ("collect latency", "status", "ready", "status.json written → attempt.ready event"),
