@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -94,8 +94,9 @@ class Orchestrator:
         self.project.target_tip()  # fail early with a clear error on a bad target
         self.sandbox = sandbox.resolve(self.config.sandbox, warn=self.on_event,
                                        writable=sandbox.database_files(self.store.path))
+        # closing(executor): its zygote ends with the run (the runners it forked go on).
         with OrchestratorLock(self.project.run_dir), ThreadPoolExecutor(1, "pool-filler") as filler, \
-                self._gateway():
+                self._gateway(), closing(self.executor):
             self.collect()  # reattach or collect what a previous orchestrator left
             filling: Future | None = None
             while True:
