@@ -74,6 +74,7 @@ class Orchestrator:
         self._backing_off = False
         self._merge_waiting: tuple[str, float] | None = None
         self._collisions: set[tuple] = set()
+        self._scan: Future | None = None     # the radar scan under way in its thread
         self._budget_at = 0.0
         self._deadlines: dict[int, float] = {}        # attempt id -> its spec's deadline
         self._progress_seen: dict[int, tuple[int, int]] = {}  # attempt id -> progress.json seen
@@ -96,14 +97,14 @@ class Orchestrator:
                                        writable=sandbox.database_files(self.store.path))
         # closing(executor): its zygote ends with the run (the runners it forked go on).
         with OrchestratorLock(self.project.run_dir), ThreadPoolExecutor(1, "pool-filler") as filler, \
-                self._gateway(), closing(self.executor):
+                ThreadPoolExecutor(1, "radar") as scanner, self._gateway(), closing(self.executor):
             self.collect()  # reattach or collect what a previous orchestrator left
             filling: Future | None = None
             while True:
                 ended = self.collect() + self.stop_over_budget() + self.collect_reviews()
                 if self.merge:
                     self.land()  # before scheduling: landing unblocks dependents
-                self.watch_conflicts()
+                self.watch_conflicts(scanner)
                 started = self.schedule()
                 if on_tick:
                     on_tick()
@@ -215,13 +216,38 @@ class Orchestrator:
 
     # -- conflict radar -------------------------------------------------------------------
 
-    def watch_conflicts(self) -> None:
-        """Scan for coming conflicts every `radar_interval` seconds while attempts run."""
+    def watch_conflicts(self, scanner: ThreadPoolExecutor | None = None) -> None:
+        """Scan for coming conflicts every `radar_interval` seconds while attempts run.
+
+        With `scanner`, the scan (git for every pair of branches) runs in that thread, on a store
+        connection of its own, and its collisions are recorded at a later tick: the loop never
+        waits for it.
+        """
+        if self._scan is not None:
+            if not self._scan.done():
+                return
+            scan, self._scan = self._scan, None
+            try:
+                self._record_collisions(scan.result())
+            except (ClawError, OSError) as error:
+                self.on_event(f"radar: the scan failed: {error}")
         interval = self.config.fleet.radar_interval
         if not interval or self.clock() - self._radar_at < interval or not self.running():
             return
         self._radar_at = self.clock()
-        report = radar.scan(self.project)
+        if scanner is None:
+            self._record_collisions(radar.scan(self.project))
+        else:
+            self._scan = scanner.submit(self._scan_apart)
+
+    def _scan_apart(self) -> radar.RadarReport:
+        project = Project(self.project.root)
+        try:
+            return radar.scan(project)
+        finally:
+            project.store.close()
+
+    def _record_collisions(self, report: radar.RadarReport) -> None:
         for collision in report.collisions:
             key = (collision.attempt, collision.other_attempt, tuple(collision.files))
             if key not in self._collisions:
