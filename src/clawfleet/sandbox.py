@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -78,6 +79,17 @@ def database_files(db: Path) -> list[Path]:
     return [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
 
 
+def _under_tmp(paths: Sequence[Path | None]) -> list[str]:
+    found: list[str] = []
+    for path in paths:
+        if path is None:
+            continue
+        resolved = str(Path(path).resolve())
+        if Path(resolved).is_relative_to("/tmp") and resolved not in found:
+            found.append(resolved)
+    return found
+
+
 def wrap(policy: SandboxPolicy | None, args: Sequence[str], *, worktree: Path,
          project_root: Path | None = None) -> list[str]:
     """`args` as run inside the sandbox (unchanged when `policy` is None)."""
@@ -86,10 +98,11 @@ def wrap(policy: SandboxPolicy | None, args: Sequence[str], *, worktree: Path,
     worktree = worktree.resolve()
     command = [policy.bwrap, "--die-with-parent", "--ro-bind", "/", "/", "--dev", "/dev",
                "--proc", "/proc", "--tmpfs", "/tmp"]
-    # A private /tmp hides what was under it; put back, read-only, the project the worktree is in.
-    if project_root is not None and Path(project_root).resolve().is_relative_to("/tmp"):
-        root = str(Path(project_root).resolve())
-        command += ["--ro-bind", root, root]
+    # A private /tmp hides what was under it; put back, read-only, what the agent's commands
+    # need from there: the project the worktree is in, clawfleet itself (for `claw memory add`)
+    # and the Python it runs on (a virtual environment or a checkout under /tmp).
+    for needed in _under_tmp([project_root, Path(__file__).parent, Path(sys.prefix), Path(sys.base_prefix)]):
+        command += ["--ro-bind", needed, needed]
     command += ["--bind", str(worktree), str(worktree)]
     for extra in policy.writable:
         if Path(extra).exists():  # bwrap cannot bind what does not exist
