@@ -16,6 +16,7 @@ import sys
 import time
 
 from clawfleet import git
+from clawfleet.procs import cmdline
 
 from conftest import agent_script, claw
 from test_run import configure, status_json
@@ -171,3 +172,27 @@ def test_claw_stats_counts_what_the_ai_reviewer_settled(repo):
     assert claw(repo, "run").returncode == 0
     assert json.loads(claw(repo, "stats", "--json").stdout)["review"]["ai"] == {"approve": 1, "reject": 1}
     assert "AI reviewer: 1 settled without you (1 approve, 1 reject)" in claw(repo, "stats").stdout
+
+
+def test_a_person_deciding_first_stops_the_review_and_its_checkout_goes(repo):
+    worker = agent_script(repo, "w", "echo work > work.txt\n")
+    started = repo.parent / "review-started"
+    reviewer = agent_script(repo, "r", f"touch {started}; sleep 300\n")
+    with_reviewer(repo, {"w": worker}, reviewer)
+    claw(repo, "add", "do it")
+    run = subprocess.Popen([sys.executable, "-m", "clawfleet.cli", "run"], cwd=repo,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 60
+    while not started.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    assert started.exists(), "the reviewer never started"
+    assert claw(repo, "approve", "1").returncode == 0        # the person is quicker
+    output, _ = run.communicate(timeout=60)
+    assert run.returncode == 0, output
+    assert status_json(repo)[0]["state"] == "merged"
+    attempt = json.loads(claw(repo, "show", "1", "--json").stdout)["attempts"][0]
+    assert attempt["ai_review"] == "late"
+    review_dir = repo / ".claw/run/attempts" / str(attempt["id"]) / "review"
+    assert not (review_dir / "checkout").exists()
+    assert not any("/review/checkout" in str(w.path) for w in git.worktrees(repo))
+    assert not [p for p in os.listdir("/proc") if p.isdigit() and str(review_dir) in " ".join(cmdline(int(p)))]

@@ -175,6 +175,9 @@ class Reviews:
         if proc is not None:
             proc.wait(timeout=10)
         ChildGroups(review_dir / "children").kill_all()
+        checkout = review_dir / "checkout"
+        if checkout.exists():  # the killed process could not remove it itself
+            git.remove_worktree(Path(ReviewSpec.load(review_dir).project_root), checkout)
 
     @staticmethod
     def _alive(review_dir: Path) -> bool:
