@@ -177,10 +177,10 @@ class Meter:
         try:
             call.id = self._db().record_llm_call(call)
             if transcript is not None:
-                if call.experiment_id is not None:
-                    folder = self._callers[("experiment", call.experiment_id)].folder
-                else:
-                    folder = self.attempts_dir / str(call.attempt_id)
+                owner = ("experiment", call.experiment_id) if call.experiment_id is not None \
+                    else ("attempt", call.attempt_id)
+                caller = self._callers.get(owner)   # looked up before its call was let through
+                folder = caller.folder if caller else self.attempts_dir / str(call.attempt_id)
                 append_entry(folder / "transcript.jsonl", transcript, secrets)
             if self.on_call is not None:
                 self.on_call(call)
