@@ -470,10 +470,8 @@ class Orchestrator:
             decided = task.state != TaskState.review or attempt.state != AttemptState.ready
             result = self.reviews.poll(attempt.id, review_dir)
             if isinstance(result, reviewer.Reviewing):
-                try:
-                    late = self.clock() > reviewer.ReviewSpec.load(review_dir).deadline + HARD_KILL_GRACE_S
-                except (OSError, ValueError, TypeError):
-                    late = True
+                deadline = self.reviews.deadline(review_dir)
+                late = deadline is None or self.clock() > deadline + HARD_KILL_GRACE_S
                 if not (decided or late):
                     continue
                 self.reviews.stop(attempt.id, review_dir)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from .errors import ClawError
 from .models import Attempt, Task
 from .procs import ChildGroups, cmdline, kill_group, pid_alive
 from .risk import Risk
+from .runner import point_at_gateway, write_json
 
 DIFF_LIMIT = 30_000
 VERDICTS = ("approve", "revise", "reject")
@@ -98,7 +98,7 @@ class ReviewSpec:
     gateway_key: str | None = None
 
     def save(self, review_dir: Path) -> None:
-        _write_json(review_dir / "review.json", asdict(self))
+        write_json(review_dir / "review.json", asdict(self))
 
     @classmethod
     def load(cls, review_dir: Path) -> "ReviewSpec":
@@ -108,12 +108,6 @@ class ReviewSpec:
 @dataclass
 class Reviewing:
     """The review process is still at work."""
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(path)
 
 
 def review_prompt(project_root: Path, task: Task, attempt: Attempt, head: str, risk: Risk,
@@ -133,6 +127,7 @@ class Reviews:
 
     def __init__(self) -> None:
         self._children: dict[int, subprocess.Popen] = {}
+        self._deadlines: dict[Path, float] = {}   # a spec never changes: read once, not every tick
 
     def start(self, review_dir: Path, spec: ReviewSpec) -> int:
         if review_dir.exists():  # an earlier review of this attempt that never finished
@@ -147,7 +142,17 @@ class Reviews:
                                     stderr=subprocess.STDOUT, start_new_session=True)
         (review_dir / "reviewer.pid").write_text(str(proc.pid))
         self._children[spec.attempt_id] = proc
+        self._deadlines[review_dir] = spec.deadline
         return proc.pid
+
+    def deadline(self, review_dir: Path) -> float | None:
+        """When the review is due (None: its spec cannot be read)."""
+        if review_dir not in self._deadlines:
+            try:
+                self._deadlines[review_dir] = ReviewSpec.load(review_dir).deadline
+            except (OSError, ValueError, TypeError):
+                return None
+        return self._deadlines[review_dir]
 
     def poll(self, attempt_id: int, review_dir: Path) -> Verdict | ClawError | Reviewing:
         """The verdict, or why there is none, once the process has ended."""
@@ -182,7 +187,10 @@ class Reviews:
     @staticmethod
     def _alive(review_dir: Path) -> bool:
         pid = _pid(review_dir)
-        return pid_alive(pid) and str(review_dir) in cmdline(pid) and REVIEWER_MODULE in cmdline(pid)
+        if not pid_alive(pid):
+            return False
+        args = cmdline(pid)
+        return str(review_dir) in args and REVIEWER_MODULE in args
 
 
 def _pid(review_dir: Path) -> int | None:
@@ -195,8 +203,6 @@ def _pid(review_dir: Path) -> int | None:
 # -- the review process -------------------------------------------------------------------
 
 def _agent_config(spec: ReviewSpec) -> dict[str, Any]:
-    from .runner import point_at_gateway
-
     return point_at_gateway(spec.agent, spec.gateway_url, spec.gateway_key)
 
 
@@ -244,7 +250,7 @@ def main(argv: list[str]) -> int:
         result = {"error": str(error)}
     except Exception as error:  # the orchestrator hands it to a person, saying why
         result = {"error": f"the AI reviewer crashed: {type(error).__name__}: {error}"}
-    _write_json(review_dir / "verdict.json", result)
+    write_json(review_dir / "verdict.json", result)
     return 0
 
 

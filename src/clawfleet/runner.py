@@ -58,7 +58,7 @@ class AttemptSpec:
     sandbox: dict[str, Any] | None = None   # the built-in agent's SandboxPolicy; None: unsandboxed
 
     def save(self, attempt_dir: Path) -> None:
-        _write_json(attempt_dir / "spec.json", asdict(self))
+        write_json(attempt_dir / "spec.json", asdict(self))
 
     @classmethod
     def load(cls, attempt_dir: Path) -> "AttemptSpec":
@@ -135,7 +135,8 @@ class Stopped(Exception):
     """SIGTERM: the orchestrator cancels this attempt or its time is up."""
 
 
-def _write_json(path: Path, data: Any) -> None:
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON whole or not at all (a reader never sees half a file)."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=1, default=str))
     tmp.replace(path)
@@ -156,7 +157,7 @@ class Runner:
         self.agent: Any = None
 
     def progress(self, phase: str, **extra: Any) -> None:
-        _write_json(self.dir / "progress.json",
+        write_json(self.dir / "progress.json",
                     {"phase": phase, "input_tokens": self.input_tokens,
                      "output_tokens": self.output_tokens, "at": time.time(), **extra})
 
@@ -307,7 +308,7 @@ def main(argv: list[str]) -> int:
         status.output_tokens = status.output_tokens or runner.output_tokens
     data = asdict(status)
     data["outcome"] = str(status.outcome)
-    _write_json(attempt_dir / "status.json", data)
+    write_json(attempt_dir / "status.json", data)
     return 0
 
 
