@@ -40,8 +40,15 @@ def repo(tmp_path: Path) -> Path:
 
 
 def write_config(repo: Path, text: str) -> None:
+    """The project's config. Tests of scheduling, review and landing watch their agents from
+    outside the worktree (stamps, pid files), which the sandbox forbids: a config that does not
+    say `[sandbox]` runs unsandboxed here. The sandbox itself is tested with it on: in
+    tests/test_sandbox.py, tests/security/ and the real CLI tests (tests/test_agents_real.py)."""
+    text = textwrap.dedent(text)
+    if "[sandbox]" not in text:
+        text += "\n[sandbox]\nenabled = false\n"
     (repo / ".claw").mkdir(exist_ok=True)
-    (repo / ".claw" / "config.toml").write_text(textwrap.dedent(text))
+    (repo / ".claw" / "config.toml").write_text(text)
 
 
 def agent_script(repo: Path, name: str, body: str) -> str:

@@ -135,6 +135,8 @@ def configure(repo: Path, kind: str, server: ScriptedServer, *, gateway: bool = 
         fix_rounds = 1
         [review]
         auto_approve = []
+        [sandbox]
+        enabled = true            # the real CLIs run contained, as they do by default
         [agents.{kind}]
         kind = "{kind}"
         model = "scripted-model"

@@ -68,9 +68,10 @@ def test_writes_stay_in_the_worktree(tmp_path):
     assert not (project / "outside.txt").exists()
     home = run_in(policy, "touch ~/claw-sandbox-probe", worktree, project)
     assert home.returncode != 0 and not Path("~/claw-sandbox-probe").expanduser().exists()
-    # The project stays readable (skills, AGENTS.md), and /tmp is private and writable.
-    (project / "AGENTS.md").write_text("rules\n")
-    assert run_in(policy, f"cat {project}/AGENTS.md && touch /tmp/scratch", worktree, project).stdout == "rules\n"
+    # The person's checkout (their .env, .claw/run with the store) is hidden; /tmp is private.
+    (project / ".env").write_text("SECRET=1\n")
+    hidden = run_in(policy, f"cat {project}/.env; ls -A {project}; touch /tmp/scratch && echo ok", worktree, project)
+    assert "SECRET" not in hidden.stdout and hidden.stdout.split() == [".claw", "ok"], hidden
     assert not Path("/tmp/scratch").exists()
 
 
@@ -97,7 +98,7 @@ def test_without_bwrap_auto_warns_once_and_true_refuses(tmp_path, monkeypatch):
         sandbox.resolve(SandboxConfig(enabled=True), warn=warnings.append)
     assert "bwrap" in error.value.message and "apt-get install bubblewrap" in error.value.hint
     assert sandbox.resolve(SandboxConfig(enabled=False), warn=warnings.append) is None
-    assert len(warnings) == 1
+    assert len(warnings) == 2 and "enabled = false" in warnings[1] and "UNSANDBOXED" in warnings[1]
 
 
 def test_claw_run_refuses_when_the_sandbox_is_required_but_missing(project, tmp_path):
@@ -130,6 +131,8 @@ def test_builtin_agent_runs_its_commands_in_the_sandbox(repo, listener):
             max_attempts = 1
             [review]
             auto_approve = ["normal"]
+            [sandbox]
+            enabled = "auto"
             [agents.builtin]
             kind = "builtin"
             provider = "openai"

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,14 +32,19 @@ class CheckResult:
 
 def run_checks(commands: Sequence[str], *, cwd: Path, log_dir: Path, timeout: float,
                children: ChildGroups, env: Mapping[str, str] | None = None,
-               label: str = "check") -> list[CheckResult]:
-    """Run every command (stopping at the first failure) and keep each one's output in a log."""
+               label: str = "check", contained: Callable | None = None) -> list[CheckResult]:
+    """Run every command (stopping at the first failure) and keep each one's output in a log.
+
+    `contained(args, env)` gives the sandboxed command line (a context manager, as
+    `containment.contain`); without it the commands run as they are.
+    """
     log_dir.mkdir(parents=True, exist_ok=True)
     results = []
     for index, command in enumerate(commands, 1):
         log = log_dir / f"{label}-{index}.log"
-        finished, output = children.run(["bash", "-c", command], cwd=cwd,
-                                        env={**os.environ, **(env or {})}, timeout=timeout)
+        args, full_env = ["bash", "-c", command], {**os.environ, **(env or {})}
+        with (contained(args, full_env) if contained else nullcontext((args, full_env))) as (args, full_env):
+            finished, output = children.run(args, cwd=cwd, env=full_env, timeout=timeout)
         note = f"\n[timed out after {timeout:.0f} s]\n" if finished.timed_out else ""
         log.write_text(f"$ {command}\n{output}{note}[exit {finished.exit_code}]\n")
         result = CheckResult(command, finished.exit_code, finished.timed_out,

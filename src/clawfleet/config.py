@@ -91,6 +91,10 @@ class _CliAgentConfig(_Section):
     binary: str | None = Field(None, description="path or name of the program; unset: found on PATH")
     args: list[str] = Field(default_factory=list, description="extra command-line arguments")
     env: dict[str, str] = Field(default_factory=dict)
+    inherit: list[Literal["login", "instructions", "skills", "mcp"]] = Field(
+        default_factory=lambda: ["login", "instructions", "skills", "mcp"],
+        description="what of your own setup the CLI gets: your login, your instructions "
+                    "(~/.claude/CLAUDE.md, ~/.codex/AGENTS.md...), skills and MCP servers; [] for a clean room")
 
 
 class ClaudeAgentConfig(_CliAgentConfig):
@@ -410,10 +414,17 @@ class WorkspaceConfig(_Section):
 
 
 class SandboxConfig(_Section):
-    """The built-in agent's shell commands in bubblewrap: the worktree writable, the rest read-only."""
+    """Every agent, check and setup in bubblewrap: the worktree writable, the rest read-only, HOME
+    and the person's checkout hidden, the network only to the model."""
     enabled: bool | Literal["auto"] = Field("auto", description='"auto": sandbox when bwrap works here, '
                                                                 'else warn and run unsandboxed')
-    network: bool = Field(False, description="let sandboxed commands reach the network")
+    network: bool = Field(False, description="let sandboxed agents and checks reach the whole network")
+    read_only: list[str] = Field(default_factory=list, description="more folders shown read-only inside "
+                                                                     "(toolchains under a hidden HOME)")
+    allow_hosts: list[str] = Field(default_factory=list, description="host[:port] agents may reach through "
+                                                                       "the sandbox's HTTPS proxy")
+    writable: list[str] = Field(default_factory=list, description="folders outside the worktree agents and "
+                                                                    "checks may write (never one holding this checkout)")
 
 
 class MemoryConfig(_Section):
@@ -618,12 +629,15 @@ shared_venv = false       # one venv per lock-file state, shared read-only (see 
 # venv_setup = ["pip install --no-index --find-links wheels -r requirements.txt"]
 
 
-# The built-in agent's shell commands run in a bubblewrap sandbox: the worktree writable, the
-# rest of the file system read-only, a private /tmp, no network.
+# Every agent (the CLI itself, not only its commands), every check and setup runs in a
+# bubblewrap sandbox: the worktree writable, the rest of the file system read-only, HOME, /tmp,
+# /run and this checkout hidden, no network but the model's address (README: Security model).
 [sandbox]
-enabled = "auto"          # "auto": sandbox when bwrap works here, else one warning and none;
+enabled = "auto"          # "auto": sandbox when bwrap works here, else one loud warning and none;
                           # true: refuse to run without it; false: never sandbox
-network = false           # let sandboxed commands reach the network (package installs...)
+network = false           # let sandboxed agents and checks reach the whole network
+# read_only = ["~/.cargo"]            # toolchains under your (hidden) HOME that checks need
+# allow_hosts = ["pypi.org:443"]      # hosts agents may reach through the sandbox's proxy
 
 # Memory: notes with provenance (`claw memory`), searched with SQLite FTS5.
 [memory]

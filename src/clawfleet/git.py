@@ -6,6 +6,7 @@ import fcntl
 import hashlib
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import unicodedata
@@ -426,3 +427,30 @@ def tracked_among(worktree: Path, paths: Sequence[str]) -> set[str]:
         return set()
     listed = out("ls-files", "--", *(f":(top,literal){p}" for p in paths), cwd=worktree).splitlines()
     return {p for p in paths if any(f == p or f.startswith(p.rstrip("/") + "/") for f in listed)}
+
+
+# -- the agent's own git, inside the sandbox ----------------------------------------------
+
+def refresh_agent_git_dir(worktree: Path, admin: Path, common: Path, dest: Path, branch: str) -> None:
+    """A git dir of the attempt's own for the agent's git inside the sandbox (GIT_DIR=dest).
+
+    The repository's own git dir is read-only in there, so that no agent moves a ref or
+    installs a hook; this one lets `git status`, `git diff`, `git log`, `git stash` and even
+    `git commit` work on the agent's side: its objects are the repository's (alternates), its
+    refs a copy of the branches and tags, its index a copy of the worktree's. What the agent
+    commits here stays here; clawfleet commits the worktree itself, as always. Called before
+    each round, so that it starts from the commit clawfleet made of the round before.
+    """
+    for folder in ("objects/info", "refs/heads", "refs/tags", "info"):
+        (dest / folder).mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(dest / "refs" / "heads", ignore_errors=True)   # the agent's own commits of last round
+    (dest / "refs" / "heads").mkdir()
+    (dest / "objects" / "info" / "alternates").write_text(f"{common / 'objects'}\n")
+    (dest / "HEAD").write_text(f"ref: refs/heads/{branch}\n")
+    (dest / "config").write_text("[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n")
+    refs = out("for-each-ref", "--format=%(objectname) %(refname)", "refs/heads", "refs/tags", cwd=common)
+    (dest / "packed-refs").write_text("# pack-refs with: sorted\n" + "\n".join(
+        sorted(line for line in refs.splitlines() if line)) + "\n")
+    for name, source in (("index", admin / "index"), ("info/exclude", common / "info" / "exclude")):
+        if source.is_file() and not source.is_symlink():
+            shutil.copyfile(source, dest / name)

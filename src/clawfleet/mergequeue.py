@@ -13,6 +13,9 @@ from pathlib import Path
 
 from . import git
 from .checks import all_passed, describe_failure, run_checks
+from .containment import Reach, contain
+from .sandbox import SandboxPolicy
+from .sandbox import resolve as resolve_sandbox
 from .models import Attempt, AttemptState, TaskState
 from .procs import ChildGroups
 from .project import Project
@@ -59,6 +62,17 @@ class MergeQueue:
         self.config = project.config
         self.pool = pool or WorkspacePool(project)
         self.on_event = on_event or (lambda result: None)
+        self._sandbox: tuple[SandboxPolicy | None] | None = None
+
+    def use_sandbox(self, policy: SandboxPolicy | None) -> None:
+        """The run's sandbox policy (resolved once, with its warning, by the orchestrator)."""
+        self._sandbox = (policy,)
+
+    @property
+    def sandbox(self) -> SandboxPolicy | None:
+        if self._sandbox is None:
+            self._sandbox = (resolve_sandbox(self.config.sandbox, warn=lambda message: None),)
+        return self._sandbox[0]
 
     def approved(self) -> list[Attempt]:
         tasks = self.store.list_tasks([TaskState.approved])
@@ -170,9 +184,13 @@ class MergeQueue:
         env, setup_failure = prepare_integration(self.project, integration, stacked[-1][1], children)
         if setup_failure:
             return setup_failure
+        # The checks run the agents' code: in the same sandbox as the agents.
+        reach = Reach(worktree=integration, project_root=self.project.root,
+                      common_dir=git.common_dir(self.project.root))
         results = run_checks(commands, cwd=integration, timeout=self.config.checks.timeout,
                              log_dir=self.project.attempt_dir(lead.id) / "checks",
-                             label=f"merge-batch{len(stacked)}", children=children, env=env)
+                             label=f"merge-batch{len(stacked)}", children=children, env=env,
+                             contained=lambda args, full_env: contain(self.sandbox, args, full_env, reach))
         return None if all_passed(results) else describe_failure(results)
 
     def _move_target(self, tip: str, top: str, stacked: list[tuple[Attempt, str]]) -> str | None | bool:

@@ -93,8 +93,9 @@ class Orchestrator:
         true; attempts still running are left to run, and the next run reattaches to them.
         """
         self.project.target_tip()  # fail early with a clear error on a bad target
-        self.sandbox = sandbox.resolve(self.config.sandbox, warn=self.on_event,
-                                       writable=sandbox.database_files(self.store.path))
+        # The store is never in an agent's reach: notes come through the attempt's outbox.
+        self.sandbox = sandbox.resolve(self.config.sandbox, warn=self.on_event)
+        self.merge_queue.use_sandbox(self.sandbox)
         # closing(executor): its zygote ends with the run (the runners it forked go on).
         with OrchestratorLock(self.project.run_dir), ThreadPoolExecutor(1, "pool-filler") as filler, \
                 ThreadPoolExecutor(1, "radar") as scanner, self._gateway(), closing(self.executor):

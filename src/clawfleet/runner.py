@@ -28,6 +28,7 @@ from typing import Any
 from . import git, skills
 from .agents import AgentJob, make_agent
 from .checks import CheckResult, all_passed, describe_failure, run_checks
+from .containment import Reach, contain
 from .errors import ClawError
 from .models import AttemptState, Importance, Task
 from .procs import ChildGroups
@@ -155,6 +156,32 @@ class Runner:
         self.input_tokens = 0
         self.output_tokens = 0
         self.agent: Any = None
+        self.sandbox = SandboxPolicy.from_dict(self.spec.sandbox)
+        self.common_dir = git.common_dir(Path(self.spec.project_root))
+
+    def contained(self, args: list[str], env: dict[str, str], *, network: bool | None = None,
+                  writable: tuple[Path, ...] = ()):
+        """A check or a setup command in the attempt's sandbox: the worktree, the workspace's
+        caches (writable) and shared venv (read-only), no credential, the network per
+        `[sandbox] network` unless the caller says."""
+        caches, shown = [], []
+        for name, value in self.spec.env.items():
+            if os.path.isabs(value) and os.path.isdir(value):
+                (caches if "CACHE" in name.upper() else shown).append(value)
+        reach = Reach(worktree=self.worktree, project_root=Path(self.spec.project_root),
+                      common_dir=self.common_dir, private=[*map(Path, caches), *writable],
+                      read_only=shown, network=network, git_dir=self.agent_git_dir(refresh=False))
+        return contain(self.sandbox, args, env, reach)
+
+    def agent_git_dir(self, refresh: bool = True) -> Path | None:
+        """The agent's own git dir for this round (sandboxed runs only)."""
+        if self.sandbox is None:
+            return None
+        folder = self.dir / "git"
+        if refresh or not folder.is_dir():
+            git.refresh_agent_git_dir(self.worktree, git.admin_dir(self.worktree), self.common_dir,
+                                      folder, self.spec.branch)
+        return folder
 
     def progress(self, phase: str, **extra: Any) -> None:
         write_json(self.dir / "progress.json",
@@ -198,7 +225,8 @@ class Runner:
                 workspace=self.worktree, attempt_dir=self.dir, prompt=prompt,
                 prompt_file=prompt_file, log=self.dir / "agent.log", deadline=spec.deadline,
                 children=self.children, round=round_number, on_usage=on_usage,
-                project_root=Path(spec.project_root), sandbox=SandboxPolicy.from_dict(spec.sandbox)))
+                project_root=Path(spec.project_root), sandbox=self.sandbox,
+                common_dir=self.common_dir, git_dir=self.agent_git_dir()))
             self.input_tokens = base_tokens[0] + outcome.input_tokens
             self.output_tokens = base_tokens[1] + outcome.output_tokens
             # Whatever the agent left is committed, even after an error: nothing is lost.
@@ -230,7 +258,8 @@ class Runner:
             self.progress("checks", round=round_number)
             checks = run_checks(spec.checks, cwd=self.worktree, log_dir=self.dir / "checks",
                                 timeout=min(spec.check_timeout, max(spec.deadline - time.time(), 1)),
-                                children=self.children, label=f"round{round_number}")
+                                children=self.children, label=f"round{round_number}",
+                                contained=self.contained)
             if all_passed(checks):
                 return self._status(AttemptState.ready, None, checks=checks, **status)
             failure = describe_failure(checks)

@@ -34,7 +34,17 @@ class AgentJob:
     round: int = 0                      # 0 = first try, 1.. = fix rounds
     on_usage: Callable[[int, int], None] = field(default=lambda i, o: None)
     project_root: Path | None = None    # the person's checkout the workspace belongs to
-    sandbox: Any = None                 # a sandbox.SandboxPolicy for the built-in agent's commands
+    sandbox: Any = None                 # a sandbox.SandboxPolicy every agent process runs in; None: unsandboxed
+    common_dir: Path | None = None      # the repository's git dir, known from the person's checkout
+    git_dir: Path | None = None         # the agent's own git dir inside the sandbox (git.refresh_agent_git_dir)
+
+    @property
+    def outbox(self) -> Path:
+        """The one folder of the attempt's an agent writes (notes, its summary); clawfleet
+        validates what it finds there."""
+        path = self.attempt_dir / "outbox"
+        path.mkdir(exist_ok=True)
+        return path
 
 
 @dataclass

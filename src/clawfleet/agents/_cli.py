@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..containment import Reach, contain
 from ..errors import ClawError
 from ..procs import Finished
+from ..sandbox import Bind, program_root
 from . import AgentJob, AgentOutcome
 
 BIN_DIR_ENV = "CLAW_AGENT_BIN_DIR"
@@ -169,16 +171,21 @@ def short(text: Any, limit: int = 300) -> str:
 
 class CliAgent:
     """The run of an agent CLI, the same for every kind: find the program, prepare its
-    environment, start it with the prompt on standard input, read its events as they come.
+    environment, start it contained (sandbox.py) with the prompt on standard input, read its
+    events as they come.
 
     A kind sets `program`, `label` and `transcript_prefix`, and says how its CLI starts
-    (`command`), what it needs around it (`environment`) and how its events read (`events`).
+    (`command`), what it needs around it (`environment`), which of the person's files it is
+    shown (`inherited`: their login, instructions, skills, MCP servers), where its own login
+    takes it when no base_url is set (`login_hosts`) and how its events read (`events`).
     """
 
     program: Program
     label: str
     transcript_prefix: str
     scratch: tuple[str, ...] = ()
+    login_hosts: tuple[str, ...] = ()     # host[:port] its own login and API need, without base_url
+    own_key_variables: tuple[str, ...] = ()  # the person's key variables it uses without base_url
 
     def __init__(self, name: str, config: Any) -> None:
         self.name = name
@@ -193,8 +200,28 @@ class CliAgent:
     def events(self, job: AgentJob) -> Any:
         raise NotImplementedError
 
-    def prepare(self, job: AgentJob) -> tuple[list[str], dict[str, str]] | AgentOutcome:
-        """The command line and environment, or the failed outcome when it cannot start."""
+    def inherited(self, job: AgentJob, env: dict[str, str]) -> tuple[list[Bind], list[str]]:
+        """(the person's files shown inside, folders their MCP servers' programs need)."""
+        return [], []
+
+    def reach(self, job: AgentJob, binary: str, env: dict[str, str]) -> Reach:
+        """What the CLI may touch: its worktree and private folders, its program, what it
+        inherits of the person's, its model's address. A credential clawfleet set on purpose
+        (the attempt's gateway key, the key api_key_env names) is kept; one it merely inherited
+        is not, unless the CLI goes out with its own login or key (no base_url)."""
+        binds, read_only = self.inherited(job, env)
+        base_url = getattr(self.config, "base_url", None)
+        keep = [name for name, value in env.items() if os.environ.get(name) != value]
+        if not base_url:
+            keep += self.own_key_variables
+        return Reach(worktree=job.workspace, project_root=job.project_root, common_dir=job.common_dir, git_dir=job.git_dir,
+                     private=private_dirs(job, env), binds=binds,
+                     read_only=[program_root(binary), *read_only],
+                     urls=[base_url] if base_url else [],
+                     hosts=[] if base_url else list(self.login_hosts), keep=keep)
+
+    def prepare(self, job: AgentJob) -> tuple[list[str], dict[str, str], str] | AgentOutcome:
+        """The command line, environment and program, or the failed outcome when it cannot start."""
         try:
             binary = self.program.require(self.name, self.config.binary)
             env = self.environment(job)
@@ -202,15 +229,40 @@ class CliAgent:
             return AgentOutcome(error=str(error), exit_code=127)
         command = self.command(binary, job)
         with open(job.log, "a") as log:
-            log.write(f"# {self.label}, agent '{self.name}': {' '.join(command[1:])}\n")
-        return command, env
+            log.write(f"# {self.label}, agent '{self.name}': {' '.join(command[1:])}"
+                      + ("" if job.sandbox is not None else " [UNSANDBOXED]") + "\n")
+        return command, env, binary
 
     def run(self, job: AgentJob) -> AgentOutcome:
         prepared = self.prepare(job)
         if isinstance(prepared, AgentOutcome):
             return prepared
-        command, env = prepared
+        command, env, binary = prepared
         events = self.events(job)
         transcript = job.attempt_dir / f"{self.transcript_prefix}-{job.round}.jsonl"
-        finished = run_with_events(job, command, env, transcript, events.on_event, stdin_text=job.prompt)
+        with contain(job.sandbox, command, env, self.reach(job, binary, env)) as (command, env):
+            finished = run_with_events(job, command, env, transcript, events.on_event,
+                                       stdin_text=job.prompt)
         return settled(events.outcome(finished.exit_code, transcript.name), finished.timed_out)
+
+
+def private_dirs(job: AgentJob, env: dict[str, str]) -> list[Path]:
+    """The attempt's own folders an agent writes: its outbox, and the HOME, CODEX_HOME or TMPDIR
+    its kind keeps under the attempt folder. The rest of the attempt folder (its spec, status,
+    logs) is not in its reach."""
+    folders = [job.outbox]
+    for name in ("HOME", "CODEX_HOME", "TMPDIR", "XDG_CONFIG_HOME", "XDG_DATA_HOME"):
+        value = env.get(name)
+        if value and Path(value).resolve().is_relative_to(job.attempt_dir.resolve()):
+            folders.append(Path(value))
+    return folders
+
+
+def person_home() -> Path:
+    """The person's HOME (the runner's own; an agent's HOME is the attempt's)."""
+    return Path(os.environ.get("HOME") or Path.home())
+
+
+def shown(source: Path, target: Path, writable: bool = False) -> list[Bind]:
+    """A bind of the person's `source` at `target` when it exists."""
+    return [Bind(str(source), str(target), writable)] if source.exists() else []

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from ..config import AiderAgentConfig
+from ..containment import contain
 from . import AgentJob, AgentOutcome
 from ._cli import CliAgent, Program, api_key, log_tail, settled
 
@@ -46,6 +47,8 @@ class AiderAgent(CliAgent):
     transcript_prefix = "aider"
     scratch = (".aider*", ".aider*/**")   # its repo-map cache, written in the worktree
     config: AiderAgentConfig
+    login_hosts = ("api.openai.com", "api.anthropic.com", "openrouter.ai")
+    own_key_variables = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENROUTER_API_KEY")
 
     def model(self) -> str | None:
         model = self.config.model
@@ -54,12 +57,12 @@ class AiderAgent(CliAgent):
         return model
 
     def command(self, binary: str, job: AgentJob) -> list[str]:
-        history = job.attempt_dir / f"aider-{job.round}.md"
+        history = job.attempt_dir / "aider-home" / f"aider-{job.round}.md"
         args = [binary, "--message-file", str(job.prompt_file), "--yes-always", "--no-auto-commits",
                 "--no-dirty-commits", "--no-gitignore", "--no-check-update", "--no-show-release-notes",
                 "--no-show-model-warnings", "--analytics-disable", "--no-pretty", "--no-fancy-input",
                 "--chat-history-file", str(history),
-                "--input-history-file", str(job.attempt_dir / "aider-input.txt")]
+                "--input-history-file", str(job.attempt_dir / "aider-home" / "aider-input.txt")]
         model = self.model()
         if model:
             args += ["--model", model]
@@ -93,14 +96,15 @@ class AiderAgent(CliAgent):
         prepared = self.prepare(job)
         if isinstance(prepared, AgentOutcome):
             return prepared
-        command, env = prepared
+        command, env, binary = prepared
         start = job.log.stat().st_size
-        finished, _ = job.children.run(command, cwd=job.workspace, env=env, log=job.log,
-                                       stdin_text="", timeout=job.deadline - time.time())
+        with contain(job.sandbox, command, env, self.reach(job, binary, env)) as (command, env):
+            finished, _ = job.children.run(command, cwd=job.workspace, env=env, log=job.log,
+                                           stdin_text="", timeout=job.deadline - time.time())
         with open(job.log, errors="replace") as log:
             log.seek(start)
             output = log.read()
-        return settled(self.outcome(output, job.attempt_dir / f"aider-{job.round}.md", finished.exit_code, job),
+        return settled(self.outcome(output, job.attempt_dir / "aider-home" / f"aider-{job.round}.md", finished.exit_code, job),
                        finished.timed_out)
 
     def outcome(self, output: str, history: Path, exit_code: int, job: AgentJob) -> AgentOutcome:

@@ -17,7 +17,7 @@ from importlib import resources
 from ..config import BuiltinAgentConfig
 from ..errors import ClawError
 from ..llm.client import Model, make_model, resolve_model_settings
-from ..sandbox import wrap
+from ..containment import Reach, contain
 from . import AgentJob, AgentOutcome
 
 _BLOCK = re.compile(r"```(?:bash|sh|shell)?[ \t]*\n(.*?)```", re.S)
@@ -141,9 +141,11 @@ class BuiltinAgent:
 
     def _execute(self, command: str, job: AgentJob) -> str:
         timeout = min(self.config.command_timeout, max(job.deadline - time.time(), 0.1))
-        args = wrap(job.sandbox, ["bash", "-c", command], worktree=job.workspace,
-                    project_root=job.project_root)
-        finished, output = job.children.run(args, cwd=job.workspace, env=os.environ, timeout=timeout)
+        # Its commands get no network and no credential: the model is called from here, outside.
+        reach = Reach(worktree=job.workspace, project_root=job.project_root, common_dir=job.common_dir, git_dir=job.git_dir,
+                      private=[job.outbox], network=False)
+        with contain(job.sandbox, ["bash", "-c", command], os.environ, reach) as (args, env):
+            finished, output = job.children.run(args, cwd=job.workspace, env=env, timeout=timeout)
         status = (f"timed out after {timeout:.0f} s" if finished.timed_out
                   else f"exit code {finished.exit_code}")
         return f"$ {command}\n[{status}]\n{truncate(output, self.config.output_limit)}"

@@ -15,26 +15,38 @@ writes its settings and sessions, so attempts never share state with each other 
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 from typing import Any
 
 from ..config import ClaudeAgentConfig
+from ..sandbox import Bind, program_root
 from . import AgentJob, AgentOutcome
-from ._cli import CliAgent, Program, api_key, log_tail, short
+from ._cli import CliAgent, Program, api_key, log_tail, person_home, short, shown
 
 PROGRAM = Program("claude", "claude", "npm install -g @anthropic-ai/claude-code")
+
+
+# What of the person's ~/.claude.json an attempt gets (the file also holds every project's
+# history and settings): the account its login belongs to, and with "mcp" their MCP servers.
+_ACCOUNT_KEYS = ("oauthAccount", "userID", "primaryApiKey", "customApiKeyResponses",
+                 "hasCompletedOnboarding", "lastOnboardingVersion")
 
 
 class ClaudeAgent(CliAgent):
     program = PROGRAM
     label = "Claude Code"
     transcript_prefix = "claude"
+    login_hosts = ("api.anthropic.com", "console.anthropic.com", "platform.claude.com", "claude.ai")
+    own_key_variables = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
     config: ClaudeAgentConfig
 
     def command(self, binary: str, job: AgentJob) -> list[str]:
         config = self.config
-        args = [binary, "-p", "--output-format", "stream-json", "--verbose",
-                "--permission-mode", config.permission_mode]
+        # Inside clawfleet's sandbox the sandbox is the limit: Claude Code may run the tests.
+        mode = "bypassPermissions" if job.sandbox is not None else config.permission_mode
+        args = [binary, "-p", "--output-format", "stream-json", "--verbose", "--permission-mode", mode]
         if config.allowed_tools:
             args += ["--allowedTools", ",".join(config.allowed_tools)]
         if config.model:
@@ -51,12 +63,51 @@ class ClaudeAgent(CliAgent):
                "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_TELEMETRY": "1",
                "DISABLE_AUTOUPDATER": "1", **self.config.env}
         env.pop("CLAUDE_CONFIG_DIR", None)  # it would point it back at the person's settings
+        env.pop("CLAUDE_SECURESTORAGE_CONFIG_DIR", None)
+        if job.sandbox is not None:
+            env["IS_SANDBOX"] = "1"   # bypassPermissions as root is refused unless told so
+        self._write_account(home)
         key = api_key(self.name, self.config.api_key_env, self.config.base_url)
         if self.config.base_url:
             env["ANTHROPIC_BASE_URL"] = self.config.base_url
         if key:
             env["ANTHROPIC_API_KEY"] = key
         return env
+
+    def _write_account(self, home: Path) -> None:
+        """The attempt's ~/.claude.json: a copy of the person's account entries (and MCP
+        servers), not the file itself, which Claude Code rewrites all the time."""
+        wanted = set(self.config.inherit)
+        try:
+            person = json.loads((person_home() / ".claude.json").read_text())
+        except (OSError, ValueError):
+            person = {}
+        account = {key: person[key] for key in _ACCOUNT_KEYS if "login" in wanted and key in person}
+        if "mcp" in wanted and isinstance(person.get("mcpServers"), dict):
+            account["mcpServers"] = person["mcpServers"]
+        account.setdefault("hasCompletedOnboarding", True)
+        target = home / ".claude.json"
+        if not target.exists():
+            target.write_text(json.dumps(account, indent=1))
+            target.chmod(0o600)
+
+    def inherited(self, job: AgentJob, env: dict[str, str]) -> tuple[list[Bind], list[str]]:
+        """The person's login (the one credentials file, bound read-write: Claude Code refreshes
+        its OAuth token in place and the person's other sessions read the new one), CLAUDE.md,
+        settings, skills; their MCP servers' programs read-only."""
+        wanted, person, home = set(self.config.inherit), person_home() / ".claude", Path(env["HOME"]) / ".claude"
+        binds: list[Bind] = []
+        if "login" in wanted:
+            binds += shown(person / ".credentials.json", home / ".credentials.json", writable=True)
+        if "instructions" in wanted:
+            binds += shown(person / "CLAUDE.md", home / "CLAUDE.md")
+            binds += shown(person / "settings.json", home / "settings.json")
+        if "skills" in wanted:
+            binds += shown(person / "skills", home / "skills")
+        read_only: list[str] = []
+        if "mcp" in wanted:
+            read_only = mcp_programs(Path(env["HOME"]) / ".claude.json", "mcpServers")
+        return binds, read_only
 
     def events(self, job: AgentJob) -> "_Events":
         return _Events(job)
@@ -142,3 +193,26 @@ def _result_text(content: Any) -> str:
     if isinstance(content, list):
         return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
     return str(content or "")
+
+
+def mcp_programs(settings: Path, key: str) -> list[str]:
+    """The folders the stdio MCP servers in a JSON settings file run from (their program, and
+    files named in their arguments), to show read-only in the sandbox."""
+    try:
+        servers = json.loads(settings.read_text()).get(key) or {}
+    except (OSError, ValueError, AttributeError):
+        return []
+    return programs_of(servers)
+
+
+def programs_of(servers: Any) -> list[str]:
+    import shutil
+    folders: list[str] = []
+    for server in servers.values() if isinstance(servers, dict) else []:
+        if not isinstance(server, dict) or not isinstance(server.get("command"), str):
+            continue
+        program = shutil.which(server["command"]) or server["command"]
+        for path in [program, *(a for a in server.get("args") or [] if isinstance(a, str))]:
+            if os.path.isabs(path) and os.path.exists(path):
+                folders.append(program_root(path) if path == program else str(Path(path).parent))
+    return folders

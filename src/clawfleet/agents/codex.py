@@ -20,18 +20,34 @@ from __future__ import annotations
 
 import json
 import os
+import tomllib
+from pathlib import Path
 from typing import Any
 
 from ..config import CodexAgentConfig
+from ..sandbox import Bind
 from . import AgentJob, AgentOutcome
-from ._cli import CliAgent, Program, api_key, log_tail, short
+from ._cli import CliAgent, Program, api_key, log_tail, person_home, short, shown
+from .claude import programs_of
 
 PROGRAM = Program("codex", "codex", "npm install -g @openai/codex")
 KEY_VARIABLE = "CLAW_CODEX_API_KEY"   # the variable the written provider's env_key names
 
 
-def _toml(value: str) -> str:
-    return json.dumps(value)  # a JSON string is a valid TOML basic string
+def _toml(value: Any) -> str:
+    return json.dumps(value)  # a JSON string (or list of them) is valid TOML
+
+
+def _mcp_table(name: str, server: dict[str, Any]) -> str:
+    """One `[mcp_servers.NAME]` table again, from what tomllib read of the person's config."""
+    lines = [f"\n[mcp_servers.{_toml(name)}]"]
+    for key, value in server.items():
+        if isinstance(value, (str, int, float, bool)) or (isinstance(value, list) and
+                                                           all(isinstance(v, str) for v in value)):
+            lines.append(f"{key} = {_toml(value) if not isinstance(value, bool) else str(value).lower()}")
+        elif isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+            lines.append(f"{key} = {{ " + ", ".join(f"{_toml(k)} = {_toml(v)}" for k, v in value.items()) + " }")
+    return "\n".join(lines)
 
 
 class CodexAgent(CliAgent):
@@ -40,10 +56,16 @@ class CodexAgent(CliAgent):
     transcript_prefix = "codex"
     config: CodexAgentConfig
 
-    def settings(self) -> str:
-        """`$CODEX_HOME/config.toml`: unattended (never ask), the sandbox, model and provider."""
+    login_hosts = ("chatgpt.com", "auth.openai.com", "api.openai.com")
+    own_key_variables = ("CODEX_API_KEY", "OPENAI_API_KEY")
+
+    def settings(self, sandboxed: bool = False) -> str:
+        """`$CODEX_HOME/config.toml`: unattended (never ask), the sandbox, model and provider,
+        and the person's MCP servers when it inherits them. Inside clawfleet's sandbox Codex's
+        own is off (it cannot nest bubblewrap there, and ours already holds it)."""
         config = self.config
-        lines = ['approval_policy = "never"', f"sandbox_mode = {_toml(config.sandbox)}"]
+        mode = "danger-full-access" if sandboxed else config.sandbox
+        lines = ['approval_policy = "never"', f"sandbox_mode = {_toml(mode)}"]
         if config.model:
             lines.append(f"model = {_toml(config.model)}")
         if config.effort:
@@ -52,7 +74,35 @@ class CodexAgent(CliAgent):
             lines += ['model_provider = "claw"', "", "[model_providers.claw]", 'name = "clawfleet"',
                       f"base_url = {_toml(config.base_url)}", f'env_key = "{KEY_VARIABLE}"',
                       'wire_api = "responses"']
+        if "mcp" in config.inherit:
+            lines += [_mcp_table(name, server) for name, server in self.person_mcp().items()]
         return "\n".join(lines) + "\n"
+
+    def person_home(self) -> Path:
+        """The person's CODEX_HOME (default ~/.codex)."""
+        return Path(os.environ.get("CODEX_HOME") or person_home() / ".codex")
+
+    def person_mcp(self) -> dict[str, Any]:
+        try:
+            with open(self.person_home() / "config.toml", "rb") as handle:
+                servers = tomllib.load(handle).get("mcp_servers") or {}
+        except (OSError, tomllib.TOMLDecodeError):
+            return {}
+        return {name: server for name, server in servers.items() if isinstance(server, dict)}
+
+    def inherited(self, job: AgentJob, env: dict[str, str]) -> tuple[list[Bind], list[str]]:
+        """The person's auth.json (bound read-write: Codex rewrites it in place when it refreshes
+        a ChatGPT login, and re-reads it before refreshing), their AGENTS.md and skills; their
+        MCP servers' programs read-only."""
+        wanted, person, home = set(self.config.inherit), self.person_home(), Path(env["CODEX_HOME"])
+        binds: list[Bind] = []
+        if "login" in wanted:
+            binds += shown(person / "auth.json", home / "auth.json", writable=True)
+        if "instructions" in wanted:
+            binds += shown(person / "AGENTS.md", home / "AGENTS.md")
+        if "skills" in wanted:
+            binds += shown(person / "skills", home / "skills")
+        return binds, programs_of(self.person_mcp()) if "mcp" in wanted else []
 
     def command(self, binary: str, job: AgentJob) -> list[str]:
         # `-` reads the prompt from stdin: no argv length limit, and it is not in `ps`.
@@ -62,7 +112,7 @@ class CodexAgent(CliAgent):
     def environment(self, job: AgentJob) -> dict[str, str]:
         home = job.attempt_dir / "codex-home"
         home.mkdir(exist_ok=True)   # Codex wants CODEX_HOME to exist already
-        (home / "config.toml").write_text(self.settings())
+        (home / "config.toml").write_text(self.settings(sandboxed=job.sandbox is not None))
         # Codex puts helper links for its Linux sandbox (run through bwrap) in CODEX_HOME, and
         # refuses to when that is under the temporary folder; a TMPDIR of the attempt's own
         # keeps it working wherever the project lives, /tmp included.

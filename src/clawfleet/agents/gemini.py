@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 from ..config import GeminiAgentConfig
+from ..sandbox import Bind
 from . import AgentJob, AgentOutcome
-from ._cli import CliAgent, Program, api_key, log_tail, short
+from ._cli import CliAgent, Program, api_key, log_tail, person_home, short, shown
 
 PROGRAM = Program("gemini", "gemini", "npm install -g @google/gemini-cli")
 
@@ -33,6 +35,20 @@ class GeminiAgent(CliAgent):
     label = "Gemini CLI"
     transcript_prefix = "gemini"
     config: GeminiAgentConfig
+    login_hosts = ("generativelanguage.googleapis.com", "cloudcode-pa.googleapis.com",
+                   "oauth2.googleapis.com", "www.googleapis.com")
+    own_key_variables = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+
+    def inherited(self, job: AgentJob, env: dict[str, str]) -> tuple[list[Bind], list[str]]:
+        """The person's Google login (oauth_creds.json, refreshed in place) and GEMINI.md."""
+        wanted, person, home = set(self.config.inherit), person_home() / ".gemini", Path(env["HOME"]) / ".gemini"
+        binds: list[Bind] = []
+        if "login" in wanted:
+            binds += shown(person / "oauth_creds.json", home / "oauth_creds.json", writable=True)
+            binds += shown(person / "google_accounts.json", home / "google_accounts.json")
+        if "instructions" in wanted:
+            binds += shown(person / "GEMINI.md", home / "GEMINI.md")
+        return binds, []
 
     def command(self, binary: str, job: AgentJob) -> list[str]:
         args = [binary, "-p", "", "--output-format", "stream-json",

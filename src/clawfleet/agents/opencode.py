@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 from ..config import OpencodeAgentConfig
+from ..sandbox import Bind
 from . import AgentJob, AgentOutcome
-from ._cli import CliAgent, Program, api_key, log_tail, short
+from ._cli import CliAgent, Program, api_key, log_tail, person_home, short, shown
 
 PROGRAM = Program("opencode", "opencode", "npm install -g opencode-ai")
 KEY_VARIABLE = "CLAW_OPENCODE_API_KEY"   # the variable the written provider's apiKey names
@@ -41,6 +43,19 @@ class OpencodeAgent(CliAgent):
     label = "opencode"
     transcript_prefix = "opencode"
     config: OpencodeAgentConfig
+    login_hosts = ("opencode.ai", "models.dev", "api.anthropic.com", "api.openai.com", "openrouter.ai")
+    own_key_variables = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OPENROUTER_API_KEY", "OPENCODE_API_KEY")
+
+    def inherited(self, job: AgentJob, env: dict[str, str]) -> tuple[list[Bind], list[str]]:
+        """The person's opencode logins (~/.local/share/opencode/auth.json) and AGENTS.md."""
+        wanted, home = set(self.config.inherit), Path(env["HOME"])
+        binds: list[Bind] = []
+        if "login" in wanted:
+            binds += shown(person_home() / ".local/share/opencode/auth.json",
+                           home / ".local/share/opencode/auth.json", writable=True)
+        if "instructions" in wanted:
+            binds += shown(person_home() / ".config/opencode/AGENTS.md", home / ".config/opencode/AGENTS.md")
+        return binds, []
 
     def settings(self) -> dict[str, Any]:
         """Its config file: a provider for base_url with the one model it serves."""

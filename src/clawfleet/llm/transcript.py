@@ -135,16 +135,43 @@ def _step(entry: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _distinct_prefix(text: str, others: list[str], minimum: int = 160) -> str:
-    """The shortest start of `text` (at least `minimum` characters) no other message shares."""
-    length = min(len(text), minimum)
+    """The shortest start of `text` (at least `minimum` characters) no other message shares,
+    compared with paths and commit ids counted as equal (they change from run to run, so they
+    cannot tell two conversations apart in a replay); it never ends inside one of them."""
+    parts = _volatile_parts(text)
+    mine = _normalized(parts)
+    length = min(len(mine), minimum)
     for other in others:
+        theirs = _normalized(_volatile_parts(other))
         common = 0
-        for a, b in zip(text, other):
+        for a, b in zip(mine, theirs):
             if a != b:
                 break
             common += 1
-        length = max(length, min(common + 1, len(text)))
-    return text[:length]
+        length = max(length, min(common + 1, len(mine)))
+    prefix, used = "", 0
+    for literal, volatile in parts:     # back from normalized length to the text's own
+        if used >= length:
+            break
+        take = min(len(literal), length - used)
+        prefix, used = prefix + literal[:take], used + take
+        if used < length and volatile:
+            prefix, used = prefix + volatile, used + 1
+    return prefix
+
+
+def _volatile_parts(text: str) -> list[tuple[str, str]]:
+    """`text` as (literal, volatile) pairs: each path or commit id with the text before it."""
+    parts, start = [], 0
+    for match in _PATH.finditer(text):
+        parts.append((text[start:match.start()], match.group(0)))
+        start = match.end()
+    parts.append((text[start:], ""))
+    return parts
+
+
+def _normalized(parts: list[tuple[str, str]]) -> str:
+    return "".join(literal + ("\0" if volatile else "") for literal, volatile in parts)
 
 
 def script_from_transcript(entries: list[dict[str, Any]]) -> str:
@@ -198,13 +225,16 @@ def script_from_transcript(entries: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
-# Absolute paths (a worktree, a temporary folder) differ from one run to the next.
-_PATH = re.compile(r"/(?:[\w.@+-]+/)+[\w.@+-]*")
+# Absolute paths (a worktree, a temporary folder) and commit ids (a commit's time is in its id)
+# differ from one run to the next.
+_PATH = re.compile(r"/(?:[\w.@+-]+/)+[\w.@+-]*|\b[0-9a-f]{7,40}\b")
 
 
 def _loose(text: str) -> str:
-    """A regex for `text` in which each absolute path matches any path, so the script also
-    answers the same conversation held in another folder (a replay in a test's own tmp dir)."""
+    """A regex for `text` in which each absolute path matches any path and each commit id any
+    commit id, so the script also answers the same conversation held in another folder, on
+    other commits (a replay in a test's own tmp dir; agents such as Claude Code put the
+    repository's recent commits in their prompt)."""
     parts = _PATH.split(text)
     return r"[^\s'\"<>]*".join(re.escape(part) for part in parts)
 
