@@ -192,11 +192,26 @@ def status(
         print_json([_task_json(project, t, waiting) for t in tasks])
         return
     console.print(daemon_commands.daemon_line(project))
+    unsandboxed = _unsandboxed_reason(project)
+    if unsandboxed:
+        console.print(f"[bold red]UNSANDBOXED:[/] {escape(unsandboxed)}")
     if not tasks:
         console.print("no tasks" + ("" if all_tasks else " open (`claw status --all` shows landed ones)"))
         return
     console.print(_task_table(project, tasks))
     _print_collisions(project)
+
+
+def _unsandboxed_reason(project: Project) -> str | None:
+    """Why agents run unsandboxed here ([sandbox] says so, or bwrap cannot run), or None."""
+    from . import sandbox
+    config = project.config.sandbox
+    if config.enabled is False:
+        return "[sandbox] enabled = false: agents run as you, with your files, keys and network"
+    path, why = sandbox.probe()
+    if path is None:
+        return f"{why}: agents run as you ({sandbox.INSTALL_HINT})"
+    return None
 
 
 def _print_collisions(project: Project) -> None:
