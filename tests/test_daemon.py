@@ -62,7 +62,7 @@ def test_kill_9_then_up_again_reattaches_and_runs_nothing_twice(repo):
     starts.mkdir()
     agent = agent_script(repo, "sleepy", f"""
         echo "$$" >> {starts}/$CLAW_TASK_ID
-        sleep 3
+        sleep 8   # room for a loaded machine: the runners must still be alive when the test looks
         echo "work of $CLAW_TASK_ID" > "out-$CLAW_TASK_ID.txt"
         """)
     configure(repo, {"sleepy": agent}, slots=2)

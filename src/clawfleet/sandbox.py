@@ -105,9 +105,7 @@ def resolve(config, *, warn: Callable[[str], None], writable: Sequence[Path] = (
     `enabled = true` and no working bwrap is an error with the install hint; "auto" warns once.
     """
     if config.enabled is False:
-        warn(f"warning: [sandbox] enabled = false: every agent, check and setup runs {UNSANDBOXED}, "
-             "with your files, keys and network in its reach")
-        return None
+        return None   # the person's explicit choice: `claw status` says UNSANDBOXED
     path, why = probe()
     if path is None:
         if config.enabled is True:
