@@ -396,7 +396,8 @@ def test_claw_agents_lists_kinds_installed_and_versions(repo):
     listed = claw(repo, "agents", "--json")
     assert listed.returncode == 0, listed.stderr
     kinds = {k["kind"]: k for k in json.loads(listed.stdout)}
-    assert set(kinds) >= {"builtin", "command", "claude", "codex", "gemini", "opencode", "aider"}
+    assert set(kinds) >= {"builtin", "command", "claude", "codex", "gemini", "opencode", "aider", "acp"}
+    assert kinds["acp"]["installed"] is True and kinds["acp"]["version"].startswith("ACP SDK 0.")
     for kind, program in (("claude", claude.PROGRAM), ("codex", codex.PROGRAM), ("gemini", gemini.PROGRAM),
                           ("opencode", opencode.PROGRAM), ("aider", aider.PROGRAM)):
         path = program.find()
@@ -407,3 +408,92 @@ def test_claw_agents_lists_kinds_installed_and_versions(repo):
     assert {k.kind for k in agent_kinds()} == set(kinds)
     table = claw(repo, "agents")
     assert "claude" in table.stdout and "codex" in table.stdout
+
+
+def acp_multiply_script() -> Script:
+    """Gemini CLI over ACP: round 0 writes the test of multiply (a new file, through clawfleet's
+    file service) but not multiply itself; the checks fail; the fix round continues the same
+    conversation (the session was loaded: its turns count on from round 0's two), runs the tests
+    with its shell tool, reads calc.py and writes multiply into it.
+
+    Round 0 makes one tool call: Gemini CLI hands a loaded history back with consecutive tool
+    calls merged into one turn, which would shift the scripted turn count."""
+    def write(path: str, content: str) -> dict:
+        return {"tool": "write_file", "input": {"file_path": path, "content": content}}
+    return Script.from_rules([{"name": "multiply", "match": "Add multiply", "steps": [
+        write("tests/test_multiply.py", "import unittest\nfrom calc import multiply\n\n\n"
+              "class MultiplyTest(unittest.TestCase):\n    def test_multiply(self):\n"
+              "        self.assertEqual(multiply(4, 5), 20)\n"),
+        {"text": "Added the test of multiply(a, b)."},
+        shell_tool("gemini", CHECK + " 2>&1 | tail -n 5"),
+        {"tool": "read_file", "input": {"file_path": "calc.py"}},
+        write("calc.py", CALC_WITH.format("a * b")),
+        {"text": "Fixed multiply: it multiplies now; the tests pass."},
+    ]}])
+
+
+@pytest.mark.real_cli
+@pytest.mark.slow
+def test_gemini_over_acp_through_the_gateway_edits_files_and_its_fix_round_resumes_the_session(repo):
+    """`kind = "acp"` with Gemini CLI's own ACP mode (`gemini --acp`): clawfleet is the client."""
+    require("gemini")
+    calculator_repo(repo)
+    with ScriptedServer(acp_multiply_script()) as server:
+        configure(repo, "gemini", server, gateway=True)
+        config = repo / ".claw" / "config.toml"
+        # Gemini CLI 0.61 names a session's file by the minute it starts in, and session/load
+        # first records into that name: a load within the same minute overwrites the session it
+        # loads ("No previous sessions found"; the adapter then starts a new one). A failing
+        # check waits for the next minute, so the fix round really loads the session.
+        check = CHECK + " || { python3 -c 'import time; time.sleep(60.5 - time.time() % 60)'; exit 1; }"
+        config.write_text(config.read_text()
+                          .replace('[agents.gemini]\nkind = "gemini"',
+                                   '[agents.gemini]\nkind = "acp"\ncommand = ["gemini", "--acp"]')
+                          .replace(f'commands = ["{CHECK}"]', f"commands = [{json.dumps(check)}]"))
+        assert claw(repo, "add", "Add multiply(a, b) to calc.py, with a test").returncode == 0
+        result = claw(repo, "run", timeout=600)
+        requests = list(server.requests)
+    assert result.returncode == 0, result.stderr
+    task = status_json(repo)[0]
+    attempt = task["latest_attempt"]
+    log = claw(repo, "log", "1").stdout
+    assert task["state"] == "review", (task["reason"], log[-3000:])
+    assert attempt["checks_passed"] is True and attempt["fix_rounds"] == 1
+    branch = attempt["branch"]
+    assert "return a * b" in git.out("show", f"{branch}:calc.py", cwd=repo)
+    assert "multiply(4, 5), 20" in git.out("show", f"{branch}:tests/test_multiply.py", cwd=repo)
+    assert len(git.out("rev-list", f"main..{branch}", cwd=repo).split()) == 2
+    assert attempt["summary"] == "Fixed multiply: it multiplies now; the tests pass."
+    assert attempt["input_tokens"] > 1000 and attempt["output_tokens"] > 0
+
+    # Six model turns, all through the gateway; the fix round's first request carries round 0's
+    # conversation (the session was loaded), not a fresh start.
+    assert len(requests) == 6
+    assert {r["path"] for r in requests} == {"/v1beta/models/scripted-model:streamGenerateContent"}
+    fix_opening = json.dumps(requests[2]["body"]["contents"])
+    assert "Added the test of multiply(a, b)." in fix_opening and "The checks failed" in fix_opening
+    calls = Store(repo / ".claw" / "run" / "claw.db").llm_calls(attempt_id=attempt["id"])
+    assert len(calls) == 6 and all(c.api == "gemini" and c.status == "ok" for c in calls)
+
+    # The session, its tool calls, permission answers and the file service in the log.
+    sessions = [line for line in log.splitlines() if line.startswith("[acp gemini-cli")]
+    assert len(sessions) == 2 and sessions[0].endswith("(new)]") and "(loaded" in sessions[1], sessions
+    session_id = sessions[0].split("session ")[1].split()[0]
+    assert f"session {session_id} (loaded" in sessions[1]
+    for line in ("-> [read] calc.py", "?  [edit] Writing to calc.py: allowed (inside the worktree)",
+                 "wrote tests/test_multiply.py", "edit tests/test_multiply.py: 0 -> 7 lines", "wrote calc.py",
+                 "?  [execute]", "allowed (a command the agent runs in its worktree)",
+                 "<- [completed]", "agent: Fixed multiply: it multiplies now; the tests pass.",
+                 "[end: end_turn,"):
+        assert line in log, (line, log[-3000:])
+
+    # Every JSON-RPC message of each round in its transcript.
+    attempt_dir = repo / ".claw" / "run" / "attempts" / str(attempt["id"])
+    first = [json.loads(line) for line in (attempt_dir / "acp-0.jsonl").read_text().splitlines()]
+    second = [json.loads(line) for line in (attempt_dir / "acp-1.jsonl").read_text().splitlines()]
+    sent = lambda messages: [m["message"].get("method") for m in messages if m["from"] == "clawfleet"]
+    assert sent(first)[:3] == ["initialize", "session/new", "session/prompt"]
+    assert sent(second)[:3] == ["initialize", "session/load", "session/prompt"]
+    asked = {m["message"].get("method") for m in first if m["from"] == "agent"}
+    assert {"session/update", "session/request_permission", "fs/write_text_file"} <= asked
+    assert (attempt_dir / "acp-home" / ".gemini").is_dir()

@@ -129,11 +129,40 @@ class OpencodeAgentConfig(_CliAgentConfig):
     effort: str | None = Field(None, description="opencode's --variant: the provider's reasoning effort")
 
 
+AcpProvider = Literal["gemini", "anthropic", "openai"]
+# The provider an ACP agent calls, from a word in its command line (`gemini --acp`, `claude-agent-acp`...).
+_ACP_PROVIDER_HINTS = (("gemini", "gemini"), ("claude", "anthropic"), ("codex", "openai"))
+
+
+class AcpAgentConfig(_Section):
+    """Any agent that speaks the Agent Client Protocol on its standard input and output."""
+    kind: Literal["acp"]
+    command: list[str] = Field(min_length=1, description='the ACP agent\'s command line, e.g. ["gemini", "--acp"]')
+    provider: AcpProvider | None = Field(None, description="the API it calls, so base_url, api_key_env and model "
+                                                           "reach it by that API's own variables; unset: "
+                                                           "guessed from the command")
+    model: str | None = Field(None, description="model name; unset: the agent's default")
+    base_url: str | None = Field(None, description="the provider endpoint the agent is pointed at")
+    api_key_env: str | None = Field(None, description="variable holding the key for base_url")
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _provider(self) -> "AcpAgentConfig":
+        if self.provider is None:
+            words = " ".join(Path(part).name for part in self.command).lower()
+            self.provider = next((api for hint, api in _ACP_PROVIDER_HINTS if hint in words), None)
+        if self.provider is None and (self.base_url or self.model):
+            raise ValueError("set `provider` (gemini, anthropic or openai): it says how base_url and model "
+                             "reach this ACP agent, and its command does not tell")
+        return self
+
+
 AnyAgentConfig = (BuiltinAgentConfig | CommandAgentConfig | ClaudeAgentConfig | CodexAgentConfig
-                  | GeminiAgentConfig | OpencodeAgentConfig | AiderAgentConfig)
+                  | GeminiAgentConfig | OpencodeAgentConfig | AiderAgentConfig | AcpAgentConfig)
 AgentConfig = Annotated[Union[BuiltinAgentConfig, CommandAgentConfig, ClaudeAgentConfig, CodexAgentConfig,
-                              GeminiAgentConfig, OpencodeAgentConfig, AiderAgentConfig], Field(discriminator="kind")]
-AGENT_KINDS = ("builtin", "command", "claude", "codex", "gemini", "opencode", "aider")
+                              GeminiAgentConfig, OpencodeAgentConfig, AiderAgentConfig, AcpAgentConfig],
+                        Field(discriminator="kind")]
+AGENT_KINDS = ("builtin", "command", "claude", "codex", "gemini", "opencode", "aider", "acp")
 _agent_config = TypeAdapter(AgentConfig)
 
 
@@ -604,6 +633,12 @@ output_limit = 10000
 # model = "qwen3-coder"
 # base_url = "http://127.0.0.1:11434/v1"
 # binary = "~/.venvs/aider/bin/aider"       # aider is best kept in a venv of its own
+# Any agent that speaks the Agent Client Protocol (Gemini CLI natively; Claude Code and Codex
+# through claude-agent-acp and codex-acp): provider says how base_url and model reach it.
+# [agents.gemini-acp]
+# kind = "acp"
+# command = ["gemini", "--acp"]
+# provider = "gemini"                      # gemini | anthropic | openai; unset: from the command
 
 # Any program can be an agent: it runs in the worktree with CLAW_TASK_ID and CLAW_PROMPT_FILE set.
 # [agents.my-agent]

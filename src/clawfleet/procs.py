@@ -206,7 +206,7 @@ class ChildGroups:
                 out_handle.close()
             if errors:
                 err_handle.close()
-        self._remember(proc.pid)
+        self.remember(proc.pid)
         timed_out = False
         try:
             if log and stdin_text is None:  # no pipe to serve: wait for the exit itself
@@ -222,7 +222,7 @@ class ChildGroups:
             output, _ = proc.communicate()
         finally:
             kill_group(proc.pid, grace=0.5)  # background children it left behind
-            self._forget(proc.pid)
+            self.forget(proc.pid)
         text = "" if log else (output or b"").decode(errors="replace")
         return Finished(proc.returncode, timed_out, time.monotonic() - started), text
 
@@ -237,7 +237,7 @@ class ChildGroups:
         with open(log, "ab") as out_handle:
             proc = subprocess.Popen(list(args), cwd=cwd, env=dict(env), process_group=0,
                                     stdin=subprocess.DEVNULL, stdout=out_handle, stderr=subprocess.STDOUT)
-        self._remember(proc.pid)
+        self.remember(proc.pid)
         expired = threading.Event()
 
         def expire() -> None:
@@ -252,7 +252,7 @@ class ChildGroups:
         finally:
             timer.cancel()
             kill_group(proc.pid, grace=0.5)  # background children it left behind
-            self._forget(proc.pid)
+            self.forget(proc.pid)
         proc.returncode = os.waitstatus_to_exitcode(status)
         return Finished(proc.returncode, expired.is_set(), time.monotonic() - started,
                         cpu_seconds=usage.ru_utime + usage.ru_stime, max_rss_mb=usage.ru_maxrss / 1024)
@@ -267,11 +267,12 @@ class ChildGroups:
         except (OSError, ValueError):
             return []
 
-    def _remember(self, pgid: int) -> None:
+    def remember(self, pgid: int) -> None:
+        """Record a group (also one started elsewhere, e.g. an ACP agent under asyncio) for kill_all."""
         with open(self.record, "a") as handle:
             handle.write(f"{pgid}\n")
 
-    def _forget(self, pgid: int) -> None:
+    def forget(self, pgid: int) -> None:
         remaining = [p for p in self.recorded() if p != pgid]
         self.record.write_text("".join(f"{p}\n" for p in remaining))
 

@@ -96,6 +96,7 @@ class AttemptStatus:
 # Where each agent kind is pointed on the gateway: Anthropic and Gemini clients add their own
 # API version to the base URL, OpenAI ones expect it in there.
 _GATEWAY_SUFFIX = {"claude": "", "gemini": "", "codex": "/v1", "opencode": "/v1", "aider": "/v1"}
+_ACP_GATEWAY_SUFFIX = {"gemini": "", "anthropic": "", "openai": "/v1"}   # an ACP agent's, by its provider
 
 
 def through_gateway(spec: AttemptSpec) -> dict[str, Any]:
@@ -119,6 +120,8 @@ def point_at_gateway(agent: dict[str, Any], gateway_url: str | None, gateway_key
         suffix = "" if agent.get("provider") == "anthropic" else "/v1"
     elif kind in _GATEWAY_SUFFIX:
         suffix = _GATEWAY_SUFFIX[kind]
+    elif kind == "acp" and agent.get("provider") in _ACP_GATEWAY_SUFFIX:
+        suffix = _ACP_GATEWAY_SUFFIX[agent["provider"]]
     else:
         return agent
     return {**agent, "base_url": gateway_url + suffix, "api_key_env": "CLAW_GATEWAY_KEY"}

@@ -14,9 +14,9 @@ from typing import Any, Protocol
 
 from ..procs import ChildGroups
 
-# The agent CLI kinds: each module (agents/<kind>.py) has its agent class and its PROGRAM.
+# The agent kinds in modules of their own (agents/<kind>.py): the class each one's agent is.
 CLI_KINDS = {"claude": "ClaudeAgent", "codex": "CodexAgent", "gemini": "GeminiAgent",
-             "opencode": "OpencodeAgent", "aider": "AiderAgent"}
+             "opencode": "OpencodeAgent", "aider": "AiderAgent", "acp": "AcpAgent"}
 
 
 @dataclass
@@ -55,6 +55,7 @@ class AgentOutcome:
     exit_code: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    session_id: str | None = None       # the agent's own session, where the kind has one to resume
 
 
 class Agent(Protocol):
@@ -100,6 +101,12 @@ def agent_kinds() -> list[KindInfo]:
     kinds = [KindInfo("builtin", "clawfleet's own loop on any OpenAI-compatible or Anthropic model",
                       True, __version__),
              KindInfo("command", "any program, run with the prompt in a file", True)]
+    from .acp import sdk_version
+    sdk = sdk_version()
+    kinds.append(KindInfo("acp", "any Agent Client Protocol agent: command = [...] "
+                                 "(gemini --acp, claude-agent-acp, codex-acp)",
+                          sdk is not None, f"ACP SDK {sdk}" if sdk else None,
+                          install=None if sdk else "pip install agent-client-protocol"))
     for module, description in ((claude, "Claude Code (claude -p, stream-json)"),
                                 (codex, "OpenAI Codex CLI (codex exec --json)"),
                                 (gemini, "Google Gemini CLI (gemini -p, stream-json)"),

@@ -30,6 +30,14 @@ from ._cli import CliAgent, Program, api_key, log_tail, person_home, short, show
 PROGRAM = Program("gemini", "gemini", "npm install -g @google/gemini-cli")
 
 
+def prepare_home(home: Path) -> None:
+    """A HOME for Gemini CLI whose settings select API-key auth and send no usage statistics."""
+    (home / ".gemini").mkdir(parents=True, exist_ok=True)
+    settings = {"security": {"auth": {"selectedType": "gemini-api-key"}},
+                "privacy": {"usageStatisticsEnabled": False}}
+    (home / ".gemini" / "settings.json").write_text(json.dumps(settings, indent=1))
+
+
 class GeminiAgent(CliAgent):
     program = PROGRAM
     label = "Gemini CLI"
@@ -59,10 +67,7 @@ class GeminiAgent(CliAgent):
 
     def environment(self, job: AgentJob) -> dict[str, str]:
         home = job.attempt_dir / "gemini-home"
-        (home / ".gemini").mkdir(parents=True, exist_ok=True)
-        settings = {"security": {"auth": {"selectedType": "gemini-api-key"}},
-                    "privacy": {"usageStatisticsEnabled": False}}
-        (home / ".gemini" / "settings.json").write_text(json.dumps(settings, indent=1))
+        prepare_home(home)
         env = {**os.environ, "HOME": str(home), **self.config.env}
         key = api_key(self.name, self.config.api_key_env, self.config.base_url)
         if self.config.base_url:
