@@ -18,7 +18,7 @@ AGENT = str(Path(__file__).resolve().parent / "acp_agent.py")
 
 
 def configure(repo: Path, plans: list[list[dict]], *, checks: list[str] = (), timeout: float = 60,
-              fix_rounds: int = 1) -> Path:
+              fix_rounds: int = 1, sandboxed: bool = True) -> Path:
     actions = repo.parent / "actions.json"
     actions.write_text(json.dumps(plans))
     write_config(repo, f"""
@@ -31,6 +31,9 @@ def configure(repo: Path, plans: list[list[dict]], *, checks: list[str] = (), ti
         fix_rounds = {fix_rounds}
         [review]
         auto_approve = []
+        [sandbox]
+        enabled = {json.dumps(sandboxed)}   # contained, as by default; it reads its plan from outside
+        read_only = ["{actions}"]
         [agents.acp]
         kind = "acp"
         command = ["{sys.executable}", "{AGENT}"]
@@ -146,7 +149,10 @@ def test_a_fix_round_loads_the_session_of_the_first_round(repo):
 
 
 def test_an_acp_agent_past_its_deadline_is_killed_and_its_work_kept(repo):
-    configure(repo, [[{"write": "partial.txt", "content": "half\n"}, {"sleep": 300}]], timeout=30)
+    # Unsandboxed: the pid the agent reports is the one this test can look up (in the sandbox's
+    # pid namespace it is another number; killing bwrap ends all of it, tested in test_sandbox).
+    configure(repo, [[{"write": "partial.txt", "content": "half\n"}, {"sleep": 300}]], timeout=30,
+              sandboxed=False)
     claw(repo, "add", "Take forever")
     assert claw(repo, "run", timeout=90).returncode == 0
     task = status_json(repo)[0]

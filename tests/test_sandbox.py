@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,26 @@ def test_builtin_agent_runs_its_commands_in_the_sandbox(repo, listener):
     notes = json.loads(claw(repo, "memory", "list", "--tag", "style", "--json").stdout)
     assert [n["body"] for n in notes] == ["greetings are lowercase"]
     assert notes[0]["source"] == "agent" and notes[0]["task_id"] == task["id"]
+
+
+@needs_bwrap
+def test_killing_a_sandboxed_group_ends_everything_inside(tmp_path):
+    """The runner stops an agent by killing its process group: in the sandbox that is bwrap, and
+    every process inside (its own pid namespace) goes with it, background children included."""
+    worktree = tmp_path / "wt"
+    worktree.mkdir()
+    marker = "317.25"   # an argv no other process here has
+    args = sandbox.wrap(sandbox.SandboxPolicy(BWRAP), ["bash", "-c", f"sleep {marker} & sleep {marker}"],
+                        worktree=worktree)
+    proc = subprocess.Popen(args, cwd=worktree, process_group=0)
+    found = lambda: subprocess.run(["pgrep", "-f", f"^sleep {marker}"], capture_output=True).stdout.split()
+    deadline = time.time() + 10
+    while len(found()) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    assert len(found()) == 2
+    os.killpg(proc.pid, 9)
+    proc.wait(timeout=10)
+    deadline = time.time() + 10
+    while found() and time.time() < deadline:
+        time.sleep(0.05)
+    assert found() == []

@@ -40,10 +40,12 @@ from pathlib import Path
 from typing import Any
 
 from ..config import AcpAgentConfig
+from ..containment import Reach, contain
 from ..errors import ClawError
 from ..procs import kill_group
+from ..sandbox import program_root
 from . import AgentJob, AgentOutcome
-from ._cli import Program, api_key, log_tail, settled, short
+from ._cli import Program, api_key, log_tail, private_dirs, settled, short
 from ._inside import Missing, Refused, is_inside, read_text, write_text
 
 # What `claw agents` and a missing program's error suggest, per program of the command.
@@ -128,8 +130,20 @@ class AcpAgent:
         except ClawError as error:
             return AgentOutcome(error=str(error), exit_code=127)
         with open(job.log, "a") as log:
-            log.write(f"# ACP agent '{self.name}': {' '.join(args)}\n")
-        return asyncio.run(self._run(job, args, env))
+            log.write(f"# ACP agent '{self.name}': {' '.join(args)}"
+                      + ("" if job.sandbox is not None else " [UNSANDBOXED]") + "\n")
+        with contain(job.sandbox, args, env, self.reach(job, args, env)) as (args, env):
+            return asyncio.run(self._run(job, args, env))
+
+    def reach(self, job: AgentJob, args: list[str], env: dict[str, str]) -> Reach:
+        """Like an agent CLI's (see _cli.CliAgent.reach): its program and the files its command
+        names read-only, its model's address, the credentials clawfleet set for it."""
+        shown = [program_root(part) for part in args if os.path.isabs(part) and os.path.isfile(part)]
+        base_url = self.config.base_url
+        return Reach(worktree=job.workspace, project_root=job.project_root, common_dir=job.common_dir,
+                     git_dir=job.git_dir, private=private_dirs(job, env), read_only=shown,
+                     urls=[base_url] if base_url else [],
+                     keep=[name for name, value in env.items() if os.environ.get(name) != value])
 
     async def _run(self, job: AgentJob, args: list[str], env: dict[str, str]) -> AgentOutcome:
         import acp
