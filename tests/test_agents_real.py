@@ -497,3 +497,25 @@ def test_gemini_over_acp_through_the_gateway_edits_files_and_its_fix_round_resum
     asked = {m["message"].get("method") for m in first if m["from"] == "agent"}
     assert {"session/update", "session/request_permission", "fs/write_text_file"} <= asked
     assert (attempt_dir / "acp-home" / ".gemini").is_dir()
+
+
+@pytest.mark.real_cli
+def test_claude_not_logged_in_is_a_failure_never_a_success(repo):
+    """Claude Code marks "Not logged in" as an error result with subtype "success": it must be
+    reported as the failure it is (it was "claude ended with success: Not logged in")."""
+    require("claude")
+    write_config(repo, """
+        [fleet]
+        default_agent = "claude"
+        max_attempts = 1
+        [agents.claude]
+        kind = "claude"
+        """)
+    claw(repo, "add", "Anything at all")
+    env = {name: "" for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")}
+    result = claw(repo, "run", timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
+    task = status_json(repo)[0]
+    assert task["state"] == "failed" and task["latest_attempt"]["state"] == "failed", task
+    assert "not logged in" in task["reason"].lower() and "success" not in task["reason"], task["reason"]
+    assert not task["latest_attempt"]["summary"]

@@ -29,6 +29,9 @@ class FleetConfig(_Section):
     target: str = Field("main", description="branch that approved work lands on")
     default_agent: str = "builtin"
     attempt_timeout: float = Field(1800.0, gt=0, description="seconds before an attempt is killed")
+    stall_timeout: float = Field(300.0, ge=0, description="seconds with no new output, event, file change or "
+                                                          "CPU use from the agent before its attempt ends "
+                                                          "stalled; 0 turns the guard off")
     max_attempts: int = Field(2, ge=1, description="automatic attempts after a crash or timeout")
     retry_backoff: float = Field(10.0, ge=0, description="seconds before a retry; doubles each time")
     pool_size: int = Field(2, ge=0, description="ready worktrees kept for quick starts")
@@ -564,6 +567,8 @@ slots = 3                 # agents running at once
 target = {target}           # branch that approved work lands on
 default_agent = "builtin" # agent used when a task names none
 attempt_timeout = 1800    # seconds; the attempt's whole process group is killed after this
+stall_timeout = 300       # seconds with no new output, file change or CPU use: the attempt ends
+                          # "stalled" (a retry line repeated is not new output); 0 = off
 max_attempts = 2          # automatic attempts after a crash or timeout
 retry_backoff = 10        # seconds before such a retry starts; doubles with each one
 pool_size = 2             # ready worktrees kept so attempts start without a checkout

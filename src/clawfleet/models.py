@@ -36,6 +36,7 @@ class AttemptState(StrEnum):
     failed = "failed"                # agent ended with an error
     crashed = "crashed"              # the runner died without writing its status
     timed_out = "timed_out"
+    stalled = "stalled"              # no output, event or file change for [fleet] stall_timeout
     over_budget = "over_budget"      # stopped: the gateway refused a call over its budget
     cancelled = "cancelled"
     approved = "approved"
@@ -61,7 +62,7 @@ TASK_TRANSITIONS: dict[TaskState, set[TaskState]] = {
 # The outcomes a run itself ends with (what follows, approval to merge, is a decision on it).
 RUN_OUTCOMES = frozenset({AttemptState.ready, AttemptState.checks_failed, AttemptState.no_change,
                           AttemptState.failed, AttemptState.crashed, AttemptState.timed_out,
-                          AttemptState.over_budget, AttemptState.cancelled})
+                          AttemptState.stalled, AttemptState.over_budget, AttemptState.cancelled})
 
 
 def can_transition(current: TaskState, new: TaskState) -> bool:

@@ -206,7 +206,8 @@ class Orchestrator:
             gateway_url=self.gateway.attempt_url(attempt.id) if self.gateway else None,
             gateway_key=self.gateway.attempt_key(attempt.id) if self.gateway else None,
             env=workspace.env, setup=asdict(workspace.setup) if workspace.setup else None,
-            sandbox=self.sandbox.to_dict() if self.sandbox else None)
+            sandbox=self.sandbox.to_dict() if self.sandbox else None,
+            stall_timeout=self.config.fleet.stall_timeout)
         spec.save(attempt_dir)
         (attempt_dir / "prompt-0.md").write_text(render_prompt(
             task, project_root=self.project.root, branch=attempt.branch, checks=spec.checks,

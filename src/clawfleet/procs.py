@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import select
 import signal
 import subprocess
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,6 +176,179 @@ class Finished:
     duration: float
     cpu_seconds: float = 0.0        # user + system, the child and what it waited for (run_measured)
     max_rss_mb: float = 0.0
+    stalled: bool = False           # ended by its StallWatch: no progress for its timeout
+    last_output: str = ""           # with a StallWatch: the last line it printed
+
+
+# What varies between two printings of the same line: ids (UUIDs, and words of 6+ letters and
+# digits such as msg_01Ab3...), then any number (counters, timestamps, delays, token counts).
+_VARYING = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}"
+                      r"|\b(?=[A-Za-z_]*\d)\w{6,}\b|\d+")
+BUSY_SHARE = 0.05        # CPU share of one core, over a stall window, that counts as working
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def masked(line: str) -> str:
+    """A line with what varies between repeats masked: equal for "Reconnecting... 2/5" and 3/5."""
+    return _VARYING.sub("#", line.strip())
+
+
+def tree_cpu_ticks(root: int) -> dict[int, int]:
+    """CPU clock ticks (user + system, with what each reaped) of `root` and every descendant
+    alive now, by pid; {} where /proc cannot be read."""
+    parent, ticks = {}, {}
+    try:
+        entries = [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return {}
+    for pid in entries:
+        fields = _stat_fields(pid)
+        if len(fields) > 14:
+            parent[pid] = int(fields[1])
+            ticks[pid] = sum(int(value) for value in fields[11:15])
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parent.items():
+        children.setdefault(ppid, []).append(pid)
+    found, todo = {}, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in ticks and pid not in found:
+            found[pid] = ticks[pid]
+            todo.extend(children.get(pid, ()))
+    return found
+
+
+class StallWatch:
+    """Tells when a child has stalled: no progress for `timeout` seconds.
+
+    Progress is any of
+    - a line of output (in the files it writes, `follow`) not seen before in this run once what
+      varies is masked (see `masked`): a retry loop printing "Reconnecting... 3/5" or the same
+      error again and again makes none, however long it goes on;
+    - a file created, changed or removed in `worktree` (looked for only once output has been
+      quiet for the whole window, so a busy agent costs no scan);
+    - its processes (it and all it started) together busy on CPU for BUSY_SHARE of the window:
+      a long build or test run that prints nothing is working.
+    """
+
+    SEEN_LIMIT = 100_000      # distinct lines remembered; past it the memory starts again
+
+    def __init__(self, timeout: float, follow: Sequence[Path] = (), worktree: Path | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.timeout = timeout
+        self.worktree = worktree
+        self.clock = clock
+        self.last_progress = clock()
+        self.last_line = ""
+        self._offsets = {path: _size(path) for path in follow}   # what was there before is not its
+        self._partial = {path: b"" for path in follow}
+        self._seen: set[int] = set()
+        self._cpu: deque[tuple[float, dict[int, int]]] = deque()
+
+    @property
+    def tick(self) -> float:
+        """How often to look: a tenth of the window, between 0.1 and 5 seconds."""
+        return min(max(self.timeout / 10, 0.1), 5.0)
+
+    def wait(self, proc: subprocess.Popen, timeout: float) -> str:
+        """Wait for `proc`: "exited", "timeout" (after `timeout` seconds) or "stalled"."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return "timeout"
+            if wait_exit(proc, min(self.tick, left)):
+                self._read_output()   # its last words, for whoever reports it
+                return "exited"
+            if self.stalled(proc.pid):
+                return "stalled"
+
+    def stalled(self, root: int) -> bool:
+        now = self.clock()
+        if self._read_output():
+            self.last_progress = now
+        self._cpu.append((now, tree_cpu_ticks(root)))
+        while len(self._cpu) > 2 and self._cpu[1][0] <= now - self.timeout:
+            self._cpu.popleft()
+        if now - self.last_progress < self.timeout:
+            return False
+        # Output has been quiet for the whole window: the slower signs of work.
+        if self._busy() or self._worktree_changed(since=self.last_progress):
+            self.last_progress = now
+            return False
+        return True
+
+    def _read_output(self) -> bool:
+        new = False
+        for path, offset in self._offsets.items():
+            try:
+                with open(path, "rb") as stream:
+                    if os.fstat(stream.fileno()).st_size < offset:
+                        offset = 0            # truncated: read it again from the start
+                    stream.seek(offset)
+                    chunk = stream.read(4 << 20)
+                    self._offsets[path] = offset + len(chunk)
+            except OSError:
+                continue
+            *lines, self._partial[path] = (self._partial[path] + chunk).split(b"\n")
+            for raw in lines:
+                line = raw.decode(errors="replace").strip()
+                if not line:
+                    continue
+                self.last_line = line[:500]
+                key = hash(masked(line))
+                if key not in self._seen:
+                    if len(self._seen) >= self.SEEN_LIMIT:
+                        self._seen.clear()
+                    self._seen.add(key)
+                    new = True
+        return new
+
+    def _busy(self) -> bool:
+        if len(self._cpu) < 2:
+            return False
+        (_, first), (_, last) = self._cpu[0], self._cpu[-1]
+        used = sum(ticks - first.get(pid, 0) for pid, ticks in last.items()) / _CLOCK_TICKS
+        return used >= BUSY_SHARE * self.timeout
+
+    def _worktree_changed(self, since: float) -> bool:
+        if self.worktree is None:
+            return False
+        for folder, dirs, files in os.walk(self.worktree):
+            dirs[:] = [d for d in dirs if d != ".git"]
+            for name in (folder, *(os.path.join(folder, f) for f in files)):
+                try:
+                    info = os.lstat(name)
+                except OSError:
+                    continue
+                if max(info.st_mtime, info.st_ctime) > since:
+                    return True
+        return False
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _feed(pipe: Any, text: str) -> threading.Thread:
+    """Write `text` to a child's stdin and close it, in a thread (a child that reads slowly or
+    not at all cannot block whoever waits for it)."""
+    def write() -> None:
+        try:
+            pipe.write(text.encode())
+        except (BrokenPipeError, ValueError, OSError):
+            pass
+        finally:
+            try:
+                pipe.close()
+            except OSError:
+                pass
+    feeder = threading.Thread(target=write, name="stdin feeder", daemon=True)
+    feeder.start()
+    return feeder
 
 
 class ChildGroups:
@@ -187,11 +362,12 @@ class ChildGroups:
 
     def run(self, args: Sequence[str], *, cwd: Path, env: Mapping[str, str], timeout: float,
             log: Path | None = None, stdin_text: str | None = None,
-            errors: Path | None = None) -> tuple[Finished, str]:
+            errors: Path | None = None, stall: StallWatch | None = None) -> tuple[Finished, str]:
         """Run `args` to completion (or until `timeout`, then kill its group).
 
         Output goes to `log` when given, else it is returned. `errors`, when given, takes stderr
-        apart from stdout (an agent's JSON event stream stays clean of its warnings).
+        apart from stdout (an agent's JSON event stream stays clean of its warnings). `stall`
+        (with `log`) ends it early, killed, once it makes no progress (see StallWatch).
         """
         started = time.monotonic()
         out_handle = open(log, "ab") if log else subprocess.PIPE
@@ -207,9 +383,21 @@ class ChildGroups:
             if errors:
                 err_handle.close()
         self.remember(proc.pid)
-        timed_out = False
+        timed_out = stalled = False
         try:
-            if log and stdin_text is None:  # no pipe to serve: wait for the exit itself
+            if log and stall is not None:
+                if stdin_text is not None:
+                    _feed(proc.stdin, stdin_text)
+                    proc.stdin = None   # the feeder closes it; communicate must not touch it
+                ended = stall.wait(proc, max(timeout, 0.01))
+                if ended == "timeout":
+                    raise subprocess.TimeoutExpired(proc.args, timeout)
+                if ended == "stalled":
+                    stalled = True
+                    kill_group(proc.pid, reap=proc.poll)
+                    proc.wait()
+                output = None
+            elif log and stdin_text is None:  # no pipe to serve: wait for the exit itself
                 if not wait_exit(proc, max(timeout, 0.01)):
                     raise subprocess.TimeoutExpired(proc.args, timeout)
                 output = None
@@ -224,7 +412,8 @@ class ChildGroups:
             kill_group(proc.pid, grace=0.5)  # background children it left behind
             self.forget(proc.pid)
         text = "" if log else (output or b"").decode(errors="replace")
-        return Finished(proc.returncode, timed_out, time.monotonic() - started), text
+        return Finished(proc.returncode, timed_out, time.monotonic() - started, stalled=stalled,
+                        last_output=stall.last_line if stall else ""), text
 
     def run_measured(self, args: Sequence[str], *, cwd: Path, env: Mapping[str, str], timeout: float,
                      log: Path) -> Finished:

@@ -15,7 +15,8 @@ from .runner import AttemptStatus
 from .store import Store
 from .workspace import WorkspacePool
 
-RETRYABLE = (AttemptState.crashed, AttemptState.timed_out)
+# A stall is most often a lost connection to the model: worth another try, as a crash is.
+RETRYABLE = (AttemptState.crashed, AttemptState.timed_out, AttemptState.stalled)
 
 
 @dataclass
@@ -46,8 +47,10 @@ def decide(task: Task, status: AttemptStatus, attempts_so_far: int, config: Conf
     if outcome == AttemptState.checks_failed and config.checks.on_failure == "review":
         return Decision(TaskState.review, status.reason)
     if outcome in RETRYABLE and attempts_so_far < config.fleet.max_attempts:
+        what = outcome.replace("_", " ")
+        said = (status.reason or "").removeprefix(f"{what}: ")   # a stall's reason names it already
         return Decision(TaskState.queued, f"retrying: attempt {attempts_so_far} {outcome}",
-                        feedback=f"The previous attempt {outcome.replace('_', ' ')}: {status.reason}")
+                        feedback=f"The previous attempt {what}: {said}")
     return Decision(TaskState.failed, status.reason or str(outcome))
 
 

@@ -57,6 +57,7 @@ class AttemptSpec:
     env: dict[str, str] = field(default_factory=dict)  # the workspace's: ports, caches, [workspace] env
     setup: dict[str, Any] | None = None                # a workspace.SetupPlan owed before the agent
     sandbox: dict[str, Any] | None = None   # the built-in agent's SandboxPolicy; None: unsandboxed
+    stall_timeout: float = 0.0              # [fleet] stall_timeout; 0: no stall guard
 
     def save(self, attempt_dir: Path) -> None:
         write_json(attempt_dir / "spec.json", asdict(self))
@@ -229,7 +230,8 @@ class Runner:
                 prompt_file=prompt_file, log=self.dir / "agent.log", deadline=spec.deadline,
                 children=self.children, round=round_number, on_usage=on_usage,
                 project_root=Path(spec.project_root), sandbox=self.sandbox,
-                common_dir=self.common_dir, git_dir=self.agent_git_dir()))
+                common_dir=self.common_dir, git_dir=self.agent_git_dir(),
+                stall_timeout=spec.stall_timeout))
             self.input_tokens = base_tokens[0] + outcome.input_tokens
             self.output_tokens = base_tokens[1] + outcome.output_tokens
             # Whatever the agent left is committed, even after an error: nothing is lost.
@@ -246,6 +248,9 @@ class Runner:
                 return self._status(AttemptState.failed,
                                     f"the agent committed {', '.join(leaked[:3])}, copied from your checkout "
                                     "by [workspace] include; nothing lands (its branch keeps the work)",
+                                    checks=checks, **status)
+            if outcome.stalled:
+                return self._status(AttemptState.stalled, outcome.error, exit_code=outcome.exit_code,
                                     checks=checks, **status)
             if outcome.timed_out:
                 return self._status(AttemptState.timed_out, outcome.error, exit_code=outcome.exit_code,

@@ -83,9 +83,10 @@ class Scheduler:
         return plan
 
     def _backoff_wait(self, task: Task, now: float) -> str | None:
-        """A task retried after a crash or timeout waits a little longer each time."""
+        """A task retried after a crash, timeout or stall waits a little longer each time."""
         attempts = self.store.attempts(task_id=task.id)
-        failed = [a for a in attempts if a.state in (AttemptState.crashed, AttemptState.timed_out)]
+        failed = [a for a in attempts if a.state in (AttemptState.crashed, AttemptState.timed_out,
+                                                     AttemptState.stalled)]
         if not failed or attempts[-1] is not failed[-1] or not self.config.fleet.retry_backoff:
             return None
         delay = self.config.fleet.retry_backoff * 2 ** (len(failed) - 1)

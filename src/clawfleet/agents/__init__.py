@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..procs import ChildGroups
+from ..procs import ChildGroups, StallWatch
 
 # The agent kinds in modules of their own (agents/<kind>.py): the class each one's agent is.
 CLI_KINDS = {"claude": "ClaudeAgent", "codex": "CodexAgent", "gemini": "GeminiAgent",
@@ -45,6 +45,13 @@ class AgentJob:
         path = self.attempt_dir / "outbox"
         path.mkdir(exist_ok=True)
         return path
+    stall_timeout: float = 0.0          # [fleet] stall_timeout; 0: no stall guard
+
+    def stall_watch(self, *follow: Path) -> StallWatch | None:
+        """The stall guard for the agent's process, reading the files it writes (its log)."""
+        if not self.stall_timeout:
+            return None
+        return StallWatch(self.stall_timeout, follow or (self.log,), self.workspace)
 
 
 @dataclass
@@ -52,10 +59,19 @@ class AgentOutcome:
     summary: str = ""
     error: str | None = None            # why the agent failed; None when it ended normally
     timed_out: bool = False
+    stalled: bool = False               # ended by the stall guard (`error` says what it last printed)
     exit_code: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     session_id: str | None = None       # the agent's own session, where the kind has one to resume
+
+
+def stall_reason(timeout: float, last_output: str) -> str:
+    """Why an agent ended stalled, quoting the last thing it printed."""
+    said = " ".join(last_output.split())
+    said = said if len(said) <= 300 else said[:297] + "..."
+    return (f"stalled: no new output, event, file change or CPU use for {timeout:g} s "
+            f"([fleet] stall_timeout); " + (f"it last printed: {said}" if said else "it printed nothing"))
 
 
 class Agent(Protocol):

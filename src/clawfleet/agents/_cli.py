@@ -22,7 +22,7 @@ from ..containment import Reach, contain
 from ..errors import ClawError
 from ..procs import Finished
 from ..sandbox import Bind, program_root
-from . import AgentJob, AgentOutcome
+from . import AgentJob, AgentOutcome, stall_reason
 
 BIN_DIR_ENV = "CLAW_AGENT_BIN_DIR"
 
@@ -134,7 +134,8 @@ def run_with_events(job: AgentJob, args: list[str], env: Mapping[str, str], tran
     tail.start()
     try:
         finished, _ = job.children.run(args, cwd=job.workspace, env=env, log=transcript, errors=job.log,
-                                       stdin_text=stdin_text, timeout=job.deadline - time.time())
+                                       stdin_text=stdin_text, timeout=job.deadline - time.time(),
+                                       stall=job.stall_watch(transcript, job.log))
     finally:
         tail.finished.set()
         tail.join()
@@ -152,11 +153,17 @@ def log_tail(path: Path, lines: int = 5) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def settled(outcome: AgentOutcome, timed_out: bool = False) -> AgentOutcome:
-    """The outcome as the runner takes it: a CLI stopped at its deadline ran out of time,
-    whatever it said; and an error never says exit 0 (a CLI that reports a failure in its
-    events often exits 0 all the same)."""
-    if timed_out:
+def settled(outcome: AgentOutcome, timed_out: bool = False, job: AgentJob | None = None,
+            finished: Finished | None = None) -> AgentOutcome:
+    """The outcome as the runner takes it: a CLI stopped at its deadline ran out of time, and
+    one the stall guard stopped stalled, whatever it said; and an error never says exit 0 (a
+    CLI that reports a failure in its events often exits 0 all the same)."""
+    if finished is not None and finished.stalled and job is not None:
+        # Its log has the readable line for the event it last printed (a JSON line otherwise).
+        last = log_tail(job.log, 1) if finished.last_output else ""
+        last = finished.last_output if not last or last.startswith("# ") else last
+        outcome.error, outcome.stalled = stall_reason(job.stall_timeout, last), True
+    elif timed_out:
         outcome.error, outcome.timed_out = "the agent ran out of time", True
     if outcome.error and not outcome.exit_code:
         outcome.exit_code = 1
@@ -243,7 +250,7 @@ class CliAgent:
         with contain(job.sandbox, command, env, self.reach(job, binary, env)) as (command, env):
             finished = run_with_events(job, command, env, transcript, events.on_event,
                                        stdin_text=job.prompt)
-        return settled(events.outcome(finished.exit_code, transcript.name), finished.timed_out)
+        return settled(events.outcome(finished.exit_code, transcript.name), finished.timed_out, job, finished)
 
 
 def private_dirs(job: AgentJob, env: dict[str, str]) -> list[Path]:

@@ -100,12 +100,13 @@ class AiderAgent(CliAgent):
         start = job.log.stat().st_size
         with contain(job.sandbox, command, env, self.reach(job, binary, env)) as (command, env):
             finished, _ = job.children.run(command, cwd=job.workspace, env=env, log=job.log,
-                                           stdin_text="", timeout=job.deadline - time.time())
+                                           stdin_text="", timeout=job.deadline - time.time(),
+                                           stall=job.stall_watch())
         with open(job.log, errors="replace") as log:
             log.seek(start)
             output = log.read()
         return settled(self.outcome(output, job.attempt_dir / "aider-home" / f"aider-{job.round}.md", finished.exit_code, job),
-                       finished.timed_out)
+                       finished.timed_out, job, finished)
 
     def outcome(self, output: str, history: Path, exit_code: int, job: AgentJob) -> AgentOutcome:
         sent = received = 0

@@ -170,14 +170,20 @@ class _Events:
         outcome = AgentOutcome(exit_code=exit_code, input_tokens=self.input_tokens,
                                output_tokens=self.output_tokens)
         result = self.result or {}
-        outcome.summary = str(result.get("result") or "").strip()
+        text = str(result.get("result") or "").strip()
+        outcome.summary = text
         if not result:
             outcome.error = (f"claude exited with status {exit_code} without a result "
                              f"(transcript: {transcript}): {log_tail(self.job.log, 3)}")
         elif result.get("is_error") or result.get("subtype") != "success":
-            outcome.error = f"claude ended with {result.get('subtype')}: {outcome.summary or 'no message'}"
+            # An error result can still say subtype "success" ("Not logged in" does): the
+            # reason is its terminal_reason, or a subtype other than success.
+            subtype = result.get("subtype")
+            why = result.get("terminal_reason") or (subtype if subtype != "success" else None)
+            outcome.error = f"claude failed{f' ({why})' if why else ''}: {text or 'no message'}"
             if result.get("errors"):
                 outcome.error += f" ({short(result['errors'])})"
+            outcome.summary = ""   # the text is the error, not a summary of work done
         elif exit_code != 0:
             outcome.error = f"claude exited with status {exit_code} (see `claw log`)"
         return outcome

@@ -21,7 +21,7 @@ import time
 
 from ..containment import Reach, contain
 from ..sandbox import Bind, program_root
-from . import AgentJob, AgentOutcome
+from . import AgentJob, AgentOutcome, stall_reason
 
 SUMMARY_LIMIT = 20_000
 
@@ -62,8 +62,11 @@ class CommandAgent:
                       urls=[gateway] if gateway else [], keep=list(self.env))
         with contain(job.sandbox, args, env, reach) as (args, env):
             finished, _ = job.children.run(args, cwd=job.workspace, env=env, log=job.log,
-                                           timeout=job.deadline - time.time())
+                                           timeout=job.deadline - time.time(), stall=job.stall_watch())
         summary = read_summary(summary_file)
+        if finished.stalled:
+            return AgentOutcome(summary, error=stall_reason(job.stall_timeout, finished.last_output),
+                                stalled=True, exit_code=finished.exit_code)
         if finished.timed_out:
             return AgentOutcome(summary, error="the agent ran out of time", timed_out=True,
                                 exit_code=finished.exit_code)

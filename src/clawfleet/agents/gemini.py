@@ -88,6 +88,7 @@ class _Events:
         self.reply: list[str] = []
         self.result: dict[str, Any] | None = None
         self.input_tokens = self.output_tokens = 0
+        self.last_error: str | None = None
         self._logged = ""
 
     def on_event(self, event: dict[str, Any]) -> None:
@@ -105,7 +106,8 @@ class _Events:
         elif kind == "tool_result":
             line = f"<- [{event.get('status')}] {short(event.get('output') or event.get('error') or '')}"
         elif kind == "error":
-            line = f"[error: {short(event.get('message') or event)}]"
+            self.last_error = short(event.get("message") or event)
+            line = f"[error: {self.last_error}]"
         elif kind == "result":
             self._flush()
             self.result = event
@@ -139,5 +141,5 @@ class _Events:
             error = result.get("error") or {}
             outcome.error = f"gemini ended with {result.get('status')}: {error.get('message') or short(error)}"
         elif exit_code != 0:
-            outcome.error = f"gemini exited with status {exit_code} (see `claw log`)"
+            outcome.error = f"gemini exited with status {exit_code}: {self.last_error or 'see `claw log`'}"
         return outcome
