@@ -3,7 +3,7 @@ side) and does what a JSON file tells it, so a test can make it ask for anything
 
     ACP_TEST_ACTIONS=actions.json python3 tests/acp_agent.py
 
-The file holds one list of actions per prompt it gets (the N-th prompt this HOME has seen takes
+The file (or the variable itself: a sandboxed agent sees no file of the test's) holds one list of actions per prompt it gets (the N-th prompt this HOME has seen takes
 the N-th list; the last list repeats). Actions: {"say": text}, {"write": path, "content": text},
 {"read": path}, {"ask": {"kind", "title", "locations"}} (a permission request), {"tool": {"title",
 "kind", "locations"}} (a tool call started and completed), {"plan": [entry, ...]}, {"sleep": s},
@@ -84,7 +84,8 @@ class TestAgent:
         path.write_text(json.dumps(session))
         number = int(COUNTER.read_text()) if COUNTER.exists() else 0
         COUNTER.write_text(str(number + 1))
-        plans = json.loads(Path(os.environ["ACP_TEST_ACTIONS"]).read_text())
+        given = os.environ["ACP_TEST_ACTIONS"]   # the JSON itself, or a file holding it
+        plans = json.loads(given if given.startswith("[") else Path(given).read_text())
         actions = plans[min(number, len(plans) - 1)]
         usage, stop = None, "end_turn"
         for index, action in enumerate(actions):

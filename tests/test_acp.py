@@ -5,11 +5,13 @@ the log and transcript, usage, the session resumed by a fix round, the deadline,
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
+import pytest
+
 from clawfleet import git
-from clawfleet.procs import pid_alive
 
 from conftest import claw, write_config
 from test_run import status_json
@@ -18,9 +20,7 @@ AGENT = str(Path(__file__).resolve().parent / "acp_agent.py")
 
 
 def configure(repo: Path, plans: list[list[dict]], *, checks: list[str] = (), timeout: float = 60,
-              fix_rounds: int = 1, sandboxed: bool = True) -> Path:
-    actions = repo.parent / "actions.json"
-    actions.write_text(json.dumps(plans))
+              fix_rounds: int = 1, sandboxed: bool = True) -> None:
     write_config(repo, f"""
         [fleet]
         default_agent = "acp"
@@ -31,15 +31,13 @@ def configure(repo: Path, plans: list[list[dict]], *, checks: list[str] = (), ti
         fix_rounds = {fix_rounds}
         [review]
         auto_approve = []
-        [sandbox]
-        enabled = {json.dumps(sandboxed)}   # contained, as by default; it reads its plan from outside
-        read_only = ["{actions}"]
         [agents.acp]
         kind = "acp"
         command = ["{sys.executable}", "{AGENT}"]
-        env = {{ ACP_TEST_ACTIONS = "{actions}" }}
+        env = {{ ACP_TEST_ACTIONS = {json.dumps(json.dumps(plans))} }}   # its plan: no file of ours in its sight
+        [sandbox]
+        enabled = {json.dumps(sandboxed)}   # contained, as by default
         """)
-    return actions
 
 
 def attempt_dir(repo: Path, attempt: dict) -> Path:
@@ -148,11 +146,11 @@ def test_a_fix_round_loads_the_session_of_the_first_round(repo):
     assert "session/load" in transcript and "session/new" not in transcript
 
 
-def test_an_acp_agent_past_its_deadline_is_killed_and_its_work_kept(repo):
-    # Unsandboxed: the pid the agent reports is the one this test can look up (in the sandbox's
-    # pid namespace it is another number; killing bwrap ends all of it, tested in test_sandbox).
-    configure(repo, [[{"write": "partial.txt", "content": "half\n"}, {"sleep": 300}]], timeout=30,
-              sandboxed=False)
+@pytest.mark.parametrize("sandboxed", [False, True], ids=["unsandboxed", "sandboxed"])
+def test_an_acp_agent_past_its_deadline_is_killed_and_its_work_kept(repo, sandboxed):
+    marker = f"sleeping in {repo}"   # in the agent's environment, which no other process has
+    configure(repo, [[{"write": "partial.txt", "content": "half\n"}, {"say": marker}, {"sleep": 300}]],
+              timeout=30, sandboxed=sandboxed)
     claw(repo, "add", "Take forever")
     assert claw(repo, "run", timeout=90).returncode == 0
     task = status_json(repo)[0]
@@ -161,7 +159,8 @@ def test_an_acp_agent_past_its_deadline_is_killed_and_its_work_kept(repo):
     assert git.out("show", f"{attempt['branch']}:partial.txt", cwd=repo) == "half"
     assert "[out of time: the agent's process group is stopped]" in claw(repo, "log", "1").stdout
     assert (attempt_dir(repo, attempt) / "children").read_text().strip() == ""
-    assert not pid_alive(results(repo, attempt)[0]["pid"]), "the ACP agent outlived its deadline"
+    left = [pid for pid in os.listdir("/proc") if pid.isdigit() and marker in _environ(int(pid))]
+    assert not left, f"the ACP agent outlived its deadline: {left}"
 
 
 def test_an_acp_agent_that_dies_mid_turn_fails_with_its_last_words(repo):
@@ -209,3 +208,10 @@ def test_an_acp_agent_with_a_base_url_and_no_provider_is_refused_with_the_fix(re
     result = claw(repo, "add", "anything")
     assert result.returncode != 0
     assert "set `provider` (gemini, anthropic or openai)" in result.stderr + result.stdout
+
+
+def _environ(pid: int) -> str:
+    try:
+        return open(f"/proc/{pid}/environ", "rb").read().decode(errors="replace")
+    except OSError:
+        return ""

@@ -475,7 +475,8 @@ def test_gemini_over_acp_through_the_gateway_edits_files_and_its_fix_round_resum
     calls = Store(repo / ".claw" / "run" / "claw.db").llm_calls(attempt_id=attempt["id"])
     assert len(calls) == 6 and all(c.api == "gemini" and c.status == "ok" for c in calls)
 
-    # The session, its tool calls, permission answers and the file service in the log.
+    # The session (its agent sandboxed), its tool calls, permission answers and the file service in the log.
+    assert "# ACP agent 'gemini':" in log and "[UNSANDBOXED]" not in log
     sessions = [line for line in log.splitlines() if line.startswith("[acp gemini-cli")]
     assert len(sessions) == 2 and sessions[0].endswith("(new)]") and "(loaded" in sessions[1], sessions
     session_id = sessions[0].split("session ")[1].split()[0]

@@ -1,7 +1,7 @@
 """An ACP agent asks clawfleet, which serves its file reads and writes outside the agent's sandbox,
 for files outside its worktree: by `..`, by absolute path, through a symlink it made (as a folder
 on the way, or as the file itself), through a hard link, into `.git`, and a FIFO that would hang a
-naive reader. Every one is refused (the hard link is replaced, not written through), nothing
+naive reader, from inside its sandbox. Every one is refused (the hard link is replaced, not written through), nothing
 outside changes or leaks, and the fleet goes on: the
 same attempt's honest write lands, and so does the next task."""
 
@@ -12,6 +12,8 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 from clawfleet import git
 
 from conftest import claw, write_config
@@ -21,7 +23,8 @@ AGENT = str(Path(__file__).resolve().parent.parent / "acp_agent.py")
 SECRET = "hunter2-do-not-leak"
 
 
-def test_an_acp_agent_cannot_read_or_write_outside_its_worktree_through_clawfleet(repo):
+@pytest.mark.parametrize("sandboxed", [True, False], ids=["sandboxed", "unsandboxed"])
+def test_an_acp_agent_cannot_read_or_write_outside_its_worktree_through_clawfleet(repo, sandboxed):
     outside = repo.parent / "outside"
     outside.mkdir()
     secret = outside / "secret.txt"
@@ -33,8 +36,8 @@ def test_an_acp_agent_cannot_read_or_write_outside_its_worktree_through_clawflee
     person = repo / "app.txt"            # the person's checkout, beside the worktree
 
     attack = [
-        {"shell": f"ln -s {outside} out && ln -s {victim} victim-link && ln -s {secret} secret-link"
-                  f" && ln {linked} hard.txt && mkfifo pipe"},
+        {"shell": f"ln -s {outside} out; ln -s {victim} victim-link; ln -s {secret} secret-link; mkfifo pipe"},
+        {"shell": f"ln {linked} hard.txt"},   # sandboxed, `linked` is out of sight: it fails
         {"write": "../../../../../outside/victim.txt", "content": "pwned by ..\n"},
         {"write": "../../../../../outside/new-by-dots.txt", "content": "pwned\n"},
         {"write": str(victim), "content": "pwned by absolute path\n"},
@@ -55,9 +58,8 @@ def test_an_acp_agent_cannot_read_or_write_outside_its_worktree_through_clawflee
         {"say": "tried my luck"},
     ]
     honest = [{"write": "second.txt", "content": "the next task\n"}, {"say": "done"}]
-    actions, after = repo.parent / "attack.json", repo.parent / "honest.json"
-    actions.write_text(json.dumps([attack]))
-    after.write_text(json.dumps([honest]))
+    # The actions in the variable itself: a sandboxed agent sees no file of the test's.
+    actions, after = json.dumps(json.dumps([attack])), json.dumps(json.dumps([honest]))
     write_config(repo, f"""
         [fleet]
         default_agent = "acp"
@@ -66,14 +68,16 @@ def test_an_acp_agent_cannot_read_or_write_outside_its_worktree_through_clawflee
         slots = 1
         [review]
         auto_approve = ["normal"]
+        [sandbox]
+        enabled = {"true" if sandboxed else "false"}
         [agents.acp]
         kind = "acp"
         command = ["{sys.executable}", "{AGENT}"]
-        env = {{ ACP_TEST_ACTIONS = "{actions}" }}
+        env = {{ ACP_TEST_ACTIONS = {actions} }}
         [agents.honest]
         kind = "acp"
         command = ["{sys.executable}", "{AGENT}"]
-        env = {{ ACP_TEST_ACTIONS = "{after}" }}
+        env = {{ ACP_TEST_ACTIONS = {after} }}
         """)
     assert claw(repo, "add", "Attack the file service").returncode == 0
     assert claw(repo, "add", "An honest task after it", "--depends", "1",
@@ -97,6 +101,7 @@ def test_an_acp_agent_cannot_read_or_write_outside_its_worktree_through_clawflee
                    attempt_dirs[0] / "acp-home" / "acp-test-results.jsonl"):
         assert SECRET not in leaked.read_text(), leaked
     log = (attempt_dirs[0] / "agent.log").read_text()
+    assert ("[UNSANDBOXED]" in log) is not sandboxed
     assert log.count("!  write refused") == 9 and log.count("!  read refused") == 5, log
     assert "is one of git's own files" in log and "is not a regular file" in log
 

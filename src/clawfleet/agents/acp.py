@@ -9,8 +9,8 @@
     api_key_env = "GEMINI_API_KEY"
 
 clawfleet is the ACP client, through the `agent-client-protocol` SDK: it starts the command in
-the worktree (argv from `launch_args`, environment from `environment`, spawned in `_spawn` only,
-so the sandbox can wrap that one argv), initializes, opens a session whose cwd is the worktree
+the worktree, contained like every agent CLI (argv from `launch_args`, environment from
+`environment`, wrapped by containment.contain with `reach`, spawned in `_spawn` only), initializes, opens a session whose cwd is the worktree
 (or loads the session of the previous round, when the agent can), sends the prompt and waits
 for the turn to end, at most until the attempt's deadline, when the agent's process group is
 killed. Every JSON-RPC message is kept as `acp-N.jsonl` in the attempt folder; session updates
@@ -124,6 +124,25 @@ class AcpAgent:
 
     # -- one round ----------------------------------------------------------------------------
 
+    def reach(self, job: AgentJob, args: list[str], env: dict[str, str]) -> Reach:
+        """What the agent process may touch (containment.py), like an agent CLI's: its worktree
+        and private folders (its HOME), its program and the files its command names read-only,
+        its model's address, the credentials clawfleet set for it; without base_url, its
+        provider's own login hosts and key variables (those of the gemini, claude, codex kinds)."""
+        from .claude import ClaudeAgent
+        from .codex import CodexAgent
+        from .gemini import GeminiAgent
+        own = {"gemini": GeminiAgent, "anthropic": ClaudeAgent, "openai": CodexAgent}.get(self.config.provider or "")
+        shown = [program_root(part) for part in args if os.path.isabs(part) and os.path.isfile(part)]
+        base_url = self.config.base_url
+        keep = [name for name, value in env.items() if os.environ.get(name) != value]
+        if not base_url and own is not None:
+            keep += own.own_key_variables
+        return Reach(worktree=job.workspace, project_root=job.project_root, common_dir=job.common_dir,
+                     git_dir=job.git_dir, private=private_dirs(job, env), read_only=shown,
+                     urls=[base_url] if base_url else [],
+                     hosts=list(own.login_hosts) if own is not None and not base_url else [], keep=keep)
+
     def run(self, job: AgentJob) -> AgentOutcome:
         try:
             args, env = self.launch_args(job), self.environment(job)
@@ -132,18 +151,8 @@ class AcpAgent:
         with open(job.log, "a") as log:
             log.write(f"# ACP agent '{self.name}': {' '.join(args)}"
                       + ("" if job.sandbox is not None else " [UNSANDBOXED]") + "\n")
-        with contain(job.sandbox, args, env, self.reach(job, args, env)) as (args, env):
-            return asyncio.run(self._run(job, args, env))
-
-    def reach(self, job: AgentJob, args: list[str], env: dict[str, str]) -> Reach:
-        """Like an agent CLI's (see _cli.CliAgent.reach): its program and the files its command
-        names read-only, its model's address, the credentials clawfleet set for it."""
-        shown = [program_root(part) for part in args if os.path.isabs(part) and os.path.isfile(part)]
-        base_url = self.config.base_url
-        return Reach(worktree=job.workspace, project_root=job.project_root, common_dir=job.common_dir,
-                     git_dir=job.git_dir, private=private_dirs(job, env), read_only=shown,
-                     urls=[base_url] if base_url else [],
-                     keep=[name for name, value in env.items() if os.environ.get(name) != value])
+        with contain(job.sandbox, args, env, self.reach(job, args, env)) as (contained, contained_env):
+            return asyncio.run(self._run(job, contained, contained_env))
 
     async def _run(self, job: AgentJob, args: list[str], env: dict[str, str]) -> AgentOutcome:
         import acp
