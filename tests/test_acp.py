@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,10 +21,11 @@ AGENT = str(Path(__file__).resolve().parent / "acp_agent.py")
 
 
 def configure(repo: Path, plans: list[list[dict]], *, checks: list[str] = (), timeout: float = 60,
-              fix_rounds: int = 1, sandboxed: bool = True) -> None:
+              fix_rounds: int = 1, sandboxed: bool = True, stall_timeout: float = 300) -> None:
     write_config(repo, f"""
         [fleet]
         default_agent = "acp"
+        stall_timeout = {stall_timeout}
         attempt_timeout = {timeout}
         max_attempts = 1
         [checks]
@@ -161,6 +163,19 @@ def test_an_acp_agent_past_its_deadline_is_killed_and_its_work_kept(repo, sandbo
     assert (attempt_dir(repo, attempt) / "children").read_text().strip() == ""
     left = [pid for pid in os.listdir("/proc") if pid.isdigit() and marker in _environ(int(pid))]
     assert not left, f"the ACP agent outlived its deadline: {left}"
+
+
+def test_a_silent_acp_agent_is_ended_by_the_stall_guard_not_the_attempt_timeout(repo):
+    configure(repo, [[{"say": "thinking hard"}, {"tool": {"title": "look around", "kind": "read"}},
+                      {"sleep": 300}]], timeout=120, stall_timeout=4)
+    claw(repo, "add", "Go quiet")
+    started = time.monotonic()
+    assert claw(repo, "run", timeout=110).returncode == 0
+    task = status_json(repo)[0]
+    assert task["latest_attempt"]["state"] == "stalled", task
+    assert task["reason"].startswith("stalled: no new output, event, file change or CPU use for 4 s"), task["reason"]
+    assert "look around" in task["reason"]          # the last thing it printed
+    assert time.monotonic() - started < 100
 
 
 def test_an_acp_agent_that_dies_mid_turn_fails_with_its_last_words(repo):

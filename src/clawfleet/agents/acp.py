@@ -12,8 +12,9 @@ clawfleet is the ACP client, through the `agent-client-protocol` SDK: it starts 
 the worktree, contained like every agent CLI (argv from `launch_args`, environment from
 `environment`, wrapped by containment.contain with `reach`, spawned in `_spawn` only), initializes, opens a session whose cwd is the worktree
 (or loads the session of the previous round, when the agent can), sends the prompt and waits
-for the turn to end, at most until the attempt's deadline, when the agent's process group is
-killed. Every JSON-RPC message is kept as `acp-N.jsonl` in the attempt folder; session updates
+for the turn to end, at most until the attempt's deadline or until the stall guard sees no
+progress for `[fleet] stall_timeout`, when the agent's process group is killed. Every JSON-RPC
+message is kept as `acp-N.jsonl` in the attempt folder; session updates
 (the agent's messages, tool calls and their results, file edits, plans) become readable lines in
 the agent log. base_url, the key and the model reach the agent by its provider's own variables
 (gemini: GOOGLE_GEMINI_BASE_URL, GEMINI_API_KEY, GEMINI_MODEL; anthropic: ANTHROPIC_BASE_URL,
@@ -42,7 +43,7 @@ from typing import Any
 from ..config import AcpAgentConfig
 from ..containment import Reach, contain
 from ..errors import ClawError
-from ..procs import kill_group
+from ..procs import Finished, StallWatch, kill_group
 from ..sandbox import program_root
 from . import AgentJob, AgentOutcome
 from ._cli import Program, api_key, log_tail, private_dirs, settled, short
@@ -162,14 +163,17 @@ class AcpAgent:
         process = await self._spawn(job, args, env)
         connection = acp.connect_to_agent(client, process.stdin, process.stdout,
                                           observers=[lambda event: _keep(transcript, event)])
-        outcome, timed_out = AgentOutcome(), False
+        outcome, timed_out, stalled = AgentOutcome(), False, None
         try:
-            outcome = await asyncio.wait_for(self._converse(connection, client, job),
-                                             timeout=max(job.deadline - time.time(), 0.01))
+            outcome = await _bounded(self._converse(connection, client, job), job, process,
+                                     job.stall_watch(job.attempt_dir / f"acp-{job.round}.jsonl", job.log))
         except (asyncio.TimeoutError, TimeoutError):
             timed_out = True
             client.flush()
             client.write("[out of time: the agent's process group is stopped]")
+        except _Stalled as stall:
+            stalled = stall.last_line
+            client.flush()
         except ConnectionError:
             client.flush()
             outcome.error = "ended"   # replaced below, once its exit status is known
@@ -178,7 +182,7 @@ class AcpAgent:
             outcome.error = f"the ACP agent refused: {error} {short(error.data) if error.data else ''}".strip()
         finally:
             await connection.close()
-            exit_code = await _stop(job, process, kill=timed_out)
+            exit_code = await _stop(job, process, kill=timed_out or stalled is not None)
             transcript.close()
         outcome.exit_code = exit_code if exit_code > 0 else 0
         if outcome.error == "ended":
@@ -186,6 +190,9 @@ class AcpAgent:
                              f"{log_tail(job.log, 3)}")
         outcome.input_tokens, outcome.output_tokens = client.input_tokens, client.output_tokens
         outcome.session_id = self.session_id
+        if stalled is not None:
+            return settled(outcome, job=job, finished=Finished(exit_code, False, 0.0, stalled=True,
+                                                               last_output=stalled))
         return settled(outcome, timed_out)
 
     async def _converse(self, connection: Any, client: "_Client", job: AgentJob) -> AgentOutcome:
@@ -390,6 +397,35 @@ def _codex_settings(config: AcpAgentConfig) -> str:
                   f"base_url = {json.dumps(config.base_url)}", f'env_key = "{KEY_VARIABLE}"',
                   'wire_api = "responses"']
     return "\n".join(lines) + "\n"
+
+
+class _Stalled(Exception):
+    def __init__(self, last_line: str) -> None:
+        super().__init__(last_line)
+        self.last_line = last_line
+
+
+async def _bounded(turn: Any, job: AgentJob, process: Any, watch: StallWatch | None) -> AgentOutcome:
+    """The turn's outcome, unless the deadline passes first (TimeoutError) or the stall guard
+    sees no output, event, file change or CPU use for its window (_Stalled)."""
+    task = asyncio.ensure_future(turn)
+    try:
+        while True:
+            left = job.deadline - time.time()
+            if left <= 0:
+                raise TimeoutError
+            done, _ = await asyncio.wait({task}, timeout=min(left, watch.tick) if watch else left)
+            if done:
+                return task.result()
+            if watch is not None and await asyncio.to_thread(watch.stalled, process.pid):
+                raise _Stalled(watch.last_line)
+    finally:
+        if not task.done():
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):   # its cancellation, or what it raised then
+                pass
 
 
 def _keep(transcript: Any, event: Any) -> None:
