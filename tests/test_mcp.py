@@ -76,14 +76,26 @@ def test_tools_queue_tasks_read_status_and_use_memory(project):
     assert store.notes()[0].body == "Health checks must not touch the DB"
 
 
-def test_memory_added_from_inside_an_attempt_carries_its_provenance(project):
+def test_memory_added_from_inside_an_attempt_carries_its_provenance(project, tmp_path):
+    """Inside an attempt the note goes to its outbox; imported, it is the attempt's."""
+    from clawfleet import memory
+
     store = project.store
     task = store.add_task("Refactor the cache")
     attempt = store.start_attempt(task.id, agent="builtin", base_commit="0" * 40,
                                   branch_for=lambda n: f"claw/{task.id}-{n}")
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
 
     async def calls(session: ClientSession):
-        return _data(await session.call_tool("add_memory", {"text": "Cache TTLs are in seconds"}))
+        return _data(await session.call_tool("add_memory", {"text": "Cache TTLs are in seconds",
+                                                            "tags": ["cache"]}))
 
-    note = drive(project.root, calls, env={"CLAW_TASK_ID": str(task.id), "CLAW_ATTEMPT_ID": str(attempt.id)})
-    assert (note["task_id"], note["attempt_id"]) == (task.id, attempt.id)
+    written = drive(project.root, calls, env={"CLAW_TASK_ID": str(task.id), "CLAW_ATTEMPT_ID": str(attempt.id),
+                                              "CLAW_OUTBOX": str(outbox)})
+    assert written == {"outbox": str(outbox), "text": "Cache TTLs are in seconds", "tags": ["cache"]}
+    assert store.notes() == []
+    assert memory.import_outbox(store, outbox, task_id=task.id, attempt_id=attempt.id).imported == 1
+    note = store.notes()[0]
+    assert (note.body, note.source, note.task_id, note.attempt_id, note.tags) == \
+        ("Cache TTLs are in seconds", "agent", task.id, attempt.id, ["cache"])

@@ -103,8 +103,9 @@ def test_cli_add_search_list_forget_export(project):
 
 
 def test_agents_write_memory_from_their_worktree_while_claw_run_holds_the_db(repo):
-    """The agent runs `claw memory add` in its worktree during `claw run`; the note lands in the
-    main checkout's store with the task and attempt, and the attempt's own lesson follows it."""
+    """The agent runs `claw memory add` in its worktree during `claw run`; the note goes to the
+    attempt's outbox and lands in the main checkout's store, imported with the task and attempt,
+    and the attempt's own lesson follows it."""
     agent = agent_script(repo, "rememberer", f"""
         test "$(pwd)" != "{repo}" || exit 9
         {sys.executable} -m clawfleet memory add "The build needs GNU make 4" --tag build || exit 7
@@ -118,6 +119,8 @@ def test_agents_write_memory_from_their_worktree_while_claw_run_holds_the_db(rep
     task = status_json(repo)[0]
     assert task["state"] == "merged", task
     attempt_id = task["latest_attempt"]["id"]
+    outbox = repo / f".claw/run/attempts/{attempt_id}/outbox/notes.jsonl"
+    assert json.loads(outbox.read_text()) == {"text": "The build needs GNU make 4", "tags": ["build"]}
     notes = {n["source"]: n for n in json.loads(claw(repo, "memory", "list", "--json").stdout)}
     assert notes["agent"]["body"] == "The build needs GNU make 4"
     assert (notes["agent"]["task_id"], notes["agent"]["attempt_id"]) == (task["id"], attempt_id)

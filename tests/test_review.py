@@ -16,9 +16,13 @@ SENSITIVE = [".github/**", "**/migrations/**"]
 def test_risk_parts_add_up_and_say_why():
     small_with_test = [FileStat("app.py", 10, 2), FileStat("tests/test_app.py", 15, 0)]
     assert score(small_with_test, checks_passed=True, sensitive=SENSITIVE).score == 1 + 3
-    risky = score([FileStat(".github/workflows/ci.yml", 5, 1)], checks_passed=False, sensitive=SENSITIVE)
+    risky = score([FileStat("db/migrations/0002.sql", 5, 1)], checks_passed=False, sensitive=SENSITIVE)
     assert risky.score == 25 + 15 + 40
-    assert risky.reasons == ["sensitive: .github/workflows/ci.yml", "code changed without tests", "checks failed"]
+    assert risky.reasons == ["sensitive: db/migrations/0002.sql", "code changed without tests", "checks failed"]
+    # A policy file counts as one, not as sensitive too, and is named for the person to approve.
+    policy = score([FileStat(".github/workflows/ci.yml", 5, 1)], checks_passed=True, sensitive=SENSITIVE)
+    assert (policy.score, policy.policy_files) == (30 + 15, [".github/workflows/ci.yml"])
+    assert policy.reasons == ["policy files: .github/workflows/ci.yml", "code changed without tests"]
     assert score([FileStat("docs/a.md", 3, 0)], checks_passed=None, sensitive=SENSITIVE).reasons == ["no checks ran"]
     big = score([FileStat(f"m{i}.py", 300, 250) for i in range(20)], checks_passed=True, sensitive=SENSITIVE)
     assert big.score <= 100 and "mostly deletions" not in " ".join(big.reasons)
@@ -41,7 +45,8 @@ def test_policy_lands_low_risk_and_asks_a_person_for_the_rest(repo):
     tasks = status_json(repo)
     assert tasks[0]["state"] == "merged"
     assert tasks[1]["state"] == "review"
-    assert "risk 40" in tasks[1]["reason"] and "sensitive: .github/workflows/ci.yml" in tasks[1]["reason"]
+    assert tasks[1]["reason"] == ("a person must approve: it changes policy files: .github/workflows/ci.yml; "
+                                  "risk 45 (policy files: .github/workflows/ci.yml; code changed without tests)")
     events = json.loads(claw(repo, "show", "1", "--json").stdout)["events"]
     assert any(e["kind"] == "attempt.ready" and e["data"]["risk"] <= 30 for e in events)
 

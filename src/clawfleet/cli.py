@@ -251,6 +251,8 @@ def ui() -> None:
 @app.command()
 def show(task_id: TaskId, as_json: JsonOption = False) -> None:
     """Show a task: its body, attempts, check results and history."""
+    from .review import changes_policy, policy_files_of
+
     project = open_project()
     task = project.store.get_task(task_id)
     attempts = project.store.attempts(task_id=task_id)
@@ -259,10 +261,16 @@ def show(task_id: TaskId, as_json: JsonOption = False) -> None:
     for attempt in attempts:
         status = AttemptStatus.read(project.attempt_dir(attempt.id))
         checks[attempt.id] = status.checks if status else []
+    # The latest attempt's policy files, first: a person must approve them. (A landed one's head
+    # is its rebased commit, so base..head would hold what others landed meanwhile.)
+    latest = project.store.latest_attempt(task_id)
+    policy = policy_files_of(project, latest) if latest and latest.state != AttemptState.merged else []
     if as_json:
-        print_json({**asdict(task), "attempts": [{**asdict(a), "checks": checks[a.id]} for a in attempts],
-                     "events": events})
+        print_json({**asdict(task), "policy_files": policy,
+                    "attempts": [{**asdict(a), "checks": checks[a.id]} for a in attempts], "events": events})
         return
+    if policy:
+        console.print(f"[bold red]warning: {escape(changes_policy(policy))}: a person must approve it[/]")
     console.print(f"[bold]task {task.id}[/]: {escape(task.title)}  {_styled(task.state)}")
     console.print(f"kind {task.kind} · importance {task.importance} · priority {task.priority}"
                   + (f" · depends on {', '.join(map(str, task.depends_on))}" if task.depends_on else ""))
@@ -491,6 +499,7 @@ def review(as_json: JsonOption = False) -> None:
 
     if as_json:
         print_json([{**_task_json(project, t, {}), "risk": asdict(risk) if risk else None,
+                     "policy_files": risk.policy_files if risk else [],
                      "ai_review": ai_said(t)[0], "ai_comments": ai_said(t)[1]} for t, risk in waiting])
         return
     if not waiting:

@@ -326,6 +326,37 @@ def diff_stats(repo: Path, base: str, head: str) -> list[FileStat]:
     return stats
 
 
+def changed_paths(repo: Path, base: str, head: str) -> list[str]:
+    """Every path that differs between two commits, unquoted, both sides of a rename (what
+    policy checks need: moving AGENTS.md away changes AGENTS.md)."""
+    # Not -z: its verbatim bytes need not be UTF-8; git's C-style quoting of odd names is ASCII.
+    listed = git("-c", "core.quotePath=true", "diff", "--name-only", "--no-renames", f"{base}..{head}",
+                 cwd=repo).stdout
+    return [_unquote(path) for path in listed.splitlines() if path]
+
+
+_C_ESCAPES = {"a": 7, "b": 8, "t": 9, "n": 10, "v": 11, "f": 12, "r": 13, '"': 34, "\\": 92}
+
+
+def _unquote(path: str) -> str:
+    """A path as git prints it ("a\\303\\251.txt" for a name it quotes), as text."""
+    if not (len(path) >= 2 and path[0] == path[-1] == '"'):
+        return path
+    raw, body, i = bytearray(), path[1:-1], 0
+    while i < len(body):
+        if body[i] == "\\" and i + 1 < len(body):
+            if body[i + 1] in "01234567":
+                raw.append(int(body[i + 1:i + 4], 8) & 0xFF)
+                i += 4
+                continue
+            raw.append(_C_ESCAPES.get(body[i + 1], ord(body[i + 1])))
+            i += 2
+            continue
+        raw += body[i].encode()
+        i += 1
+    return raw.decode("utf-8", "surrogateescape")
+
+
 def diff(repo: Path, base: str, head: str, color: bool = False) -> str:
     return git("diff", "--color=always" if color else "--no-color", f"{base}..{head}",
                cwd=repo).stdout

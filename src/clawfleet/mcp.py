@@ -4,6 +4,9 @@ Any MCP client (Claude Code, Codex, an agent inside the fleet) can queue tasks, 
 status and use the fleet's memory. Tools return plain JSON-able data; a ClawError becomes a
 tool error carrying its message and hint.
 
+Started inside an attempt (an agent's own MCP client), it writes nothing to the store: a note
+goes to the attempt's outbox, as `claw memory add` does there, and queueing a task is refused.
+
     claude mcp add claw -- claw mcp
 """
 
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from .errors import ClawError
@@ -39,12 +43,8 @@ def _note(note) -> dict[str, Any]:
     return {k: v for k, v in asdict(note).items() if v is not None}
 
 
-def _env_id(name: str) -> int | None:
-    """The task or attempt this server runs inside of, when an agent of the fleet started it."""
-    value = os.environ.get(name, "")
-    return int(value) if value.isdigit() else None
-
-
+INSIDE = ("inside an attempt the fleet's tasks and memory are the person's: an agent cannot queue "
+          "a task (a note goes to its outbox)")
 
 
 def build_server(project: Project):
@@ -55,12 +55,14 @@ def build_server(project: Project):
     server = server_class(
         "clawfleet", instructions="Drive a clawfleet: queue coding tasks for its agents, follow them, "
                                   "and read or add to its memory.", log_level="WARNING")
-    store = project.store
+    inside = memory.inside_an_attempt()
 
     @server.tool()
     def add_task(title: str, body: str = "", importance: str = "normal", priority: int = 0,
                  kind: str = "feature", agent: str | None = None) -> dict[str, Any]:
         """Queue a task for the fleet. importance: low, normal, high or critical (drives review)."""
+        if inside:
+            raise ToolError(INSIDE)
         try:
             level = Importance(importance)
         except ValueError:
@@ -70,7 +72,7 @@ def build_server(project: Project):
         try:
             if agent is not None:
                 project.config.agent(agent)
-            task = store.add_task(title.strip(), body=body, kind=kind, agent=agent, priority=priority,
+            task = project.store.add_task(title.strip(), body=body, kind=kind, agent=agent, priority=priority,
                                   importance=level)
         except ClawError as error:
             raise ToolError(str(error)) from None
@@ -84,38 +86,44 @@ def build_server(project: Project):
             states = [TaskState(state)] if state else None
         except ValueError:
             raise ToolError(f"state must be one of {', '.join(s.value for s in TaskState)}") from None
-        return [_task(t) for t in store.list_tasks(states)]
+        return [_task(t) for t in project.store.list_tasks(states)]
 
     @server.tool()
     def task_status(task_id: int) -> dict[str, Any]:
         """One task with its attempts: state, why, the agent's summary, tokens, check results."""
         try:
-            task = store.get_task(task_id)
+            task = project.store.get_task(task_id)
         except ClawError as error:
             raise ToolError(str(error)) from None
         attempts = [{"id": a.id, "number": a.number, "agent": a.agent, "state": str(a.state),
                      "branch": a.branch, "summary": a.summary, "reason": a.reason,
                      "checks_passed": a.checks_passed, "tokens": a.tokens}
-                    for a in store.attempts(task_id=task_id)]
+                    for a in project.store.attempts(task_id=task_id)]
         return {**_task(task), "body": task.body, "feedback": task.feedback, "attempts": attempts}
 
     @server.tool()
     def search_memory(query: str, limit: int = 5) -> list[dict[str, Any]]:
         """The fleet's notes most relevant to some words (BM25), best first, with provenance."""
         try:
-            return [_note(n) for n in memory.search(store, query, max(1, min(limit, 100)))]
+            return [_note(n) for n in memory.search(project.store, query, max(1, min(limit, 100)))]
         except ClawError as error:
             raise ToolError(str(error)) from None
 
     @server.tool()
     def add_memory(text: str, tags: list[str] | None = None, task_id: int | None = None) -> dict[str, Any]:
-        """Remember a note for later prompts: one fact, how to do something, a trap to avoid."""
+        """Remember a note for later prompts: one fact, how to do something, a trap to avoid.
+        Inside an attempt it is kept, as the attempt's, when the attempt ends (task_id is ignored)."""
         if not text.strip():
             raise ToolError("the note is empty")
+        tags = [t for t in tags or [] if t.strip()]
         try:
-            note = store.add_note(text.strip(), source="mcp", tags=[t for t in tags or [] if t.strip()],
-                                  task_id=task_id if task_id is not None else _env_id("CLAW_TASK_ID"),
-                                  attempt_id=_env_id("CLAW_ATTEMPT_ID"))
+            if inside:
+                outbox = os.environ.get(memory.OUTBOX_ENV, "")
+                if not outbox:
+                    raise ClawError(f"inside an attempt notes go to its outbox, but ${memory.OUTBOX_ENV} is not set")
+                note = memory.write_to_outbox(Path(outbox), text, tags)
+                return {"outbox": outbox, "text": note.text, "tags": note.tags}
+            note = project.store.add_note(text.strip(), source="mcp", tags=tags, task_id=task_id)
         except ClawError as error:
             raise ToolError(str(error)) from None
         return _note(note)

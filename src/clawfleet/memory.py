@@ -1,9 +1,14 @@
 """Memory: notes with provenance that people and agents write and that feed later prompts.
 
 Notes live in the project's store (SQLite FTS5, BM25 ranking). A person adds them with
-`claw memory add`, an agent from its worktree the same way or through MCP, and after every
-attempt `learn_from_attempt` keeps what it showed (the agent's summary and the checks' verdict),
-without a model call. `relevant_notes` picks the few that match a task for its prompt.
+`claw memory add`, and after every attempt `learn_from_attempt` keeps what it showed (the
+agent's summary and the checks' verdict), without a model call. `relevant_notes` picks the few
+that match a task for its prompt.
+
+Agents never write the store. Inside an attempt `claw memory add` (or MCP's add_memory) appends
+the note to the attempt's outbox, `$CLAW_OUTBOX/notes.jsonl`, one JSON object a line
+({"text": ..., "tags": [...]}); when the attempt ends the orchestrator imports it with
+`import_outbox`: validated, with the attempt's provenance attached, never the file's.
 
     >>> store.add_note("The API tests need REDIS_URL set", tags=["tests"])
     >>> [n.body for n in search(store, "why do the API tests fail")]
@@ -11,10 +16,15 @@ without a model call. `relevant_notes` picks the few that match a task for its p
 
 from __future__ import annotations
 
+import errno
+import json
 import logging
 import os
+import stat
 import time
-from collections.abc import Iterable, Sequence
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -303,3 +313,177 @@ def describe_provenance(note: Note) -> str:
     if note.tags:
         bits.append("tags: " + " ".join(note.tags))
     return ", ".join(bits)
+
+
+# -- the outbox: notes an agent leaves, imported by clawfleet ---------------------------------
+
+OUTBOX_ENV = "CLAW_OUTBOX"       # names the attempt's outbox folder inside an attempt
+OUTBOX_DIR = "outbox"            # in the attempt folder
+OUTBOX_NOTES = "notes.jsonl"
+NOTE_MAX_CHARS = 4000
+NOTE_MAX_TAGS = 8
+TAG_MAX_CHARS = 40
+OUTBOX_MAX_NOTES = 50            # per attempt
+OUTBOX_MAX_BYTES = 256 * 1024
+OUTBOX_MAX_PROBLEMS = 20         # reported; past them the rest of the outbox is dropped
+_ATTEMPT_ENV = ("CLAW_ATTEMPT_ID", "CLAW_TASK_ID", OUTBOX_ENV)
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")  # reorder what a person reads
+
+
+@dataclass
+class OutboxNote:
+    text: str
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class OutboxReading:
+    notes: list[OutboxNote]
+    problems: list[str]          # "line 3: not JSON", or one for the whole outbox
+    imported: int = 0
+
+
+def inside_an_attempt(env: Mapping[str, str] = os.environ) -> bool:
+    """Whether this process runs for an attempt (the runner sets these for its agent)."""
+    return any(env.get(name) for name in _ATTEMPT_ENV)
+
+
+def _bad_character(text: str) -> str | None:
+    for char in text:
+        if char in "\n\t":
+            continue
+        if unicodedata.category(char) in ("Cc", "Cs") or char in _BIDI:
+            return f"U+{ord(char):04X}"
+    return None
+
+
+def check_note(text: Any, tags: Any = None) -> OutboxNote:
+    """A note as an agent may leave it, or a ClawError saying what is wrong with it."""
+    if not isinstance(text, str):
+        raise ClawError("a note's text must be a string")
+    text = text.replace("\r\n", "\n").strip()
+    if not text:
+        raise ClawError("the note is empty")
+    if len(text) > NOTE_MAX_CHARS:
+        raise ClawError(f"the note is too long ({len(text)} characters, at most {NOTE_MAX_CHARS})",
+                        hint="keep one fact per note")
+    bad = _bad_character(text)
+    if bad:
+        raise ClawError(f"the note holds a control character ({bad})", hint="plain text, lines and tabs only")
+    if tags is None:
+        tags = []
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise ClawError("a note's tags must be a list of strings")
+    tags = [t.strip() for t in tags if t.strip()]
+    if len(tags) > NOTE_MAX_TAGS:
+        raise ClawError(f"a note has at most {NOTE_MAX_TAGS} tags")
+    for tag in tags:
+        if len(tag) > TAG_MAX_CHARS or len(tag.split()) > 1 or _bad_character(tag):
+            raise ClawError(f"a tag is one word of at most {TAG_MAX_CHARS} characters: {tag[:TAG_MAX_CHARS]!r}")
+    return OutboxNote(text, tags)
+
+
+def write_to_outbox(outbox: Path, text: str, tags: Sequence[str] = ()) -> OutboxNote:
+    """Append a note to the attempt's outbox (what `claw memory add` does inside an attempt)."""
+    note = check_note(text, list(tags))
+    line = (json.dumps({"text": note.text, "tags": note.tags}, ensure_ascii=False) + "\n").encode()
+    try:
+        fd = os.open(outbox / OUTBOX_NOTES, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as error:
+        raise ClawError(f"cannot write to this attempt's outbox {outbox}: {error.strerror}",
+                        hint=f"${OUTBOX_ENV} names a folder clawfleet made for the attempt") from None
+    try:
+        held = os.fstat(fd).st_size
+        if held + len(line) > OUTBOX_MAX_BYTES:
+            raise ClawError(f"this attempt's outbox is full ({OUTBOX_MAX_BYTES // 1024} KiB)",
+                            hint="keep the few notes that matter most")
+        with open(outbox / OUTBOX_NOTES, "rb") as existing:
+            if existing.read(OUTBOX_MAX_BYTES).count(b"\n") >= OUTBOX_MAX_NOTES:
+                raise ClawError(f"an attempt leaves at most {OUTBOX_MAX_NOTES} notes",
+                                hint="keep the few that matter most")
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+    return note
+
+
+def read_outbox(outbox: Path) -> OutboxReading:
+    """The valid notes of an outbox and what was wrong with the rest. Nothing is followed: a
+    symlinked outbox or notes file, or anything but a regular file, is refused whole, as is
+    one over OUTBOX_MAX_BYTES or not UTF-8; a bad line costs only that note."""
+    try:
+        folder = os.open(outbox, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return OutboxReading([], [])
+    except OSError as error:
+        why = "is a symlink" if error.errno == errno.ELOOP or outbox.is_symlink() else \
+            f"cannot be read ({error.strerror})"
+        return OutboxReading([], [f"the outbox {why}: refused"])
+    try:
+        try:
+            fd = os.open(OUTBOX_NOTES, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=folder)
+        except FileNotFoundError:
+            return OutboxReading([], [])
+        except OSError as error:
+            why = "is a symlink" if error.errno == errno.ELOOP else f"cannot be read ({error.strerror})"
+            return OutboxReading([], [f"{OUTBOX_NOTES} {why}: refused"])
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                return OutboxReading([], [f"{OUTBOX_NOTES} is not a regular file: refused"])
+            data = handle.read(OUTBOX_MAX_BYTES + 1)
+    finally:
+        os.close(folder)
+    if len(data) > OUTBOX_MAX_BYTES:
+        return OutboxReading([], [f"{OUTBOX_NOTES} is over {OUTBOX_MAX_BYTES // 1024} KiB: refused"])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return OutboxReading([], [f"{OUTBOX_NOTES} is not UTF-8 (byte {error.start}): refused"])
+    notes: list[OutboxNote] = []
+    problems: list[str] = []
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        if len(notes) >= OUTBOX_MAX_NOTES or len(problems) >= OUTBOX_MAX_PROBLEMS:
+            problems.append(f"line {number} on: dropped (an attempt leaves at most {OUTBOX_MAX_NOTES} "
+                            f"notes, {OUTBOX_MAX_PROBLEMS} bad lines)")
+            break
+        try:
+            notes.append(_note_from_line(line))
+        except ClawError as error:
+            problems.append(f"line {number}: {error.message}")
+    return OutboxReading(notes, problems)
+
+
+def _note_from_line(line: str) -> OutboxNote:
+    try:
+        data = json.loads(line)
+    except (ValueError, RecursionError):
+        raise ClawError("not JSON") from None
+    if not isinstance(data, dict):
+        raise ClawError("not a JSON object")
+    unknown = sorted(repr(key)[:40] for key in set(data) - {"text", "tags"})
+    if unknown:
+        raise ClawError(f"unknown keys {', '.join(unknown[:5])}: a note has text and tags; "
+                        "who wrote it, and for which task, is clawfleet's to say")
+    return check_note(data.get("text"), data.get("tags"))
+
+
+def import_outbox(store: Store, outbox: Path, *, task_id: int, attempt_id: int,
+                  tags: Sequence[str] = ()) -> OutboxReading:
+    """Add an ended attempt's outbox notes to memory as the agent's, for its task and attempt
+    (plus `tags`). Importing twice (an orchestrator that died meanwhile) adds nothing twice."""
+    reading = read_outbox(outbox)
+    have = {n.body for n in store.notes(task_id=task_id) if n.attempt_id == attempt_id and n.source == "agent"}
+    for note in reading.notes:
+        if note.text in have:
+            continue
+        try:
+            store.add_note(note.text, source="agent", task_id=task_id, attempt_id=attempt_id,
+                           tags=list(dict.fromkeys([*note.tags, *tags])))
+        except ClawError as error:
+            reading.problems.append(f"a note could not be kept: {error.message}")
+            break
+        have.add(note.text)
+        reading.imported += 1
+    return reading

@@ -19,6 +19,7 @@ from .sandbox import resolve as resolve_sandbox
 from .models import Attempt, AttemptState, TaskState
 from .procs import ChildGroups
 from .project import Project
+from .review import approved_by_a_person, changes_policy, policy_files_of
 from .workspace import WorkspacePool, prepare_integration
 
 INTEGRATION = "integration"
@@ -126,6 +127,12 @@ class MergeQueue:
         when the stacked checks fail, the batch is split in halves and each half tried on its
         own (bisection), so one culprit costs about log2(K) extra check runs, not K.
         """
+        unapproved = [(a, files) for a in attempts if (files := self._policy_without_a_person(a))]
+        if unapproved:
+            refused = [self._bounce(a, f"{changes_policy(files)}, and no person approved it: nothing "
+                                       "landed (its branch keeps the work)") for a, files in unapproved]
+            rest = [a for a in attempts if a.id not in {b.id for b, _ in unapproved}]
+            return refused + (self.land_batch(rest) if rest else [])
         target = self.config.fleet.target
         for _ in range(CAS_RETRIES):
             blocked = self._target_checkout_blocked(target)
@@ -170,6 +177,13 @@ class MergeQueue:
             return results
         return [LandResult(a.task_id, "waiting", f"the target branch kept moving; tried {CAS_RETRIES} times")
                 for a in attempts]
+
+    def _policy_without_a_person(self, attempt: Attempt) -> list[str]:
+        """The policy files the attempt changes when no person approved it ([] otherwise): the
+        last word on them, whatever path approved it (review.decide keeps them from policies
+        and the AI reviewer; this catches any other)."""
+        files = policy_files_of(self.project, attempt)
+        return files if files and not approved_by_a_person(self.store, attempt) else []
 
     def _check(self, integration: Path, stacked: list[tuple[Attempt, str]], tip: str) -> str | None:
         """Run the checks on the stacked result; None when they pass (or need not run)."""

@@ -24,7 +24,7 @@ from .models import Attempt, AttemptState, Task, TaskState
 from .procs import PidLock
 from .project import Project
 from .prompt import render_prompt
-from .review import Decision, after_ai_review, decide, risk_of
+from .review import Decision, after_ai_review, decide, policy_files_of, risk_of
 from .risk import Risk
 from .runner import AttemptSpec, AttemptStatus, read_progress
 from .scheduler import for_project
@@ -339,6 +339,7 @@ class Orchestrator:
 
     def _finish(self, attempt: Attempt, status: AttemptStatus) -> None:
         task = self.store.get_task(attempt.task_id)
+        self._import_notes(task, attempt, self.project.attempt_dir(attempt.id) / memory.OUTBOX_DIR)
         if status.outcome in (AttemptState.failed, AttemptState.cancelled, AttemptState.crashed):
             # An agent refused by the gateway often ends by itself, before it is stopped.
             refusal = self.store.budget_refusal(attempt.id)
@@ -364,6 +365,17 @@ class Orchestrator:
             self._decide(task, attempt, status, "attempt.kept", {"best_of": ranking})
             return
         self._decide(task, attempt, status, f"attempt.{status.outcome}", {})
+
+    def _import_notes(self, task: Task, attempt: Attempt, outbox: Path, tags: tuple[str, ...] = ()) -> None:
+        """The notes an agent left in its outbox into memory, validated, with the attempt's
+        provenance; what was refused is an event (the attempt goes on as if it had none)."""
+        reading = memory.import_outbox(self.store, outbox, task_id=task.id, attempt_id=attempt.id, tags=tags)
+        if reading.problems:
+            self.store.record_event("memory.outbox_refused", task_id=task.id, attempt_id=attempt.id,
+                                    problems=reading.problems, imported=reading.imported)
+            self.on_event(f"task {task.id}: attempt {attempt.number}'s outbox: refused "
+                          f"{reading.problems[0]}" + (f" (+{len(reading.problems) - 1} more)"
+                                                      if len(reading.problems) > 1 else ""))
 
     def _learn(self, task: Task, attempt: Attempt, status: AttemptStatus) -> None:
         """Keep what an ended attempt showed as a memory note (`[memory] learn`)."""
@@ -483,6 +495,7 @@ class Orchestrator:
             if decided:  # a person (or a cancel) was quicker: the verdict no longer matters
                 self.store.update_attempt(attempt.id, ai_review="late")
                 continue
+            self._import_notes(task, attempt, review_dir / reviewer.AGENT_DIR / memory.OUTBOX_DIR, ("review",))
             if isinstance(result, ClawError):
                 self._ai_review_failed(task, attempt, result)
                 continue
@@ -497,7 +510,7 @@ class Orchestrator:
 
     def _after_ai_review(self, task: Task, attempt: Attempt, verdict: reviewer.Verdict) -> None:
         attempts_so_far = len(self.store.attempts(task_id=task.id))
-        decision = after_ai_review(verdict, attempts_so_far, self.config)
+        decision = after_ai_review(verdict, attempts_so_far, self.config, policy_files_of(self.project, attempt))
         self.on_event(f"task {task.id}: {verdict.describe()}")
         if decision.task_state == TaskState.approved:
             self.store.finish_attempt(attempt.id, AttemptState.approved, "attempt.approved",

@@ -32,6 +32,13 @@ def decide(task: Task, status: AttemptStatus, attempts_so_far: int, config: Conf
            risk: Risk | None = None) -> Decision:
     """Where a task goes once an attempt has ended with `status` (and its diff scored `risk`)."""
     outcome = status.outcome
+    if outcome == AttemptState.ready and risk is not None and risk.policy_files:
+        # Whatever its importance or score: the AI reviewer may comment, a person decides.
+        needs = f"a person must approve: {changes_policy(risk.policy_files)}"
+        ai_limit = config.review.ai_max_risk.get(task.importance)
+        if config.review.ai_reviewer and ai_limit is not None and risk.score <= ai_limit:
+            return Decision(TaskState.review, f"{needs} (the AI reviewer comments first)", ai_review=True)
+        return Decision(TaskState.review, f"{needs}; {risk.describe()}")
     if outcome == AttemptState.ready:
         if task.importance in config.review.auto_approve:
             return Decision(TaskState.approved, "auto-approved: checks passed and importance is "
@@ -59,7 +66,28 @@ def risk_of(project: Project, base: str, head: str, checks_passed: bool | None) 
     from .risk import score
 
     return score(git.diff_stats(project.root, base, head), checks_passed=checks_passed,
-                 sensitive=project.config.review.sensitive)
+                 sensitive=project.config.review.sensitive, changed=git.changed_paths(project.root, base, head))
+
+
+def policy_files_of(project: Project, attempt: Attempt) -> list[str]:
+    """The policy files an attempt's change touches ([] before it has a head commit)."""
+    from . import git
+    from .risk import policy_files
+
+    if not attempt.head_commit:
+        return []
+    return policy_files(git.changed_paths(project.root, attempt.base_commit, attempt.head_commit))
+
+
+def changes_policy(files: list[str]) -> str:
+    return "it changes policy files: " + ", ".join(files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
+
+
+def approved_by_a_person(store: Store, attempt: Attempt) -> bool:
+    """Whether the attempt's latest approval was a person's (`approve`), not a policy's or the AI's."""
+    approvals = [e for e in store.events(task_id=attempt.task_id, kinds=["attempt.approved"])
+                 if e["attempt_id"] == attempt.id]
+    return bool(approvals) and approvals[-1]["data"].get("person") is True
 
 
 def needs_a_person_first(project: Project, tasks: list[Task]) -> list[tuple[Task, Risk | None]]:
@@ -71,9 +99,11 @@ def needs_a_person_first(project: Project, tasks: list[Task]) -> list[tuple[Task
         if attempt and attempt.head_commit:
             risk = risk_of(project, attempt.base_commit, attempt.head_commit, attempt.checks_passed)
         scored.append((task, risk))
-    # What the AI reviewer is still reading comes last: its verdict may spare the person.
+    # Policy changes come first: they wait for a person whatever happens. What the AI reviewer
+    # is still reading comes last: its verdict may spare the person.
     reviewing = {a.task_id for a in project.store.attempts(ai_review="running")}
-    scored.sort(key=lambda pair: (pair[0].id in reviewing, -pair[0].importance.rank,
+    scored.sort(key=lambda pair: (not (pair[1] and pair[1].policy_files), pair[0].id in reviewing,
+                                  -pair[0].importance.rank,
                                   -(pair[1].score if pair[1] else 0), -pair[0].priority, pair[0].id))
     return scored
 
@@ -103,10 +133,12 @@ def _waited(attempt: Attempt) -> float:
 
 
 def approve(store: Store, task_id: int, by: str = "person") -> Attempt:
+    """A person's approval (from the CLI, the board, a chat or the webhook): the only kind that
+    lets a change to policy files land (the merge queue checks `person` in its event)."""
     attempt = attempt_to_review(store, task_id)
     return store.finish_attempt(attempt.id, AttemptState.approved, "attempt.approved",
                                 task_state=TaskState.approved, task_reason=f"approved by {by}",
-                                event_data={"waited_s": _waited(attempt)})
+                                event_data={"waited_s": _waited(attempt), "by": by, "person": True})
 
 
 def reject(project: Project, task_id: int, feedback: str | None = None) -> Attempt:
@@ -151,8 +183,13 @@ def cancel(project: Project, task_id: int) -> None:
         release_worktree(project, attempt)
 
 
-def after_ai_review(verdict, attempts_so_far: int, config: Config) -> Decision:
-    """Where the AI reviewer's verdict sends a task that waits in review."""
+def after_ai_review(verdict, attempts_so_far: int, config: Config,
+                    policy_files: list[str] = ()) -> Decision:
+    """Where the AI reviewer's verdict sends a task that waits in review. Its approval of a
+    change to policy files is a comment: a person decides."""
+    if verdict.verdict == "approve" and policy_files:
+        return Decision(TaskState.review, f"{verdict.describe()}; a person decides: "
+                                          f"{changes_policy(list(policy_files))}")
     if verdict.verdict == "approve":
         return Decision(TaskState.approved, verdict.describe(), auto_approved=True)
     if verdict.verdict == "revise" and attempts_so_far < config.fleet.max_attempts:

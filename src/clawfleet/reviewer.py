@@ -12,6 +12,10 @@ attempt folder's `review/`):
     review.json     what to review (written by the orchestrator)    prompt-0.md   the prompt
     reviewer.pid    this process                                     agent.log     its output
     checkout/       the throwaway checkout, removed at the end       verdict.json  written last
+    agent/          the reviewer agent's own folder: its summary, home and outbox (notes)
+The agent is as untrusted as the one it reviews: it gets only `agent/` (and the checkout), never
+the folder clawfleet's own files are in; this process parses its final message, and the
+orchestrator validates verdict.json again before acting on it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
@@ -35,6 +40,10 @@ from .runner import point_at_gateway, write_json
 DIFF_LIMIT = 30_000
 VERDICTS = ("approve", "revise", "reject")
 REVIEWER_MODULE = "clawfleet.reviewer"
+AGENT_DIR = "agent"                 # in REVIEW_DIR: the reviewer agent's folder
+VERDICT_MAX_BYTES = 256 * 1024
+MAX_COMMENTS = 20
+COMMENT_MAX_CHARS = 2000
 
 REVIEW_PROMPT = """\
 You review a change that a coding agent made for the task below, before it lands on the main
@@ -68,19 +77,63 @@ class Verdict:
         return f"AI reviewer: {self.verdict}" + (": " + "; ".join(self.comments) if self.comments else "")
 
 
+def _plain(text: str) -> str:
+    """A comment as a person reads it: no control characters (terminal escapes), bounded."""
+    kept = "".join(c if c == "\n" or c.isprintable() else " " for c in text)
+    return kept[:COMMENT_MAX_CHARS]
+
+
+def verdict_from(data: Any) -> Verdict | None:
+    """A verdict from parsed JSON, or None when it is not one: {"verdict": one of VERDICTS,
+    "comments": a list (or one string)}. Comments are bounded in number and length."""
+    if not isinstance(data, dict) or not isinstance(data.get("verdict"), str) or data["verdict"] not in VERDICTS:
+        return None
+    comments = data.get("comments")
+    if comments is None:
+        comments = []
+    elif isinstance(comments, str):
+        comments = [comments]
+    elif not isinstance(comments, list):
+        return None
+    kept = [_plain(str(c)) for c in comments if isinstance(c, (str, int, float)) and not isinstance(c, bool)]
+    return Verdict(data["verdict"], [c for c in kept if c.strip()][:MAX_COMMENTS])
+
+
 def parse_verdict(text: str) -> Verdict:
     # The last JSON object that is a verdict: a CLI's final message may think aloud before it.
     decoder = json.JSONDecoder()
     for start in reversed([i for i, char in enumerate(text) if char == "{"]):
         try:
             data, _ = decoder.raw_decode(text, start)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
-        if isinstance(data, dict) and data.get("verdict") in VERDICTS:
-            comments = data.get("comments") or []
-            return Verdict(data["verdict"],
-                           [str(c) for c in comments] if isinstance(comments, list) else [str(comments)])
+        verdict = verdict_from(data)
+        if verdict is not None:
+            return verdict
     raise ClawError("the AI reviewer did not reply with a verdict", hint=f"its reply began: {text[:200]!r}")
+
+
+def read_verdict(review_dir: Path) -> Verdict | ClawError:
+    """verdict.json as the orchestrator trusts it: a regular file (no symlink followed), small,
+    a verdict or an error message; anything else is a failed review, left to a person."""
+    ended = ClawError("the AI reviewer's process ended without a verdict",
+                      hint=f"see {review_dir / 'reviewer.out'}")
+    try:
+        fd = os.open(review_dir / "verdict.json", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return ended
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return ended
+        raw = handle.read(VERDICT_MAX_BYTES + 1)
+    try:
+        data = json.loads(raw) if len(raw) <= VERDICT_MAX_BYTES else None
+    except (ValueError, RecursionError):
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("error"), str):
+        return ClawError(_plain(data["error"]))
+    return verdict_from(data) or ClawError("the AI reviewer's verdict file is not a verdict",
+                                           hint=f"see {review_dir / 'verdict.json'}")
 
 
 @dataclass
@@ -163,14 +216,7 @@ class Reviews:
             del self._children[attempt_id]
         elif self._alive(review_dir):
             return Reviewing()
-        try:
-            data = json.loads((review_dir / "verdict.json").read_text())
-        except (OSError, ValueError):
-            return ClawError("the AI reviewer's process ended without a verdict",
-                             hint=f"see {review_dir / 'reviewer.out'}")
-        if data.get("error"):
-            return ClawError(data["error"])
-        return Verdict(data["verdict"], data.get("comments") or [])
+        return read_verdict(review_dir)
 
     def stop(self, attempt_id: int, review_dir: Path) -> None:
         proc = self._children.pop(attempt_id, None)
@@ -225,7 +271,7 @@ def _run_in_a_checkout(spec: ReviewSpec, agent_config: dict[str, Any], review_di
     try:
         outcome = agent.run(AgentJob(
             task_id=spec.task_id, attempt_id=spec.attempt_id, agent_name=spec.agent_name,
-            workspace=checkout, attempt_dir=review_dir, prompt=spec.prompt, prompt_file=prompt_file,
+            workspace=checkout, attempt_dir=_agent_dir(review_dir), prompt=spec.prompt, prompt_file=prompt_file,
             log=review_dir / "agent.log", deadline=spec.deadline,
             children=ChildGroups(review_dir / "children"), project_root=root))
     finally:
@@ -236,9 +282,22 @@ def _run_in_a_checkout(spec: ReviewSpec, agent_config: dict[str, Any], review_di
     return outcome.summary
 
 
+def _agent_dir(review_dir: Path) -> Path:
+    """The reviewer agent's folder, with its outbox: like any agent it never writes the store
+    (`claw memory add` there goes to the outbox; the orchestrator imports it)."""
+    from .memory import OUTBOX_DIR, OUTBOX_ENV
+
+    folder = review_dir / AGENT_DIR
+    (folder / OUTBOX_DIR).mkdir(parents=True, exist_ok=True)
+    os.environ[OUTBOX_ENV] = str(folder / OUTBOX_DIR)
+    return folder
+
+
 def main(argv: list[str]) -> int:
     review_dir = Path(argv[0]).resolve()
     spec = ReviewSpec.load(review_dir)
+    os.environ["CLAW_TASK_ID"] = str(spec.task_id)
+    os.environ["CLAW_ATTEMPT_ID"] = str(spec.attempt_id)
     try:
         agent = _agent_config(spec)
         if agent.get("kind", "builtin") == "builtin":

@@ -11,6 +11,7 @@ Files in the attempt folder:
     agent.log       the agent's output          checks/        one log per check run
     prompt-N.md     the prompt of round N       progress.json  phase and tokens, while running
     children        process groups to kill      status.json    the outcome, written last
+    outbox/         notes the agent leaves ($CLAW_OUTBOX), imported by the orchestrator
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from .agents import AgentJob, make_agent
 from .checks import CheckResult, all_passed, describe_failure, run_checks
 from .containment import Reach, contain
 from .errors import ClawError
+from .memory import OUTBOX_DIR, OUTBOX_ENV
 from .models import AttemptState, Importance, Task
 from .procs import ChildGroups
 from .prompt import render_prompt
@@ -200,9 +202,13 @@ class Runner:
             if failure:
                 return failure
         task = _task_from(spec.task)
-        # Every agent (and the `claw memory add` it runs) knows which attempt it is.
+        # Every agent (and the `claw memory add` it runs) knows which attempt it is, and leaves
+        # its notes in the outbox, which the orchestrator imports: agents never write the store.
         os.environ["CLAW_TASK_ID"] = str(task.id)
         os.environ["CLAW_ATTEMPT_ID"] = str(spec.attempt_id)
+        outbox = self.dir / OUTBOX_DIR
+        outbox.mkdir(exist_ok=True)
+        os.environ[OUTBOX_ENV] = str(outbox)
         agent_kind = spec.agent.get("kind", "builtin")
         skills.install(Path(spec.project_root), self.worktree, agent_kind)
         agent = self.agent = make_agent(spec.agent_name, through_gateway(spec))

@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .. import memory
-from ..errors import UsageError
+from ..errors import ClawError, UsageError
 from ..models import Note
 from ._common import JsonOption, ago, console, open_project, print_json
 
@@ -23,41 +23,56 @@ app = typer.Typer(no_args_is_help=True, help="The fleet's memory: notes with pro
 TagOption = Annotated[Optional[list[str]], typer.Option("--tag", "-t", help="A tag (one word). Repeatable.")]
 
 
-def _env_int(name: str) -> int | None:
-    value = os.environ.get(name, "")
-    return int(value) if value.isdigit() else None
-
-
 @app.command("add")
 def add(
     text: Annotated[str, typer.Argument(help="What to remember; '-' reads it from standard input.")],
     tag: TagOption = None,
-    task: Annotated[Optional[int], typer.Option(help="The task it is about (default: $CLAW_TASK_ID, set inside an attempt).")] = None,
-    attempt: Annotated[Optional[int], typer.Option(help="The attempt it came from (default: $CLAW_ATTEMPT_ID).")] = None,
-    source: Annotated[Optional[str], typer.Option(help=f"Who wrote it: {', '.join(memory.SOURCES)} (default: agent inside an attempt, else person).")] = None,
+    task: Annotated[Optional[int], typer.Option(help="The task it is about (inside an attempt: always the attempt's).")] = None,
+    attempt: Annotated[Optional[int], typer.Option(help="The attempt it came from (inside an attempt: always that one).")] = None,
+    source: Annotated[Optional[str], typer.Option(help=f"Who wrote it: {', '.join(memory.SOURCES)} (default: person; inside an attempt: agent).")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Remember a note. Inside an attempt it is tagged with the task and attempt automatically."""
+    """Remember a note. Inside an attempt it goes to the attempt's outbox, and clawfleet keeps it
+    with the task and attempt when the attempt ends."""
     if text == "-":
         text = typer.get_text_stream("stdin").read()
     if not text.strip():
         raise UsageError("the note is empty", hint='claw memory add "what you learned"')
-    in_attempt = _env_int("CLAW_ATTEMPT_ID") is not None
-    source = source or ("agent" if in_attempt else "person")
-    if source not in memory.SOURCES:
-        raise UsageError(f"unknown source '{source}'", hint=f"use one of: {', '.join(memory.SOURCES)}")
     tags = [t.strip() for t in tag or [] if t.strip()]
     if any(len(t.split()) > 1 for t in tags):
         raise UsageError("a tag is one word", hint="use --tag twice for two tags")
+    if memory.inside_an_attempt():
+        _add_to_outbox(text, tags, claimed=task is not None or attempt is not None or source not in (None, "agent"),
+                       as_json=as_json)
+        return
+    source = source or "person"
+    if source not in memory.SOURCES:
+        raise UsageError(f"unknown source '{source}'", hint=f"use one of: {', '.join(memory.SOURCES)}")
     project = open_project()
     note = project.store.add_note(
         text.strip(), source=source, tags=tags,
-        task_id=task if task is not None else _env_int("CLAW_TASK_ID"),
-        attempt_id=attempt if attempt is not None else _env_int("CLAW_ATTEMPT_ID"))
+        task_id=task, attempt_id=attempt)
     if as_json:
         print_json(asdict(note))
     else:
         console.print(f"remembered note {note.id}")
+
+
+def _add_to_outbox(text: str, tags: list[str], *, claimed: bool, as_json: bool) -> None:
+    """An agent's note: into its attempt's outbox, never the store (which it may not write)."""
+    if claimed:
+        raise UsageError("inside an attempt a note's task, attempt and source are clawfleet's",
+                         hint="drop --task, --attempt and --source: the note is kept as this attempt's")
+    outbox = os.environ.get(memory.OUTBOX_ENV, "")
+    if not outbox:
+        raise ClawError(f"inside an attempt notes go to its outbox, but ${memory.OUTBOX_ENV} is not set",
+                        hint="clawfleet sets it for the agent; outside an attempt, unset CLAW_ATTEMPT_ID "
+                             "and CLAW_TASK_ID")
+    note = memory.write_to_outbox(Path(outbox), text, tags)
+    if as_json:
+        print_json({"outbox": outbox, "text": note.text, "tags": note.tags})
+    else:
+        console.print("noted: clawfleet adds it to memory when this attempt ends")
 
 
 @app.command("search")
