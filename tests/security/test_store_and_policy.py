@@ -453,3 +453,27 @@ def test_the_merge_queue_rechecks_with_the_persons_checks_not_the_rebased_trees(
     assert status_json(repo)[0]["state"] == "merged"       # rebased onto task 2, re-checked, landed
     checks_run = list((repo / ".claw/run/attempts/1/checks").glob("merge-*"))
     assert checks_run and not marker.exists()
+
+
+def test_a_fix_round_imports_nothing_from_the_worktree_when_the_runner_starts_without_the_zygote(repo):
+    """A runner started as `python -m clawfleet.runner` in the worktree had the worktree first on
+    sys.path: a `jinja2.py` the agent wrote there ran, unsandboxed, when the fix round rendered
+    its prompt."""
+    from clawfleet.executors.local import LocalExecutor
+    from clawfleet.orchestrator import Orchestrator
+
+    marker = repo.parent / "hijacked-import-ran"
+    agent = agent_script(repo, "plants", f"""
+        if grep -q "fix round" "$CLAW_PROMPT_FILE"; then echo fixed > fixed.txt
+        else printf 'open("{marker}", "w").write("ran")\\nraise ImportError("planted")\\n' > jinja2.py; fi
+        """)
+    configure(repo, {"plants": agent}, checks=["test -f fixed.txt"], fix_rounds=1)
+    claw(repo, "add", "Fix it", "--importance", "low")
+    project = Project(repo)
+    orchestrator = Orchestrator(project)
+    orchestrator.executor.close()
+    orchestrator.executor = LocalExecutor(fork=False, on_exit=orchestrator.wake)
+    orchestrator.run()
+    assert not marker.exists()
+    task = status_json(repo)[0]
+    assert task["state"] == "merged", task           # the fix round ran and the fleet went on

@@ -44,7 +44,9 @@ class LocalExecutor:
             pid, started = forked
         else:
             with open(attempt_dir / "runner.out", "ab") as out:
-                proc = subprocess.Popen([sys.executable, "-m", RUNNER_MODULE, str(attempt_dir)],
+                # -P: not the worktree (its cwd) first on sys.path, or a module the agent wrote
+                # there would be imported by the runner, unsandboxed (a fix round's jinja2).
+                proc = subprocess.Popen([sys.executable, "-P", "-m", RUNNER_MODULE, str(attempt_dir)],
                                         cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
                                         stderr=subprocess.STDOUT, start_new_session=True)
             self._children[attempt_id] = proc
