@@ -207,8 +207,9 @@ def test_a_missing_acp_program_fails_with_how_to_install_it(repo):
     empty = repo.parent / "empty-bin"
     empty.mkdir()
     env = {"PATH": f"{empty}:/usr/bin:/bin", "CLAW_AGENT_BIN_DIR": str(empty)}
-    assert claw(repo, "run", env=env).returncode == 0
-    reason = status_json(repo)[0]["reason"]
+    result = claw(repo, "run", env=env)   # refused before anything starts
+    assert result.returncode == 1 and status_json(repo)[0]["state"] == "queued"
+    reason = " ".join(result.stderr.split())
     assert "agent 'g' (kind acp): program 'gemini' not found" in reason
     assert "npm install -g @google/gemini-cli" in reason
 

@@ -371,8 +371,9 @@ def test_a_missing_program_fails_with_how_to_install_it(repo, kind, package):
     empty = repo.parent / "empty-bin"
     empty.mkdir()
     env = {"PATH": f"{empty}:/usr/bin:/bin", "CLAW_AGENT_BIN_DIR": str(empty)}
-    assert claw(repo, "run", env=env).returncode == 0
-    reason = status_json(repo)[0]["reason"]
+    result = claw(repo, "run", env=env)   # refused before anything starts
+    assert result.returncode == 1 and status_json(repo)[0]["state"] == "queued"
+    reason = " ".join(result.stderr.split())
     assert f"agent 'mine' (kind {kind}): program '{kind}' not found" in reason
     assert (package if kind == "aider" else f"npm install -g {package}") in reason
 
@@ -387,9 +388,9 @@ def test_an_unset_api_key_variable_is_named(repo):
         binary = "/bin/true"
         """)
     claw(repo, "add", "anything")
-    assert claw(repo, "run").returncode == 0
-    reason = status_json(repo)[0]["reason"]
-    assert "$CLAW_TEST_UNSET_KEY (its api_key_env) is not set" in reason
+    result = claw(repo, "run")   # refused before anything starts
+    assert result.returncode == 1 and status_json(repo)[0]["state"] == "queued"
+    assert "$CLAW_TEST_UNSET_KEY (its api_key_env) is not set" in " ".join(result.stderr.split())
 
 
 def test_claw_agents_lists_kinds_installed_and_versions(repo):

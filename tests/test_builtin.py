@@ -147,8 +147,7 @@ def test_no_model_configured_fails_with_the_fix(repo):
     claw(repo, "add", "anything")
     env = {k: "" for k in ("CLAW_MODEL", "OPENAI_MODEL", "ANTHROPIC_MODEL", "OPENAI_API_KEY",
                            "ANTHROPIC_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_BASE_URL")}
-    assert claw(repo, "run", env=env).returncode == 0
-    task = status_json(repo)[0]
-    assert task["state"] == "failed"
-    assert "no model configured for agent 'builtin'" in task["reason"]
-    assert "fake-llm" in task["reason"]
+    result = claw(repo, "run", env=env)   # refused before anything starts
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "no model configured for agent 'builtin'" in result.stderr and "fake-llm" in result.stderr
+    assert status_json(repo)[0]["state"] == "queued"

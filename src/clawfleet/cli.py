@@ -385,10 +385,29 @@ def run(
     _print_run_summary(project, started)
 
 
+def _refuse_unready_agents(project: Project) -> None:
+    """Before anything starts: every agent the queued tasks will use can run here, or one clear
+    error says which cannot and what to do (nothing is started, every task stays queued)."""
+    from .agents import readiness
+
+    default = project.config.fleet.default_agent
+    names = sorted({name for task in project.store.list_tasks([TaskState.queued])
+                    for name in task.attempt_agents(default)})
+    unready = [r for r in (readiness(project.config, name) for name in names) if not r.ready]
+    if unready:
+        raise ClawError("; ".join(f"agent '{r.name}' ({r.kind}) cannot run: {r.how}" for r in unready),
+                        hint="fix it and run again (your tasks stay queued); `claw agents` shows every "
+                             "configured agent; to try offline: `claw fake-llm --script FILE`, then point "
+                             "the agent's base_url at the URL it prints")
+
+
 def _run_fleet(project: Project, *, slots: int | None, merge: bool | None,
                respect_footprints: bool | None = None) -> None:
     """Drive the orchestrator with a live table on a terminal, event lines elsewhere."""
     from .orchestrator import Orchestrator
+
+    project.target_tip()   # a bad target is the first thing to say
+    _refuse_unready_agents(project)
 
     events: list[str] = []
     live_mode = console.is_terminal
@@ -560,21 +579,53 @@ def merge(as_json: JsonOption = False) -> None:
 
 
 @app.command()
-def agents(as_json: JsonOption = False) -> None:
-    """List the agent kinds, whether each one's program is installed, and its version."""
+def agents(
+    as_json: JsonOption = False,
+    configured_only: Annotated[bool, typer.Option("--configured", help="Only the agents this project configures: ready or not, and why (with --json: their list).")] = False,
+) -> None:
+    """List the agent kinds (installed? which version?) and the agents this project configures:
+    whether each can run here (program, model, key or login) and what it inherits of your setup."""
     from .agents import agent_kinds
 
-    kinds = agent_kinds()
+    configured = _configured_agents()
+    if configured_only:
+        if configured is None:
+            raise ClawError("not in a clawfleet project", hint="run `claw init` in your repository first")
+        if as_json:
+            print_json([asdict(r) for r in configured])
+            return
+    kinds = [] if configured_only else agent_kinds()
     if as_json:
         print_json([asdict(kind) for kind in kinds])
         return
     table = Table(box=None, pad_edge=False)
-    for column in ("kind", "installed", "version", "what"):
+    for column in ("kind", "installed", "version", "what") if kinds else ():
         table.add_column(column)
     for kind in kinds:
         installed = "[green]yes[/]" if kind.installed else f"[red]no[/] [dim]({escape(kind.install or '')})[/]"
         table.add_row(kind.kind, installed, escape(kind.version or "-"), escape(kind.description))
-    console.print(table)
+    if kinds:
+        console.print(table)
+    if configured:
+        ready = Table(box=None, pad_edge=False, title="configured in .claw/config.toml", title_justify="left")
+        for column in ("agent", "kind", "ready", "access", "inherits"):
+            ready.add_column(column, overflow="fold")
+        for row in configured:
+            ready.add_row(row.name, row.kind, "[green]yes[/]" if row.ready else "[red]no[/]",
+                          escape(row.how), escape(", ".join(row.inherit) or "-"))
+        console.print(ready)
+
+
+def _configured_agents():
+    """Readiness of every agent this project configures (None outside a project)."""
+    from .agents import readiness
+    try:
+        project = Project.find()
+        config = project.config
+    except ClawError:
+        return None
+    names = sorted({*config.agents, config.fleet.default_agent})
+    return [readiness(config, name) for name in names]
 
 
 # -- offline model and demo ---------------------------------------------------------------

@@ -133,3 +133,54 @@ def agent_kinds() -> list[KindInfo]:
         kinds.append(KindInfo(program.kind, description, path is not None,
                               program.version(path) if path else None, path, program.install))
     return kinds
+
+
+@dataclass
+class Readiness:
+    """One configured agent, as a run will use it: can it start here, and with what access."""
+    name: str
+    kind: str
+    ready: bool
+    how: str                                  # where its model access comes from, or what to do
+    inherit: list[str] = field(default_factory=list)
+
+
+def readiness(config: Any, name: str) -> Readiness:
+    """Whether the agent `name` of this project's config can run here, found without starting
+    it: its program installed, a model and a key or login for it (the gateway counts)."""
+    from ..errors import ClawError
+    try:
+        agent_config = config.agent(name)
+    except ClawError as error:
+        return Readiness(name, "?", False, error.message)
+    kind = agent_config.kind
+    inherit = list(getattr(agent_config, "inherit", []))
+    gateway = bool(config.gateway.enabled)
+    try:
+        if kind == "builtin":
+            from ..llm.client import resolve_model_settings
+            import os
+            settings = resolve_model_settings(
+                provider=agent_config.provider, model=agent_config.model, base_url=agent_config.base_url,
+                api_key_env=None if gateway else agent_config.api_key_env, agent_name=name,
+                env={**os.environ, "OPENAI_API_KEY": "gateway", "ANTHROPIC_API_KEY": "gateway"} if gateway
+                else os.environ)
+            return Readiness(name, kind, True, f"model {settings.model}" + (" through the gateway" if gateway else ""))
+        if kind == "command":
+            import os
+            import shutil
+            program = agent_config.command[0]
+            found = shutil.which(program) or (program if os.path.isfile(program) else None)
+            return Readiness(name, kind, found is not None,
+                             f"program {found}" if found else f"program '{program}' not found on PATH: "
+                             "install it or fix `command` in .claw/config.toml")
+        agent = make_agent(name, agent_config.model_dump())
+        if kind == "acp":
+            return Readiness(name, kind, True, f"program {agent.launch_args(None)[0]}", inherit)
+        if not hasattr(agent, "login"):
+            return Readiness(name, kind, True, "its own settings", inherit)
+        agent.program.require(name, agent_config.binary)
+        ready, how = agent.login(gateway=gateway)
+        return Readiness(name, kind, ready, how, inherit)
+    except ClawError as error:
+        return Readiness(name, kind, False, error.message + (f" ({error.hint})" if error.hint else ""), inherit)

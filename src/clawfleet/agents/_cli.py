@@ -193,6 +193,31 @@ class CliAgent:
     scratch: tuple[str, ...] = ()
     login_hosts: tuple[str, ...] = ()     # host[:port] its own login and API need, without base_url
     own_key_variables: tuple[str, ...] = ()  # the person's key variables it uses without base_url
+    login_hint: str = ""                  # how the person logs in, for when no login is found
+
+    def login_files(self) -> list[Path]:
+        """The person's files that hold this CLI's login (it reads them to consider itself logged in)."""
+        return []
+
+    def login(self, gateway: bool = False) -> tuple[bool, str]:
+        """(ready, how): where this agent's access to its model comes from, or, when nothing
+        gives it any, the reason and what to do. Found without starting the CLI."""
+        config = self.config
+        if getattr(config, "api_key_env", None) and not os.environ.get(config.api_key_env) and not gateway:
+            return False, (f"${config.api_key_env} (its api_key_env) is not set: export {config.api_key_env}=..., "
+                           "or change api_key_env in .claw/config.toml")
+        if gateway:
+            return True, "the gateway"
+        if getattr(config, "base_url", None):
+            return True, f"base_url {config.base_url}"
+        for variable in self.own_key_variables:
+            if os.environ.get(variable):
+                return True, f"${variable}"
+        if "login" in getattr(config, "inherit", ()):
+            for path in self.login_files():
+                if path.is_file():
+                    return True, f"your login ({path})"
+        return False, self.login_hint or f"{self.label} has no login or key here"
 
     def __init__(self, name: str, config: Any) -> None:
         self.name = name
@@ -234,6 +259,9 @@ class CliAgent:
             env = self.environment(job)
         except ClawError as error:
             return AgentOutcome(error=str(error), exit_code=127)
+        ready, how = self.login()
+        if not ready:   # in seconds, with the fix: not a CLI retrying until attempt_timeout
+            return AgentOutcome(error=f"agent '{self.name}': {how}", exit_code=1)
         command = self.command(binary, job)
         with open(job.log, "a") as log:
             log.write(f"# {self.label}, agent '{self.name}': {' '.join(command[1:])}"

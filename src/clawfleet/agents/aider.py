@@ -49,6 +49,7 @@ class AiderAgent(CliAgent):
     config: AiderAgentConfig
     login_hosts = ("api.openai.com", "api.anthropic.com", "openrouter.ai")
     own_key_variables = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENROUTER_API_KEY")
+    login_hint = "Aider needs a key: set OPENAI_API_KEY or ANTHROPIC_API_KEY, or a base_url in [agents.NAME]"
 
     def model(self) -> str | None:
         model = self.config.model

@@ -40,6 +40,12 @@ class ClaudeAgent(CliAgent):
     transcript_prefix = "claude"
     login_hosts = ("api.anthropic.com", "console.anthropic.com", "platform.claude.com", "claude.ai")
     own_key_variables = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
+    login_hint = ("Claude Code is not logged in: run `claude` once and `/login`, or set ANTHROPIC_API_KEY "
+                  "(or a base_url in [agents.NAME])")
+
+    def login_files(self) -> list[Path]:
+        return [person_home() / ".claude" / ".credentials.json"]
+
     config: ClaudeAgentConfig
 
     def command(self, binary: str, job: AgentJob) -> list[str]:

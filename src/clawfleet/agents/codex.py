@@ -58,6 +58,12 @@ class CodexAgent(CliAgent):
 
     login_hosts = ("chatgpt.com", "auth.openai.com", "api.openai.com")
     own_key_variables = ("CODEX_API_KEY", "OPENAI_API_KEY")
+    login_hint = ("Codex is not logged in: run `codex login` (ChatGPT or an API key), or set OPENAI_API_KEY "
+                  "(or a base_url in [agents.NAME])")
+
+    def login_files(self) -> list[Path]:
+        return [self.person_home() / "auth.json"]
+
 
     def settings(self, sandboxed: bool = False) -> str:
         """`$CODEX_HOME/config.toml`: unattended (never ask), the sandbox, model and provider,

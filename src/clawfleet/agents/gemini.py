@@ -46,6 +46,12 @@ class GeminiAgent(CliAgent):
     login_hosts = ("generativelanguage.googleapis.com", "cloudcode-pa.googleapis.com",
                    "oauth2.googleapis.com", "www.googleapis.com")
     own_key_variables = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+    login_hint = ("Gemini CLI is not logged in: run `gemini` once and sign in with Google, or set "
+                  "GEMINI_API_KEY (or a base_url in [agents.NAME])")
+
+    def login_files(self) -> list[Path]:
+        return [person_home() / ".gemini" / "oauth_creds.json"]
+
 
     def inherited(self, job: AgentJob, env: dict[str, str]) -> tuple[list[Bind], list[str]]:
         """The person's Google login (oauth_creds.json, refreshed in place) and GEMINI.md."""

@@ -45,6 +45,12 @@ class OpencodeAgent(CliAgent):
     config: OpencodeAgentConfig
     login_hosts = ("opencode.ai", "models.dev", "api.anthropic.com", "api.openai.com", "openrouter.ai")
     own_key_variables = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OPENROUTER_API_KEY", "OPENCODE_API_KEY")
+    login_hint = ("opencode is not logged in: run `opencode auth login`, or set the provider's key "
+                  "(ANTHROPIC_API_KEY, OPENAI_API_KEY...), or a base_url in [agents.NAME]")
+
+    def login_files(self) -> list[Path]:
+        return [person_home() / ".local/share/opencode/auth.json"]
+
 
     def inherited(self, job: AgentJob, env: dict[str, str]) -> tuple[list[Bind], list[str]]:
         """The person's opencode logins (~/.local/share/opencode/auth.json) and AGENTS.md."""
