@@ -44,6 +44,7 @@ class Reach:
     secret_env: list[str] = field(default_factory=list)    # [secrets] env: names never passed on
     network: bool | None = None                            # None: the policy's
     git_dir: Path | None = None                            # the agent's own git dir (GIT_DIR inside)
+    log: Path | None = None                                # where its routes' events are told
 
 
 def routes(urls: Sequence[str], hosts: Sequence[str]) -> tuple[list[tuple[str, int]], list[str]]:
@@ -84,7 +85,7 @@ def contain(policy: SandboxPolicy | None, args: Sequence[str], env: Mapping[str,
         if not network:
             forwards, proxied = routes(reach.urls, [*reach.hosts, *policy.allow_hosts])
             if forwards or proxied:
-                egress = Egress()
+                egress = Egress(on_event=_writer(reach.log))
                 for host, port in forwards:
                     egress.forward(port, host, port)
                 for name in _PROXY_VARIABLES:
@@ -111,6 +112,14 @@ def contain(policy: SandboxPolicy | None, args: Sequence[str], env: Mapping[str,
     finally:
         if egress is not None:
             egress.close()
+
+
+def _writer(log: Path | None):
+    def write(line: str) -> None:
+        if log is not None:
+            with open(log, "a") as handle:
+                handle.write(line + "\n")
+    return write
 
 
 def link(binds: Sequence[Bind]) -> None:

@@ -64,12 +64,14 @@ def host_port(address: str, default_port: int = 443) -> str:
 class Egress:
     """The routes of one sandboxed process; `close()` ends them and removes the sockets."""
 
-    def __init__(self, on_refused: Callable[[str], None] = lambda target: None) -> None:
+    def __init__(self, on_refused: Callable[[str], None] = lambda target: None,
+                 on_event: Callable[[str], None] = lambda line: None) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="claw-net-"))   # short: UNIX paths are <108 bytes
         os.chmod(self.folder, 0o700)
         self.relays: list[Relay] = []
         self.refused: list[str] = []
         self._on_refused = on_refused
+        self._on_event = on_event
         self._servers: list[socket.socket] = []
         self._closed = threading.Event()
 
@@ -125,10 +127,12 @@ class Egress:
             if method.upper() != "CONNECT" or host_port(target) not in allowed:
                 self.refused.append(target or line[:100])
                 self._on_refused(target or line[:100])
+                self._on_event(f"[sandbox] refused a connection to {target or line[:100]}: not its model's address")
                 client.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
                 client.close()
                 return
             host, _, port = host_port(target).rpartition(":")
+            self._on_event(f"[sandbox] tunnel to {host}:{port}")
             upstream = socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S)
             upstream.settimeout(None)
             client.settimeout(None)
@@ -136,7 +140,8 @@ class Egress:
             rest = head.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in head else b""
             if rest:
                 upstream.sendall(rest)
-        except (OSError, ValueError):
+        except (OSError, ValueError) as error:
+            self._on_event(f"[sandbox] could not reach {target if 'target' in locals() else '?'}: {error}")
             try:
                 client.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
             except OSError:

@@ -246,11 +246,11 @@ class CliAgent:
         keep = [name for name, value in env.items() if os.environ.get(name) != value]
         if not base_url:
             keep += self.own_key_variables
-        return Reach(worktree=job.workspace, project_root=job.project_root, common_dir=job.common_dir, git_dir=job.git_dir,
-                     private=private_dirs(job, env), binds=binds,
+        return Reach(worktree=job.workspace, project_root=job.project_root, common_dir=job.common_dir,
+                     git_dir=job.git_dir, private=private_dirs(job, env), binds=binds,
                      read_only=[program_root(binary), *read_only],
                      urls=[base_url] if base_url else [],
-                     hosts=[] if base_url else list(self.login_hosts), keep=keep)
+                     hosts=[] if base_url else list(self.login_hosts), keep=keep, log=job.log)
 
     def prepare(self, job: AgentJob) -> tuple[list[str], dict[str, str], str] | AgentOutcome:
         """The command line, environment and program, or the failed outcome when it cannot start."""

@@ -1,0 +1,173 @@
+"""The agents people log into: a subscription login in HOME, no key, no base_url.
+
+Observed the same way run directly and inside clawfleet: where the CLI goes (an HTTPS proxy it
+is given, which records the CONNECT). Logged in, Claude Code and Codex go to their provider;
+inside clawfleet they do the same, through the sandbox's proxy, which shows them exactly their
+login files. Not logged in, clawfleet refuses before starting anything, with how to log in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from clawfleet import sandbox
+from clawfleet.agents import claude, codex
+
+from conftest import claw, write_config
+from test_agents_real import require
+from test_run import status_json
+
+BWRAP, WHY_NOT = sandbox.probe()
+pytestmark = [pytest.mark.real_cli, pytest.mark.slow,
+              pytest.mark.skipif(BWRAP is None, reason=f"no working bubblewrap here: {WHY_NOT}")]
+
+FAR_FUTURE_MS = int((time.time() + 30 * 86400) * 1000)
+PROVIDER_HOST = {"claude": "api.anthropic.com:443", "codex": "chatgpt.com:443"}
+
+
+def log_in(home: Path, kind: str) -> None:
+    """Plausible credential files, as each CLI's own login leaves them."""
+    if kind == "claude":
+        (home / ".claude").mkdir(parents=True)
+        (home / ".claude" / ".credentials.json").write_text(json.dumps({"claudeAiOauth": {
+            "accessToken": "sk-ant-oat01-test", "refreshToken": "sk-ant-ort01-test",
+            "expiresAt": FAR_FUTURE_MS, "scopes": ["user:inference", "user:profile"],
+            "subscriptionType": "max"}}))
+        (home / ".claude.json").write_text(json.dumps({
+            "hasCompletedOnboarding": True, "userID": "0" * 64,
+            "oauthAccount": {"accountUuid": "00000000-0000-0000-0000-000000000001",
+                             "emailAddress": "person@example.com",
+                             "organizationUuid": "00000000-0000-0000-0000-000000000002"}}))
+    else:
+        (home / ".codex").mkdir(parents=True)
+        (home / ".codex" / "auth.json").write_text(json.dumps({
+            "OPENAI_API_KEY": None, "last_refresh": "2026-11-30T00:00:00Z",
+            "tokens": {"id_token": "eyJhbGciOiJub25lIn0.eyJlbWFpbCI6InBAZXhhbXBsZS5jb20ifQ.",
+                       "access_token": "eyJhbGciOiJub25lIn0.eyJleHAiOjQxMDI0NDQ4MDB9.",
+                       "refresh_token": "rt-test", "account_id": "acct-test"}}))
+
+
+class ConnectRecorder:
+    """An HTTPS proxy on 127.0.0.1 that records each CONNECT's target and refuses it."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.server.settimeout(0.2)
+        self.targets: list[str] = []
+        self._stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.getsockname()[1]}"
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                continue
+            with client:
+                client.settimeout(2)
+                try:
+                    line = client.recv(4096).split(b"\r\n", 1)[0].decode("latin-1")
+                    if line.startswith("CONNECT "):
+                        self.targets.append(line.split()[1].lower())
+                    client.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self.server.close()
+
+
+def run_directly(kind: str, home: Path, proxy: ConnectRecorder, workdir: Path) -> tuple[str, list[str]]:
+    """The CLI as the person runs it by hand: its output, and where it went (until it tries its
+    provider: Codex first asks github.com for updates)."""
+    program = (claude.PROGRAM if kind == "claude" else codex.PROGRAM).find()
+    args = [program, "-p", "say hi"] if kind == "claude" else [program, "exec", "--skip-git-repo-check", "say hi"]
+    env = {k: v for k, v in os.environ.items() if not sandbox.secret_variables({k: v})}
+    env.update(HOME=str(home), HTTPS_PROXY=proxy.url, HTTP_PROXY=proxy.url, https_proxy=proxy.url,
+               CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1", DISABLE_AUTOUPDATER="1")
+    env.pop("CODEX_HOME", None)
+    proc = subprocess.Popen(args, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, process_group=0)
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None and PROVIDER_HOST[kind] not in proxy.targets:
+        time.sleep(0.2)
+    if proc.poll() is None:
+        os.killpg(proc.pid, 9)
+    output = proc.communicate(timeout=10)[0]
+    return output, list(proxy.targets)
+
+
+def configure(repo: Path, kind: str) -> None:
+    write_config(repo, f"""
+        [fleet]
+        default_agent = "{kind}"
+        attempt_timeout = 120
+        stall_timeout = 20
+        max_attempts = 1
+        [review]
+        auto_approve = []
+        [sandbox]
+        enabled = true
+        [agents.{kind}]
+        kind = "{kind}"
+        """)
+
+
+@pytest.mark.parametrize("kind", ["claude", "codex"])
+def test_a_logged_in_cli_goes_to_its_provider_inside_clawfleet_as_it_does_directly(repo, tmp_path, monkeypatch, kind):
+    require(kind)
+    home = tmp_path / "person-home"
+    log_in(home, kind)
+    for name in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "CODEX_API_KEY", "CODEX_HOME", "CLAUDE_CONFIG_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    proxy = ConnectRecorder()
+    try:
+        output, targets = run_directly(kind, home, proxy, repo)
+    finally:
+        proxy.close()
+    assert PROVIDER_HOST[kind] in targets, (targets, output[-1000:])
+    assert "Not logged in" not in output
+
+    configure(repo, kind)
+    assert claw(repo, "add", "say hi").returncode == 0
+    result = claw(repo, "run", timeout=300)
+    assert result.returncode == 0, result.stderr
+    log = claw(repo, "log", "1").stdout
+    assert f"[sandbox] tunnel to {PROVIDER_HOST[kind]}" in log, log[-2000:]
+    assert "Not logged in" not in log
+    task = status_json(repo)[0]
+    assert task["state"] == "failed" and task["latest_attempt"]["state"] in ("stalled", "timed_out", "failed")
+    # The person's login file is still theirs, untouched by the attempt.
+    assert (home / (".claude/.credentials.json" if kind == "claude" else ".codex/auth.json")).is_file()
+
+
+@pytest.mark.parametrize("kind", ["claude", "codex"])
+def test_no_login_is_refused_before_anything_starts_with_how_to_log_in(repo, tmp_path, monkeypatch, kind):
+    require(kind)
+    home = tmp_path / "empty-home"
+    home.mkdir()
+    for name in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "CODEX_API_KEY", "CODEX_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    configure(repo, kind)
+    assert claw(repo, "add", "say hi").returncode == 0
+    started = time.monotonic()
+    result = claw(repo, "run")
+    assert result.returncode == 1 and time.monotonic() - started < 30
+    said = " ".join(result.stderr.split())
+    assert ("run `claude` once and `/login`" if kind == "claude" else "run `codex login`") in said
+    assert status_json(repo)[0]["state"] == "queued"
