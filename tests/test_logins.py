@@ -171,3 +171,75 @@ def test_no_login_is_refused_before_anything_starts_with_how_to_log_in(repo, tmp
     said = " ".join(result.stderr.split())
     assert ("run `claude` once and `/login`" if kind == "claude" else "run `codex login`") in said
     assert status_json(repo)[0]["state"] == "queued"
+
+
+MCP_SERVER = '''\
+from mcp.server.fastmcp import FastMCP
+
+server = FastMCP("marker")
+
+
+@server.tool()
+def marker_tool(text: str) -> str:
+    """MARKER-MCP-TOOL: echo the text."""
+    return text
+
+
+server.run()
+'''
+
+
+def person_setup(home: Path, tmp_path: Path) -> None:
+    """The person's own Claude Code setup: instructions, a skill, an MCP server of theirs."""
+    import sys
+    (home / ".claude" / "skills" / "marker-skill").mkdir(parents=True)
+    (home / ".claude" / "CLAUDE.md").write_text("MARKER-CLAUDE-MD: always answer in haiku.\n")
+    (home / ".claude" / "skills" / "marker-skill" / "SKILL.md").write_text(
+        "---\nname: marker-skill\ndescription: MARKER-SKILL-DESCRIPTION, use it for markers.\n---\nDo it.\n")
+    server = tmp_path / "mcp" / "server.py"
+    server.parent.mkdir()
+    server.write_text(MCP_SERVER)
+    (home / ".claude.json").write_text(json.dumps({
+        "hasCompletedOnboarding": True,
+        "mcpServers": {"marker": {"type": "stdio", "command": sys.executable, "args": [str(server)]}}}))
+
+
+@pytest.mark.parametrize("inherit", [None, []])
+def test_the_persons_claude_md_skills_and_mcp_servers_reach_the_model_unless_inherit_is_empty(
+        repo, tmp_path, monkeypatch, inherit):
+    from clawfleet.llm.scripted import Script, ScriptedServer
+    require("claude")
+    home = tmp_path / "person-home"
+    person_setup(home, tmp_path)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    script = Script.from_rules([{"match": ".", "steps": [{"text": "done"}]}])
+    with ScriptedServer(script) as server:
+        write_config(repo, f"""
+            [fleet]
+            default_agent = "claude"
+            attempt_timeout = 240
+            max_attempts = 1
+            [review]
+            auto_approve = []
+            [sandbox]
+            enabled = true
+            [agents.claude]
+            kind = "claude"
+            model = "scripted-model"
+            base_url = "{server.url}"
+            """ + ("" if inherit is None else f"inherit = {json.dumps(inherit)}\n"))
+        assert claw(repo, "add", "say hi").returncode == 0
+        assert claw(repo, "run", timeout=300).returncode == 0
+        seen = json.dumps([r["body"] for r in server.requests])
+    # The MCP server shows in Claude Code's init event (it connects while the turn starts, and its
+    # tools are deferred behind ToolSearch, so they need not be in the first request).
+    transcript = repo / ".claw/run/attempts/1/claude-0.jsonl"
+    init = next(json.loads(line) for line in transcript.read_text().splitlines() if '"subtype":"init"' in line)
+    servers = {s["name"]: s.get("source") for s in init.get("mcp_servers") or []}
+    markers = ("MARKER-CLAUDE-MD", "MARKER-SKILL-DESCRIPTION")
+    if inherit is None:
+        assert all(marker in seen for marker in markers), [m for m in markers if m not in seen]
+        assert servers.get("marker") == "user", servers
+    else:
+        assert not any(marker in seen for marker in markers) and "marker" not in servers
