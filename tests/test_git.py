@@ -113,10 +113,12 @@ def test_commit_all_works_without_a_git_identity(repo, monkeypatch, tmp_path):
 
 
 def test_commit_all_says_why_a_commit_with_changes_failed(repo):
+    before = head(repo)
     (repo / "app.txt").write_text("two\n")
     with pytest.raises(GitError, match="empty commit message"):
-        git.commit_all(repo, "")  # git refuses an empty message; the change stays staged, not lost
-    assert run_git("diff", "--cached", "--name-only", cwd=repo).stdout.split() == ["app.txt"]
+        git.commit_all(repo, " \n\n")  # as `git commit` would: nothing committed, nothing lost
+    assert head(repo) == before
+    assert (repo / "app.txt").read_text() == "two\n"
 
 
 def test_commit_all_leaves_automatic_maintenance_to_the_person(repo, monkeypatch):
@@ -223,3 +225,171 @@ def test_update_ref_refuses_to_create_when_old_is_given(repo):
     with pytest.raises(GitError):
         git.update_ref(repo, "brand-new", head(repo), head(repo), "claw: land")
     assert run_git("rev-parse", "--verify", "-q", "refs/heads/brand-new", cwd=repo).returncode != 0
+
+
+# -- nothing an agent wrote is trusted ---------------------------------------------------------
+
+@pytest.fixture
+def pooled(repo):
+    """A worktree where clawfleet keeps them (under .claw/run), on a branch, as an attempt gets it."""
+    worktree = repo / ".claw" / "run" / "worktrees" / "ws-1"
+    worktree.parent.mkdir(parents=True)
+    git.add_worktree_on_branch(repo, worktree, "claw/1-x", head(repo))
+    return worktree
+
+
+def trap(path: Path, marks: Path) -> str:
+    """An executable that leaves a mark when anything runs it."""
+    path.write_text(f"#!/bin/sh\necho \"$0 $*\" >> {marks}\nexit 1\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_the_git_dir_comes_from_the_repository_not_from_the_worktree(repo, pooled):
+    place = git.checkout_of(pooled)
+    assert place.git_dir == git.common_dir(repo) / "worktrees" / "ws-1"
+    assert place.work_tree == pooled and place.common == git.common_dir(repo)
+    assert git.checkout_of(pooled / "sub" / "folder") == place  # anywhere inside it
+    assert git.checkout_of(repo) is None                      # the person's checkout: as usual
+    assert git.common_dir(pooled) == git.common_dir(repo)
+    assert git.current_branch(pooled) == "claw/1-x"
+
+
+@pytest.mark.parametrize("forgery", ["gitdir elsewhere", "directory", "symlink", "gone", "commondir"])
+def test_a_worktree_whose_git_link_was_forged_is_refused_without_running_git_there(repo, pooled, tmp_path, forgery):
+    marks = tmp_path / "marks"
+    payload = trap(tmp_path / "payload.sh", marks)
+    evil = pooled / ".evil"
+    run_git("init", "-q", "--bare", str(evil), cwd=tmp_path)
+    run_git("config", "--file", str(evil / "config"), "core.fsmonitor", payload, cwd=tmp_path)
+    admin = git.common_dir(repo) / "worktrees" / "ws-1"
+    if forgery == "gitdir elsewhere":
+        (pooled / ".git").write_text(f"gitdir: {evil}\n")
+    elif forgery == "directory":
+        (pooled / ".git").unlink()
+        run_git("init", "-q", str(pooled), cwd=tmp_path)
+        run_git("config", "core.fsmonitor", payload, cwd=pooled)
+    elif forgery == "symlink":
+        (pooled / ".git").unlink()
+        (pooled / ".git").symlink_to(evil)
+    elif forgery == "gone":
+        (pooled / ".git").unlink()
+    else:
+        (admin / "commondir").write_text(f"{evil}\n")
+    (pooled / "work.txt").write_text("work\n")
+    for call in (lambda: git.commit_all(pooled, "work", branch="claw/1-x"),
+                 lambda: git.snapshot_commit(pooled), lambda: git.uncommitted(pooled),
+                 lambda: git.reset_worktree(pooled, head(repo)), lambda: git.detached_head(pooled),
+                 lambda: git.keep_out_of_commits(pooled, [".env"])):
+        with pytest.raises(git.WorktreeTampered) as caught:
+            call()
+        assert "the agent tampered with its worktree" in caught.value.message
+    assert not marks.exists()
+    assert head(repo, "claw/1-x") == head(repo, "main")  # the branch is untouched
+    git.remove_worktree(repo, pooled)  # git refuses a forged one; clawfleet removes it anyway
+    assert not pooled.exists() and not admin.exists()
+
+
+def test_a_worktree_config_that_names_a_program_is_refused(repo, pooled, tmp_path):
+    marks = tmp_path / "marks"
+    payload = trap(tmp_path / "payload.sh", marks)
+    run_git("config", "extensions.worktreeConfig", "true", cwd=repo)
+    config = git.common_dir(repo) / "worktrees" / "ws-1" / "config.worktree"
+    config.write_text("[core]\n\tsparseCheckout = false\n")  # harmless keys are fine
+    (pooled / "a.txt").write_text("a\n")
+    assert git.commit_all(pooled, "fine", branch="claw/1-x") is not None
+    config.write_text(f"[filter \"evil\"]\n\tclean = {payload}\n")
+    (pooled / ".gitattributes").write_text("* filter=evil\n")
+    with pytest.raises(git.WorktreeTampered, match="filter.evil.clean"):
+        git.commit_all(pooled, "work", branch="claw/1-x")
+    assert not marks.exists()
+
+
+def test_no_hook_of_the_repository_runs_for_clawfleet(repo, pooled, tmp_path):
+    marks = tmp_path / "marks"
+    main = head(repo, "main")
+    run_git("switch", "-q", "-c", "side", cwd=repo)  # (the test's own git runs hooks: before the traps)
+    hooks = git.common_dir(repo) / "hooks"
+    for name in ("post-checkout", "post-commit", "pre-commit", "reference-transaction", "post-merge",
+                 "post-rewrite", "pre-rebase"):
+        trap(hooks / name, marks)
+    (pooled / "a.txt").write_text("a\n")
+    head_commit = git.commit_all(pooled, "work", branch="claw/1-x")
+    git.reset_worktree(pooled, main)
+    git.start_branch(pooled, "claw/2-y", head_commit)
+    other = repo.parent / "other"
+    git.add_detached_worktree(repo, other, main)
+    assert git.rebase_onto(other, head_commit, main, main) == []
+    git.fast_forward_checkout(repo, head_commit)
+    assert head(repo, "side") == head_commit
+    assert not marks.exists(), marks.read_text()
+
+
+def test_diffs_run_no_external_diff_or_textconv(repo, tmp_path):
+    marks = tmp_path / "marks"
+    payload = trap(tmp_path / "payload.sh", marks)
+    run_git("config", "diff.external", payload, cwd=repo)
+    run_git("config", "diff.evil.textconv", payload, cwd=repo)
+    base = head(repo)
+    (repo / ".gitattributes").write_text("* diff=evil\n")
+    after = commit_file(repo, "app.txt", "two\n", "change")
+    assert "+two" in git.diff(repo, base, after)
+    assert {s.path for s in git.diff_stats(repo, base, after)} == {"app.txt"}
+    assert not marks.exists()
+
+
+def test_clawfleet_commits_on_the_attempts_branch_whatever_head_says(repo, pooled):
+    main = head(repo, "main")
+    run_git("symbolic-ref", "HEAD", "refs/heads/main", cwd=pooled)  # an agent points HEAD at main
+    (pooled / "sneaky.txt").write_text("unreviewed\n")
+    commit = git.commit_all(pooled, "attempt work", branch="claw/1-x")
+    assert head(repo, "main") == main
+    assert head(repo, "claw/1-x") == commit and head(repo, f"{commit}~1") == main
+    assert git.current_branch(pooled) == "claw/1-x"  # put back
+    assert git.commit_all(pooled, "nothing new", branch="claw/1-x") is None
+    assert "clawfleet: commit attempt work" in run_git("reflog", "-1", "--format=%gs", "claw/1-x", cwd=repo).stdout
+
+
+def test_files_in_the_git_dir_are_never_read_or_written_through_a_link(repo, pooled, tmp_path):
+    admin = git.common_dir(repo) / "worktrees" / "ws-1"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("the person's file\n")
+    (admin / "claw-kept-out").symlink_to(victim)
+    assert git.kept_out_of_commits(pooled) == []
+    git.keep_out_of_commits(pooled, [".env"])
+    assert victim.read_text() == "the person's file\n"
+    assert git.kept_out_of_commits(pooled) == [".env"]
+    run_git("switch", "-q", "--detach", cwd=pooled)
+    detached = (admin / "HEAD").read_text().strip()
+    (admin / "HEAD").unlink()
+    (tmp_path / "head").write_text(detached + "\n")
+    (admin / "HEAD").symlink_to(tmp_path / "head")
+    assert git.detached_head(pooled) is None  # not read through the link; git is asked instead
+
+
+def test_variables_that_would_steer_git_elsewhere_are_ignored(repo, pooled, tmp_path, monkeypatch):
+    other = tmp_path / "other"
+    git.init_repo(other, {"x.txt": "x\n"})
+    ours = head(repo)
+    monkeypatch.setenv("GIT_DIR", str(other / ".git"))
+    monkeypatch.setenv("GIT_WORK_TREE", str(other))
+    assert git.rev(repo, "HEAD") == ours
+    assert git.current_branch(pooled) == "claw/1-x"
+
+
+def test_a_snapshot_reads_no_config_of_the_worktree_even_one_written_after_the_check(repo, pooled, tmp_path,
+                                                                                     monkeypatch):
+    """The radar snapshots while the agent works: its git dir is clawfleet's own, so a
+    config.worktree written between the check and git's reading it is never read."""
+    marks = tmp_path / "marks"
+    payload = trap(tmp_path / "payload.sh", marks)
+    run_git("config", "extensions.worktreeConfig", "true", cwd=repo)
+    (pooled / ".gitattributes").write_text("* filter=evil\n")
+    (pooled / "a.txt").write_text("a\n")
+    place = git.checkout_of(pooled)  # checked now; the agent writes its config right after
+    (place.git_dir / "config.worktree").write_text(f"[filter \"evil\"]\n\tclean = {payload}\n")
+    monkeypatch.setattr(git, "_verify", lambda *args: None)  # the race made certain: checked before
+    snapshot = git.snapshot_commit(pooled, "refs/heads/claw/1-x")
+    assert not marks.exists()
+    assert sorted(git.tracked_paths(repo, snapshot)) == [".gitattributes", "README.md", "a.txt", "app.txt"]
+    assert head(repo, f"{snapshot}~1") == head(repo, "claw/1-x")

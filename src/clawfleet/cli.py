@@ -195,6 +195,7 @@ def status(
     unsandboxed = _unsandboxed_reason(project)
     if unsandboxed:
         console.print(f"[bold red]UNSANDBOXED:[/] {escape(unsandboxed)}")
+    _print_security(project)
     if not tasks:
         console.print("no tasks" + ("" if all_tasks else " open (`claw status --all` shows landed ones)"))
         return
@@ -212,6 +213,13 @@ def _unsandboxed_reason(project: Project) -> str | None:
     if path is None:
         return f"{why}: agents run as you ({sandbox.INSTALL_HINT})"
     return None
+
+
+def _print_security(project: Project) -> None:
+    from .refwatch import status_lines
+
+    for line in status_lines(project):
+        console.print(f"[bold red]security:[/] {escape(line)}")
 
 
 def _print_collisions(project: Project) -> None:

@@ -105,7 +105,7 @@ class MergeQueue:
 
     def _target_checkout_blocked(self, target: str) -> str | None:
         checkout = git.worktree_of_branch(self.project.root, target)
-        if checkout is not None and git.is_dirty(checkout):
+        if checkout is not None and git.is_dirty(checkout, repo=self.project.root):
             return (f"the target branch '{target}' is checked out at {checkout} with uncommitted "
                     "changes: commit or stash them, then run `claw merge`")
         return None
@@ -113,6 +113,13 @@ class MergeQueue:
     def _integration_worktree(self, tip: str) -> Path:
         path = self.project.worktrees_dir / INTEGRATION
         known = {info.path.resolve() for info in git.worktrees(self.project.root)}
+        try:
+            git.verify_worktree(path, self.project.root)
+        except git.WorktreeTampered as error:  # by the code its checks ran: made again
+            self.store.record_event("security.worktree_tampered", worktree=str(path), reason=str(error))
+            known = set()
+        except git.GitError:
+            pass
         if path.resolve() not in known:
             if path.exists():
                 git.remove_worktree(self.project.root, path)
@@ -144,11 +151,12 @@ class MergeQueue:
             stacked: list[tuple[Attempt, str]] = []
             top = tip
             for attempt in attempts:
-                conflicts = git.rebase_onto(integration, attempt.head_commit, attempt.base_commit, top)
+                conflicts = git.rebase_onto(integration, attempt.head_commit, attempt.base_commit, top,
+                                            repo=self.project.root)
                 if conflicts:
                     results.append(self._bounce_conflict(attempt, conflicts))
                     continue
-                top = git.rev(integration, "HEAD")
+                top = git.rev(integration, "HEAD")  # checked: the merge queue's own worktree
                 stacked.append((attempt, top))
             if not stacked:
                 return results
@@ -220,12 +228,12 @@ class MergeQueue:
             checkout = git.worktree_of_branch(self.project.root, target)
             if checkout is not None:
                 try:
-                    git.fast_forward_checkout(checkout, top)
+                    git.fast_forward_checkout(checkout, top, repo=self.project.root)
                 except git.GitError as error:  # e.g. an untracked file of theirs is in the way
                     return f"cannot update your checkout of '{target}' at {checkout}: {error}"
             else:
                 tasks = ", ".join(str(a.task_id) for a, _ in stacked)
-                git.update_ref(self.project.root, target, top, tip, f"claw: land task(s) {tasks}")
+                git.update_ref(self.project.root, target, top, tip, f"{git.LANDING} task(s) {tasks}")
         return False
 
     def _bounce_conflict(self, attempt: Attempt, files: list[str]) -> LandResult:

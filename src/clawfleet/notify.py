@@ -75,6 +75,8 @@ def category_of(kind: str) -> str | None:
     """The [notify] events name of an event kind, or None for events nobody is told about."""
     if "budget" in kind:
         return "budget"  # the gateway's refusals and whatever stops an attempt over budget
+    if kind.startswith("security.") or kind == "workspace.quarantined":
+        return "security"  # an agent reached past what a task allows (refwatch.py, git.py)
     return {"task.review": "review", "review.ai": "review", "review.ai_failed": "review",
             "task.merged": "merged", "task.failed": "failed", "attempt.bounced": "bounced"}.get(kind)
 
@@ -96,6 +98,10 @@ def notification_for(event: dict, store: Store) -> Notification | None:
     name = f"task {task_id} ({task.title})" if task else "the fleet"
     reason = (data.get("reason") or "").splitlines()[0] if data.get("reason") else ""
     importance = task.importance if task else Importance.normal
+    if category == "security":
+        summary = data.get("summary") or f"attempt {event['attempt_id']}: {data.get('reason') or event['kind']}"
+        return Notification(kind=category, summary=_short(f"security: {summary}"),
+                            importance=Importance.critical, event_id=event["id"], at=event["at"])
     if category == "review":
         summary = f"{name} needs your review" + (f": {reason}" if reason else "")
     elif category == "merged":
@@ -121,8 +127,9 @@ def _short(text: str) -> str:
 
 
 def wanted(config: NotifyConfig, kind: str) -> bool:
-    """Whether notifications of `kind` are sent at all (URLs configured, kind among `events`)."""
-    return bool(config.urls) and kind in config.events
+    """Whether notifications of `kind` are sent at all (URLs configured, kind among `events`;
+    security alarms whatever `events` says)."""
+    return bool(config.urls) and (kind in config.events or kind == "security")
 
 
 # -- the notifier ---------------------------------------------------------------------------
@@ -149,7 +156,7 @@ class Notifier:
                                                         at=self.clock()))
 
     def wants(self, kind: str) -> bool:
-        return self.enabled and kind in self.config.events
+        return self.enabled and (kind in self.config.events or kind == "security")
 
     def pump(self) -> int:
         self.read_events()

@@ -16,7 +16,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from . import git, memory, radar, reviewer, sandbox
+from . import git, memory, radar, refwatch, reviewer, sandbox
 from .errors import ClawError
 from .executors.local import LocalExecutor, Running
 from .mergequeue import LandResult, MergeQueue
@@ -82,6 +82,7 @@ class Orchestrator:
         self.paused = False  # no new attempts (the daemon drains before it stops)
         self._wake = threading.Event()
         self.sandbox: sandbox.SandboxPolicy | None = None
+        self.refs: refwatch.RefWatch | None = None   # while agents run unsandboxed
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -99,12 +100,16 @@ class Orchestrator:
         # closing(executor): its zygote ends with the run (the runners it forked go on).
         with OrchestratorLock(self.project.run_dir), ThreadPoolExecutor(1, "pool-filler") as filler, \
                 ThreadPoolExecutor(1, "radar") as scanner, self._gateway(), closing(self.executor):
+            if self.sandbox is None:
+                # Agents could move refs or plant hooks: watch what they could touch.
+                self.refs = refwatch.RefWatch(self.project, attempts_ran=bool(self.running()))
             self.collect()  # reattach or collect what a previous orchestrator left
             filling: Future | None = None
             while True:
                 ended = self.collect() + self.stop_over_budget() + self.collect_reviews()
                 if self.merge:
                     self.land()  # before scheduling: landing unblocks dependents
+                self.watch_refs()
                 self.watch_conflicts(scanner)
                 started = self.schedule()
                 if on_tick:
@@ -212,9 +217,22 @@ class Orchestrator:
         (attempt_dir / "prompt-0.md").write_text(render_prompt(
             task, project_root=self.project.root, branch=attempt.branch, checks=spec.checks,
             feedback=task.feedback, agent_kind=agent_config.kind))
+        if self.refs is not None:
+            self.refs.note_activity()
         pid = self.executor.start(attempt.id, attempt_dir, cwd=worktree)
         self.store.update_attempt(attempt.id, pid=pid, worktree=str(worktree))
         self.on_event(f"task {task_id}: attempt {attempt.number} started ({agent_name})")
+
+    # -- the ref watch --------------------------------------------------------------------
+
+    def watch_refs(self) -> None:
+        """Report what unsandboxed agents changed in the repository behind clawfleet's back
+        (refwatch.py): at most one look every 0.2 s, a few `lstat`s when nothing changed."""
+        if self.refs is None or not self.refs.due():
+            return
+        active = bool(self.running()) or bool(self.store.attempts(ai_review="running"))
+        for change in self.refs.look(active):
+            self.on_event(("security: " if change.alarm else "") + change.describe())
 
     # -- conflict radar -------------------------------------------------------------------
 
@@ -284,9 +302,27 @@ class Orchestrator:
                 result = AttemptStatus(AttemptState.crashed,
                                        "the runner died without writing its status",
                                        finished_at=self.clock())
-            self._finish(attempt, result)
+            try:
+                self._finish(attempt, result)
+            except ClawError as error:
+                # One attempt clawfleet cannot wrap up (a head commit git does not know, a
+                # worktree an agent tampered with) must not stop this run, nor every later one
+                # at recovery: it fails, saying why, and the rest goes on.
+                self._could_not_finish(attempt, error)
             ended += 1
         return ended
+
+    def _could_not_finish(self, attempt: Attempt, error: ClawError) -> None:
+        reason = f"clawfleet could not wrap up this attempt: {error}"
+        self.on_event(f"task {attempt.task_id}: attempt {attempt.number}: {reason}")
+        if self.store.get_attempt(attempt.id).state == AttemptState.running:
+            running = self.store.get_task(attempt.task_id).state == TaskState.running
+            self.store.finish_attempt(attempt.id, AttemptState.failed, "attempt.failed", reason=reason,
+                                      task_state=TaskState.failed if running else None, task_reason=reason)
+        try:
+            self._release(attempt, keep=True)
+        except ClawError as again:
+            self.on_event(f"attempt {attempt.id}: could not free its workspace: {again}")
 
     def stop_over_budget(self) -> int:
         """Stop each running attempt the gateway refused a call for being over budget (checked
@@ -453,6 +489,8 @@ class Orchestrator:
     def _ai_review(self, task: Task, attempt: Attempt, status: AttemptStatus, risk: Risk) -> Decision:
         """Start the AI reviewer on a task now in review; `collect_reviews` acts on its verdict."""
         name = self.config.review.ai_reviewer
+        if self.refs is not None:
+            self.refs.note_activity()
         try:
             agent = self.config.agent(name)
             prompt = reviewer.review_prompt(self.project.root, task, attempt, status.head_commit, risk,
@@ -530,13 +568,20 @@ class Orchestrator:
         """Free the worktree of an attempt that will not land; keep its branch unless empty.
 
         Whatever a killed agent left uncommitted is committed on the branch first: nothing is lost.
+        A worktree the attempt no longer holds (best-of-N frees a loser's when it ends) is left
+        alone: it may be another attempt's by now, and committing there would put that tree on
+        this attempt's branch.
         """
-        if keep and attempt.worktree and Path(attempt.worktree).exists():
+        held = bool(attempt.worktree) and self.pool.holds(Path(attempt.worktree), attempt.id)
+        if keep and held and Path(attempt.worktree).exists():
             try:
-                git.commit_all(Path(attempt.worktree), f"clawfleet attempt {attempt.id}: work left when it stopped")
+                git.commit_all(Path(attempt.worktree), f"clawfleet attempt {attempt.id}: work left when it stopped",
+                               branch=attempt.branch, repo=self.project.root)
+            except git.WorktreeTampered as error:  # the pool quarantines it below
+                self.on_event(f"attempt {attempt.id}: its workspace is quarantined: {error.message}")
             except ClawError as error:
                 self.on_event(f"attempt {attempt.id}: could not commit what it left: {error}")
-        if attempt.worktree:
+        if held:
             self.pool.release(Path(attempt.worktree), recycle_at=self.project.target_tip())
         if not keep:
             git.delete_branch(self.project.root, attempt.branch)

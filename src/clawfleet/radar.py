@@ -62,11 +62,12 @@ def scan(project: Project) -> RadarReport:
             continue
         try:
             if attempt.state == AttemptState.running and attempt.worktree and Path(attempt.worktree).exists():
-                head = git.snapshot_commit(Path(attempt.worktree))
+                head = git.snapshot_commit(Path(attempt.worktree), f"refs/heads/{attempt.branch}",
+                                           repo=project.root)
             else:
                 head = attempt.head_commit
         except GitError:
-            continue  # a worktree being made or removed right now: next scan
+            continue  # being made or removed right now, or tampered with (quarantined when it ends)
         if not head:
             continue
         heads[attempt.id] = (task.id, head)

@@ -159,6 +159,7 @@ class Runner:
         self.spec = AttemptSpec.load(attempt_dir)
         self.children = ChildGroups(attempt_dir / "children")
         self.worktree = Path(self.spec.worktree)
+        self.root = Path(self.spec.project_root)
         self.input_tokens = 0
         self.output_tokens = 0
         self.agent: Any = None
@@ -246,10 +247,13 @@ class Runner:
                 message += f", fix round {round_number}"
             if outcome.summary:
                 message += f"\n\n{outcome.summary}"
-            head = git.commit_all(self.worktree, message[:20_000], exclude=agent.scratch)
-            status = dict(summary=outcome.summary, fix_rounds=round_number,
-                          head_commit=head or git.rev(self.worktree, "HEAD"))
-            leaked = git.committed_kept_out(self.worktree, spec.base_commit)
+            # On the attempt's branch, whatever HEAD the agent left; its repository is the
+            # person's, never what the worktree's .git says (a forged one raises).
+            head = git.commit_all(self.worktree, message[:20_000], exclude=agent.scratch, branch=spec.branch,
+                                  repo=self.root)
+            tip = head or git.branch_tip(self.root, spec.branch)
+            status = dict(summary=outcome.summary, fix_rounds=round_number, head_commit=tip)
+            leaked = git.committed_kept_out(self.worktree, spec.base_commit, tip, repo=self.root)
             if leaked:  # the agent committed a copied .env itself: it must not land
                 return self._status(AttemptState.failed,
                                     f"the agent committed {', '.join(leaked[:3])}, copied from your checkout "
@@ -264,7 +268,7 @@ class Runner:
             if outcome.error:
                 return self._status(AttemptState.failed, outcome.error, exit_code=outcome.exit_code,
                                     checks=checks, **status)
-            if head is None and not git.commits_between(self.worktree, spec.base_commit, "HEAD"):
+            if head is None and not git.commits_between(self.root, spec.base_commit, tip):
                 return self._status(AttemptState.no_change, "the agent ended without changing anything",
                                     **status)
             if not spec.checks:
@@ -288,8 +292,9 @@ class Runner:
         try:
             git.commit_all(self.worktree, f"{task['title']}\n\nclawfleet task {task['id']}, attempt "
                                           f"{self.spec.attempt_number}: work in progress, {why}",
-                           exclude=self.agent.scratch if self.agent else ())
-            return git.rev(self.worktree, "HEAD")
+                           exclude=self.agent.scratch if self.agent else (), branch=self.spec.branch,
+                           repo=self.root)
+            return git.branch_tip(self.root, self.spec.branch)
         except ClawError:
             return None
 
@@ -309,7 +314,7 @@ class Runner:
         return self._status(AttemptState.failed,
                             f"workspace setup failed: {result.error} (log: {result.log}; "
                             "`claw workspace doctor` shows it)", exit_code=1,
-                            head_commit=git.rev(self.worktree, "HEAD"))
+                            head_commit=git.branch_tip(self.root, self.spec.branch))
 
     def _status(self, outcome: AttemptState, reason: str | None, *, checks: list[CheckResult] = (),
                 **fields: Any) -> AttemptStatus:

@@ -46,6 +46,7 @@ from .project import Project
 from .store import Store
 
 PREFIX = "ws-"
+QUARANTINED = "quarantined"   # an agent tampered with what the worktree tells git: never reused
 STALE_PREFIXES = ("staging-", "pool-")  # names of the pool before workspaces had records
 LEGACY_ATTEMPT_PREFIX = "attempt-"        # an attempt's worktree before workspaces had records
 TAIL_LINES = 30
@@ -212,23 +213,42 @@ def sync_includes(project: Project, config: WorkspaceConfig, worktree: Path) -> 
     clawfleet's commits. Paths git tracks are skipped: the checkout already has them."""
     wanted = include_paths(project, config)
     if not wanted:
-        git.keep_out_of_commits(worktree, [])
+        git.keep_out_of_commits(worktree, [], repo=project.root)
         return []
-    tracked = git.tracked_among(worktree, [path for path, _ in wanted])
+    tracked = git.tracked_among(worktree, [path for path, _ in wanted], repo=project.root)
     placed = []
     for path, link in wanted:
         if path in tracked:
             continue
-        _place(project.root / path, worktree / path, link)
+        _place(project.root / path, _inside(worktree, path), link)
         placed.append(path)
-    git.keep_out_of_commits(worktree, placed)
+    git.keep_out_of_commits(worktree, placed, repo=project.root)
     return placed
 
 
-def _drop_includes(worktree: Path) -> None:
+def _inside(worktree: Path, relative: str, make: bool = True) -> Path:
+    """`worktree / relative` with every folder on the way a real one: a link an agent left there
+    (`config -> /home/you`) is removed, never written or deleted through. With `make=False`
+    (deleting) nothing is changed, and FileNotFoundError says a link is in the way."""
+    here = worktree
+    for part in Path(relative).parts[:-1]:
+        here = here / part
+        if here.is_symlink() or (here.exists() and not here.is_dir()):
+            if not make:
+                raise FileNotFoundError(here)
+            here.unlink()
+        if make:
+            here.mkdir(exist_ok=True)
+    return worktree / relative
+
+
+def _drop_includes(worktree: Path, repo: Path | None = None) -> None:
     """Delete the copies sync_includes placed (never the person's files: these are copies or links)."""
-    for path in git.kept_out_of_commits(worktree):
-        target = worktree / path
+    for path in git.kept_out_of_commits(worktree, repo):
+        try:
+            target = _inside(worktree, path, make=False)
+        except FileNotFoundError:
+            continue  # behind a link: nothing of ours is there
         if target.is_dir() and not target.is_symlink():
             shutil.rmtree(target, ignore_errors=True)
         elif target.is_symlink() or target.exists():
@@ -237,14 +257,16 @@ def _drop_includes(worktree: Path) -> None:
 
 def _place(source: Path, target: Path, link: bool) -> None:
     if source.is_dir() and not source.is_symlink():
+        if target.is_symlink() or (target.exists() and not target.is_dir()):
+            target.unlink()
+        target.mkdir(exist_ok=True)
         for child in source.iterdir():
             _place(child, target / child.name, link)
         return
-    target.parent.mkdir(parents=True, exist_ok=True)
     if target.is_symlink() or target.exists():
         if target.is_dir() and not target.is_symlink():
             shutil.rmtree(target)
-        elif link and _same_file(source, target):
+        elif link and not target.is_symlink() and _same_file(source, target):
             return
         else:
             target.unlink()
@@ -557,8 +579,12 @@ class WorkspacePool:
             if not self.store.move_workspace(workspace.id, "in_use", expect=["ready"], attempt_id=attempt_id):
                 continue  # another process took it first
             try:
-                _drop_includes(workspace.path)  # copied anew below; one may be tracked at `base` now
-                git.start_branch(workspace.path, branch, base)
+                # copied anew below; one may be tracked at `base` now
+                _drop_includes(workspace.path, self.project.root)
+                git.start_branch(workspace.path, branch, base, repo=self.project.root)
+            except git.WorktreeTampered as error:
+                self.quarantine(workspace, error.message)
+                continue
             except GitError:
                 self._remove(workspace, teardown=False)  # broken (deleted by hand?): make another
                 continue
@@ -572,6 +598,14 @@ class WorkspacePool:
         rows = self.store.workspaces(path=str(path))
         return Workspace.from_row(rows[0]) if rows else None
 
+    def holds(self, worktree: Path, attempt_id: int) -> bool:
+        """Whether the workspace at `worktree` is still the attempt's (a folder without a record,
+        from before workspaces had them, is taken to be)."""
+        workspace = self.find(worktree)
+        if workspace is None:
+            return worktree.exists()
+        return workspace.state == "in_use" and workspace.attempt_id == attempt_id
+
     def release(self, worktree: Path, recycle_at: str | None = None) -> None:
         """Give a finished attempt's workspace back to the pool (clean, installs kept) or remove it."""
         workspace = self.find(worktree)
@@ -584,15 +618,32 @@ class WorkspacePool:
         if not worktree.exists():
             self._remove(workspace, teardown=False)
             return
+        try:
+            git.verify_worktree(worktree, self.project.root)
+        except git.WorktreeTampered as error:
+            self.quarantine(workspace, error.message)
+            return
+        except GitError:
+            pass  # git lost it: removed below
         if recycle_at and len(self.ready()) < self.size:
             try:
                 self._forget_setup_if_changed(workspace)
-                git.reset_worktree(worktree, recycle_at, keep_ignored=needs_setup(self.config))
+                git.reset_worktree(worktree, recycle_at, keep_ignored=needs_setup(self.config),
+                                   repo=self.project.root)
                 self.store.move_workspace(workspace.id, "ready", expect=["in_use"], released=True)
+                return
+            except git.WorktreeTampered as error:
+                self.quarantine(workspace, error.message)
                 return
             except GitError:
                 pass
         self._remove(workspace)
+
+    def quarantine(self, workspace: Workspace, reason: str) -> None:
+        """Never hand this workspace out again, nor run anything in it: an agent tampered with
+        what it tells git. It stays for the person to look at; `claw workspace prune` removes it."""
+        ChildGroups(meta_dir(self.project, workspace.id) / "children").kill_all()
+        self.store.move_workspace(workspace.id, QUARANTINED, attempt_id=workspace.attempt_id, reason=reason)
 
     def _forget_setup_if_changed(self, workspace: Workspace) -> None:
         """An attempt that changed a lock file (and maybe installed from it) leaves installs that
@@ -601,13 +652,13 @@ class WorkspacePool:
             return
         record = meta_dir(self.project, workspace.id) / "setup.json"
         done = read_setup(record)
-        head = git.rev(workspace.path, "HEAD")
+        head = git.rev(workspace.path, "HEAD")  # checked: a tampered worktree raises
         if done and head and setup_digest(self.config, setup_inputs(self.config, self.project.root, head)) != done.digest:
             record.unlink(missing_ok=True)
 
     def _remove(self, workspace: Workspace, teardown: bool = True) -> None:
         ChildGroups(meta_dir(self.project, workspace.id) / "children").kill_all()  # a setup left running
-        if teardown:
+        if teardown and workspace.state != QUARANTINED:  # none of the person's commands in a tampered tree
             run_teardown(self.project, self.config, workspace, self._env(workspace, None))
         if workspace.path.exists():
             git.remove_worktree(self.project.root, workspace.path)
@@ -684,12 +735,15 @@ class WorkspacePool:
                 reason = "its attempt is over"
             elif row["state"] == "ready" and pool:
                 reason = "warm, and --pool asks to empty the pool"
+            elif row["state"] == QUARANTINED:
+                reason = "quarantined: an agent tampered with what it tells git"
             if reason is None:
                 continue
             if path in busy:
                 act(path, "keep", "an attempt uses it")
                 continue
-            dirty = self._work_in(workspace.path) if workspace.path.is_dir() and path in git_known else []
+            dirty = self._work_in(workspace.path) \
+                if workspace.path.is_dir() and path in git_known and row["state"] != QUARANTINED else []
             if dirty:
                 act(path, "keep", f"{reason}, but it has uncommitted work: {', '.join(dirty[:3])}")
                 continue
@@ -709,7 +763,10 @@ class WorkspacePool:
                     act(path, "keep", "not a name the pool gives; remove it by hand if it is stale")
                     continue
                 if path in git_known:
-                    dirty = git.uncommitted(folder)
+                    try:
+                        dirty = git.uncommitted(folder, repo=self.project.root)
+                    except GitError:
+                        dirty = []  # tampered or half made: nothing git can vouch for
                     if dirty:
                         act(path, "keep", f"no record, and uncommitted work: {', '.join(dirty[:3])}")
                         continue
@@ -727,10 +784,14 @@ class WorkspacePool:
         return report
 
     def _work_in(self, worktree: Path) -> list[str]:
-        """Uncommitted work, not counting the files clawfleet copied in."""
-        placed = git.kept_out_of_commits(worktree)
-        return [p for p in git.uncommitted(worktree)
-                if not any(p == k or p.startswith(k.rstrip("/") + "/") for k in placed)]
+        """Uncommitted work, not counting the files clawfleet copied in ([] when git cannot say:
+        a worktree an agent tampered with holds nothing clawfleet would keep)."""
+        try:
+            placed = git.kept_out_of_commits(worktree, self.project.root)
+            return [p for p in git.uncommitted(worktree, repo=self.project.root)
+                    if not any(p == k or p.startswith(k.rstrip("/") + "/") for k in placed)]
+        except GitError:
+            return []
 
     def _remove_folder(self, folder: Path) -> None:
         git.remove_worktree(self.project.root, folder)
@@ -762,6 +823,7 @@ def disk_usage(path: Path) -> int:
 
 
 INTEGRATION_ID = "integration"
+SET_UP_HERE = "claw-set-up"   # in the merge worktree's git dir: gone when git made it again
 
 
 def prepare_integration(project: Project, worktree: Path, commit: str,
@@ -782,8 +844,7 @@ def prepare_integration(project: Project, worktree: Path, commit: str,
     workspace = Workspace.from_row(row)
     sync_includes(project, config, worktree)
     # The merge queue makes its worktree again when git lost it: then its installs are gone too.
-    made_here = git.admin_dir(worktree) / "claw-set-up"
-    if not made_here.exists():
+    if git.read_admin_file(worktree, SET_UP_HERE, project.root) is None:
         (meta_dir(project, INTEGRATION_ID) / "setup.json").unlink(missing_ok=True)
     plan = pool._plan(workspace, commit)
     env = pool._env(workspace, plan)
@@ -792,7 +853,7 @@ def prepare_integration(project: Project, worktree: Path, commit: str,
         result = run_setup(plan, worktree, env, children, meta / "setup.log")
         if not result.ok:
             return env, f"workspace setup failed in the merge worktree: {result.error}"
-        made_here.write_text(plan.digest)
+        git.write_admin_file(worktree, SET_UP_HERE, plan.digest, project.root)
     return env, None
 
 
