@@ -388,7 +388,7 @@ def test_a_snapshot_reads_no_config_of_the_worktree_even_one_written_after_the_c
     (pooled / "a.txt").write_text("a\n")
     place = git.checkout_of(pooled)  # checked now; the agent writes its config right after
     (place.git_dir / "config.worktree").write_text(f"[filter \"evil\"]\n\tclean = {payload}\n")
-    monkeypatch.setattr(git, "_verify", lambda *args: None)  # the race made certain: checked before
+    monkeypatch.setattr(git, "_verify", lambda *args, **options: None)  # the race made certain: checked before
     snapshot = git.snapshot_commit(pooled, "refs/heads/claw/1-x")
     assert not marks.exists()
     assert sorted(git.tracked_paths(repo, snapshot)) == [".gitattributes", "README.md", "a.txt", "app.txt"]

@@ -128,7 +128,7 @@ def checkout_of(path: Path, repo: Path | None = None) -> Checkout | None:
         raise GitError(f"{path} is not a worktree of the repository at {anchor}: git has no record of it",
                        hint="it was removed or never finished; `claw workspace prune` cleans up")
     work_tree, admin = found
-    _verify(work_tree, admin, common)
+    _verify(work_tree, admin, common, ours=_clawfleet_root(work_tree) is not None)
     return Checkout(work_tree, admin, common)
 
 
@@ -219,7 +219,9 @@ def _real_key(path: Path) -> str:
 _real_parents: dict[str, str] = {}
 
 
-def _verify(work_tree: Path, admin: Path, common: Path) -> None:
+def _verify(work_tree: Path, admin: Path, common: Path, ours: bool = True) -> None:
+    """`ours`: one of clawfleet's worktrees; a worktree config naming programs is the person's
+    business in their own linked checkouts (whose .git is checked all the same)."""
     def tampered(what: str) -> WorktreeTampered:
         return WorktreeTampered(
             f"the agent tampered with its worktree's git link ({what}), so clawfleet runs no git "
@@ -244,7 +246,7 @@ def _verify(work_tree: Path, admin: Path, common: Path) -> None:
     back = _read_small(admin / "commondir")
     if back is None or not _same_place(os.path.join(admin, back.strip()), common):
         raise tampered(f"its git dir {admin} no longer names {common} as its repository")
-    risky = _worktree_config_programs(admin, common)
+    risky = _worktree_config_programs(admin, common) if ours else []
     if risky:
         raise tampered(f"its worktree config ({admin / 'config.worktree'}) sets {', '.join(risky[:4])}, "
                        "a program git would run")
