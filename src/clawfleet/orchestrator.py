@@ -501,7 +501,8 @@ class Orchestrator:
                 head_commit=status.head_commit, prompt=prompt,
                 deadline=self.clock() + self.config.review.ai_timeout,
                 gateway_url=self.gateway.attempt_url(attempt.id) if self.gateway else None,
-                gateway_key=self.gateway.attempt_key(attempt.id) if self.gateway else None))
+                gateway_key=self.gateway.attempt_key(attempt.id) if self.gateway else None,
+                sandbox=self.sandbox.to_dict() if self.sandbox else None))
         except (ClawError, OSError) as error:
             self._ai_review_failed(task, attempt, error)
             return Decision(TaskState.review)

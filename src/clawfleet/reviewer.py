@@ -32,6 +32,7 @@ from typing import Any
 
 from . import git
 from .errors import ClawError
+from .sandbox import SandboxPolicy
 from .models import Attempt, Task
 from .procs import ChildGroups, cmdline, kill_group, pid_alive
 from .risk import Risk
@@ -149,6 +150,7 @@ class ReviewSpec:
     deadline: float
     gateway_url: str | None = None    # the attempt's base URL on the metering gateway
     gateway_key: str | None = None
+    sandbox: dict[str, Any] | None = None   # the run's SandboxPolicy: the reviewer is an agent too
 
     def save(self, review_dir: Path) -> None:
         write_json(review_dir / "review.json", asdict(self))
@@ -273,7 +275,8 @@ def _run_in_a_checkout(spec: ReviewSpec, agent_config: dict[str, Any], review_di
             task_id=spec.task_id, attempt_id=spec.attempt_id, agent_name=spec.agent_name,
             workspace=checkout, attempt_dir=_agent_dir(review_dir), prompt=spec.prompt, prompt_file=prompt_file,
             log=review_dir / "agent.log", deadline=spec.deadline,
-            children=ChildGroups(review_dir / "children"), project_root=root))
+            children=ChildGroups(review_dir / "children"), project_root=root,
+            sandbox=SandboxPolicy.from_dict(spec.sandbox), common_dir=git.common_dir(root)))
     finally:
         git.remove_worktree(root, checkout)
     if outcome.error and not outcome.summary:

@@ -178,14 +178,6 @@ def program_root(program: str) -> str:
     return str(real)   # a script of its own: the file, not the folder it happens to be in
 
 
-def database_files(db: Path) -> list[Path]:
-    """The SQLite files of the store (never bound into a sandbox; kept for callers that list them)."""
-    return [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
-
-
-_COMMON_DIR = re.compile(r"^gitdir:\s*(.+?)\s*$")
-
-
 def _git_dirs(worktree: Path, common_dir: Path | None) -> list[str]:
     """The repository's git directory, to show read-only: the common dir (objects, refs) given by
     the caller, who knows it from the person's checkout, never from the worktree's `.git` file."""
