@@ -414,7 +414,10 @@ def _run_fleet(project: Project, *, slots: int | None, merge: bool | None,
     """Drive the orchestrator with a live table on a terminal, event lines elsewhere."""
     from .orchestrator import Orchestrator
 
-    project.target_tip()   # a bad target is the first thing to say
+    from . import sandbox
+
+    project.target_tip()   # a bad target is the first thing to say, then a sandbox it needs
+    sandbox.resolve(project.config.sandbox, warn=lambda message: None)
     _refuse_unready_agents(project)
 
     events: list[str] = []

@@ -113,4 +113,6 @@ def test_an_acp_agent_cannot_read_or_write_outside_its_worktree_through_clawflee
     assert (repo / "honest.txt").read_text() == "inside, as it should be\n"
     assert (repo / "second.txt").read_text() == "the next task\n"
     assert not (repo / "hard.txt").exists() and git.out("status", "--porcelain", cwd=repo) == "?? .claw/"
-    assert git.git("config", "--get", "core.fsmonitor", cwd=repo, check=False).stdout == ""
+    # (read from the file: clawfleet's own git calls always pass core.fsmonitor=false)
+    assert git.git("config", "--file", str(repo / ".git" / "config"), "--get", "core.fsmonitor",
+                   cwd=repo, check=False).stdout == ""
