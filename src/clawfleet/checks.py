@@ -8,6 +8,7 @@ from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from . import private, redact
 from .procs import ChildGroups
 
 TAIL_CHARS = 4000
@@ -38,7 +39,7 @@ def run_checks(commands: Sequence[str], *, cwd: Path, log_dir: Path, timeout: fl
     `contained(args, env)` gives the sandboxed command line (a context manager, as
     `containment.contain`); without it the commands run as they are.
     """
-    log_dir.mkdir(parents=True, exist_ok=True)
+    log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     results = []
     for index, command in enumerate(commands, 1):
         log = log_dir / f"{label}-{index}.log"
@@ -46,7 +47,8 @@ def run_checks(commands: Sequence[str], *, cwd: Path, log_dir: Path, timeout: fl
         with (contained(args, full_env) if contained else nullcontext((args, full_env))) as (args, full_env):
             finished, output = children.run(args, cwd=cwd, env=full_env, timeout=timeout)
         note = f"\n[timed out after {timeout:.0f} s]\n" if finished.timed_out else ""
-        log.write_text(f"$ {command}\n{output}{note}[exit {finished.exit_code}]\n")
+        output = redact.text(output)  # before the tail is cut: no half secret is left in it
+        private.write_text(log, f"$ {command}\n{output}{note}[exit {finished.exit_code}]\n")
         result = CheckResult(command, finished.exit_code, finished.timed_out,
                              round(finished.duration, 3), str(log), (output + note)[-TAIL_CHARS:])
         results.append(result)

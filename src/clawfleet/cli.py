@@ -326,7 +326,7 @@ def log(
                 handle.seek(position)
                 chunk = handle.read()
                 position = handle.tell()
-            sys.stdout.write(chunk)
+            sys.stdout.write(project.redactor.text(chunk))  # a running attempt's log is redacted at its end
             sys.stdout.flush()
         if not follow or project.store.get_attempt(attempt.id).state != AttemptState.running:
             break

@@ -390,6 +390,7 @@ class WebhookConfig(_Section):
     port: int = Field(8765, ge=0, le=65535, description="port on 127.0.0.1; 0 picks a free one")
     token_env: str = Field("CLAW_WEBHOOK_TOKEN", description="variable with the bearer token; "
                                                             "unset: one is made in .claw/run/webhook.token")
+    max_body: int = Field(1 << 20, ge=1024, description="largest request body in bytes; larger gets 413")
 
 
 class TelegramConfig(_Section):
@@ -459,6 +460,12 @@ class SandboxConfig(_Section):
                                                                     "checks may write (never one holding this checkout)")
 
 
+class SecretsConfig(_Section):
+    """Secret values clawfleet hides from every log, note and notification, and never lands."""
+    env: list[str] = Field(default_factory=list, description="variables holding secrets beyond the "
+                           "provider keys (*_API_KEY, *_TOKEN... are known already)")
+
+
 class MemoryConfig(_Section):
     prompt_notes: int = Field(5, ge=0, le=50, description="most relevant notes put into each prompt")
     learn: bool = Field(True, description="after each attempt, keep its summary and check results as a note")
@@ -486,6 +493,7 @@ class Config(_Section):
     workspace: WorkspaceConfig = Field(default_factory=WorkspaceConfig)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
+    secrets: SecretsConfig = Field(default_factory=SecretsConfig)
 
     @model_validator(mode="after")
     def _unique_names(self) -> "Config":
@@ -678,6 +686,12 @@ enabled = "auto"          # "auto": sandbox when bwrap works here, else one loud
 network = false           # let sandboxed agents and checks reach the whole network
 # read_only = ["~/.cargo"]            # toolchains under your (hidden) HOME that checks need
 # allow_hosts = ["pypi.org:443"]      # hosts agents may reach through the sandbox's proxy
+
+# Secrets: provider keys (*_API_KEY, *_TOKEN...), the gateway's upstream keys and the values in
+# files of [workspace] include are redacted from every log, note and notification, and a diff
+# that holds one never lands. Name more variables here:
+# [secrets]
+# env = ["DATABASE_PASSWORD"]
 
 # Memory: notes with provenance (`claw memory`), searched with SQLite FTS5.
 [memory]

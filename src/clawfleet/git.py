@@ -48,7 +48,7 @@ class WorktreeTampered(GitError):
 def git(*args: str, cwd: Path, check: bool = True, input: str | None = None,
         timeout: float = GIT_TIMEOUT_S, identity: bool = False,
         env: dict[str, str] | None = None, repo: Path | None = None,
-        place: Checkout | None = None) -> subprocess.CompletedProcess[str]:
+        place: Checkout | None = None, errors: str = "strict") -> subprocess.CompletedProcess[str]:
     """Run `git args` in `cwd`. In one of clawfleet's worktrees (or any path with `repo`, the
     person's repository, given) git is told the git dir and work tree (see `checkout_of`;
     `place`: found already, by an operation of several git calls)."""
@@ -62,7 +62,7 @@ def git(*args: str, cwd: Path, check: bool = True, input: str | None = None,
         full_env.update(_IDENTITY)
     try:
         result = subprocess.run(["git", *prefix, *args], cwd=cwd, capture_output=True, text=True,
-                                input=input, timeout=timeout, env=full_env)
+                                input=input, timeout=timeout, env=full_env, errors=errors)
     except FileNotFoundError as error:
         raise ClawError("git is not installed", hint="install git (apt-get install git)") from error
     except subprocess.TimeoutExpired as error:
@@ -589,8 +589,21 @@ def committed_kept_out(worktree: Path, base: str, head: str = "HEAD", repo: Path
 def _add_all_args(kept_out: Sequence[str], exclude: Sequence[str] = ()) -> list[str]:
     if not kept_out and not exclude:
         return ["add", "--all"]
-    return ["add", "--all", "--", ":/", *(f":(top,exclude,literal){p}" for p in kept_out),
+    return ["add", "--all", "--", ":/", *(spec for p in kept_out for spec in _exclude_exactly(p)),
             *(f":(top,exclude,glob){pattern}" for pattern in exclude)]
+
+
+def _exclude_exactly(path: str) -> list[str]:
+    """Pathspecs that exclude `path` (and what is under it) from `git add`.
+
+    As a glob whose last character is a one-letter class (`.en[v]`): git refuses a literal
+    pathspec that names an ignored file ("paths are ignored by one of your .gitignore files",
+    exit 1), which a gitignored `.env` copied by [workspace] include always is.
+    """
+    escaped = re.sub(r"([*?\[\]\\])", r"[\1]", path.rstrip("/"))
+    if not escaped.endswith("]"):
+        escaped = escaped[:-1] + f"[{escaped[-1]}]"
+    return [f":(top,exclude,glob){escaped}", f":(top,exclude,glob){escaped}/**"]
 
 
 def is_dirty(worktree: Path, repo: Path | None = None) -> bool:
@@ -831,6 +844,20 @@ def tracked_among(worktree: Path, paths: Sequence[str], repo: Path | None = None
         return set()
     listed = out("ls-files", "--", *(f":(top,literal){p}" for p in paths), cwd=worktree, repo=repo).splitlines()
     return {p for p in paths if any(f == p or f.startswith(p.rstrip("/") + "/") for f in listed)}
+
+
+def commit_patches(repo: Path, base: str, head: str) -> list[tuple[str, str, str]]:
+    """(commit, message, patch) of every commit in base..head, oldest first, for the secret scan.
+
+    Each patch holds only what its commit added and changed (-U0), file ids in full (`--raw`
+    lines first, then the diff), without renames, external diffs or text conversion, so what is
+    read is what the commit stores; bytes that are not UTF-8 become U+FFFD.
+    """
+    text = git("log", "--reverse", "--no-color", "--no-ext-diff", "--no-textconv", "--no-renames",
+               "--full-index", "--no-abbrev", "--raw", "-p", "-U0", "--format=%x00%H%x00%B%x00",
+               f"{base}..{head}", cwd=repo, errors="replace").stdout
+    parts = text.split("\0")
+    return [(parts[i].strip(), parts[i + 1], parts[i + 2].lstrip("\n")) for i in range(1, len(parts) - 2, 3)]
 
 
 # -- the agent's own git, inside the sandbox ----------------------------------------------

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import git
+from . import git, private
 from .checks import all_passed, describe_failure, run_checks
 from .containment import Reach, contain
 from .sandbox import SandboxPolicy
@@ -227,10 +227,14 @@ class MergeQueue:
                 return blocked
             checkout = git.worktree_of_branch(self.project.root, target)
             if checkout is not None:
+                landing = git.changed_files(self.project.root, tip, top)
+                folders = {str(parent) for p in landing for parent in Path(p).parents} - {"."}
+                new_folders = sorted(f for f in folders if not (checkout / f).exists())
                 try:
                     git.fast_forward_checkout(checkout, top, repo=self.project.root)
                 except git.GitError as error:  # e.g. an untracked file of theirs is in the way
                     return f"cannot update your checkout of '{target}' at {checkout}: {error}"
+                private.as_the_person_would(checkout, landing, new_folders)
             else:
                 tasks = ", ".join(str(a.task_id) for a, _ in stacked)
                 git.update_ref(self.project.root, target, top, tip, f"{git.LANDING} task(s) {tasks}")

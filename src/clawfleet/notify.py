@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from . import redact
 from .config import NotifyConfig
 from .errors import ClawError
 from .models import AttemptState, Importance, Notification
@@ -123,6 +124,7 @@ def notification_for(event: dict, store: Store) -> Notification | None:
 
 
 def _short(text: str) -> str:
+    text = redact.text(text)  # before cutting: half a secret would no longer be recognised
     return text if len(text) <= SUMMARY_CHARS else text[:SUMMARY_CHARS - 1] + "…"
 
 
@@ -225,6 +227,7 @@ class Notifier:
 
     def _deliver(self, items: list[Notification], title: str, body: str) -> int:
         ids = [item.id for item in items]
+        title, body = redact.text(title), redact.text(body)  # whatever queued them, nothing leaves
         try:
             ok = self._send(title, body)
             error = None if ok else "the notification service refused it (see the daemon's log)"

@@ -16,7 +16,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from . import git, memory, radar, refwatch, reviewer, sandbox
+from . import git, memory, private, radar, refwatch, reviewer, sandbox, skills
 from .errors import ClawError
 from .executors.local import LocalExecutor, Running
 from .mergequeue import LandResult, MergeQueue
@@ -26,7 +26,7 @@ from .project import Project
 from .prompt import render_prompt
 from .review import Decision, after_ai_review, decide, policy_files_of, risk_of
 from .risk import Risk
-from .runner import AttemptSpec, AttemptStatus, read_progress
+from .runner import AttemptSpec, AttemptStatus, finalise_folder, read_progress
 from .scheduler import for_project
 from .workspace import WorkspacePool
 
@@ -59,6 +59,9 @@ class Orchestrator:
         self.project = project
         self.store = project.store
         self.config = project.config
+        private.restrict_process()  # its files, the zygote's and the runners': 0600 in 0700 folders
+        project.make_private()
+        self.secret_sources = project.secret_sources()  # names and paths for each runner's redactor
         self.slots = slots or self.config.fleet.slots
         self.merge = self.config.review.merge_on_approve if merge is None else merge
         self.executor = LocalExecutor(zygote_log=project.run_dir / "zygote.log", on_exit=self.wake)
@@ -79,6 +82,7 @@ class Orchestrator:
         self._deadlines: dict[int, float] = {}        # attempt id -> its spec's deadline
         self._progress_seen: dict[int, tuple[int, int]] = {}  # attempt id -> progress.json seen
         self._refused_after = 0
+        self._skill_problems: set[str] = set()
         self.paused = False  # no new attempts (the daemon drains before it stops)
         self._wake = threading.Event()
         self.sandbox: sandbox.SandboxPolicy | None = None
@@ -192,7 +196,7 @@ class Orchestrator:
         """Give a new attempt its worktree, spec and first prompt, and start its runner."""
         agent_name, task_id, base = attempt.agent, task.id, attempt.base_commit
         attempt_dir = self.project.attempt_dir(attempt.id)
-        attempt_dir.mkdir(parents=True, exist_ok=True)
+        private.folder(attempt_dir)
         try:
             workspace = self.pool.acquire(attempt.id, attempt.branch, base)
         except ClawError as error:
@@ -212,16 +216,26 @@ class Orchestrator:
             gateway_key=self.gateway.attempt_key(attempt.id) if self.gateway else None,
             env=workspace.env, setup=asdict(workspace.setup) if workspace.setup else None,
             sandbox=self.sandbox.to_dict() if self.sandbox else None,
-            stall_timeout=self.config.fleet.stall_timeout)
+            stall_timeout=self.config.fleet.stall_timeout, secrets=self.secret_sources)
         spec.save(attempt_dir)
-        (attempt_dir / "prompt-0.md").write_text(render_prompt(
+        private.write_text(attempt_dir / "prompt-0.md", self.project.redactor.text(render_prompt(
             task, project_root=self.project.root, branch=attempt.branch, checks=spec.checks,
-            feedback=task.feedback, agent_kind=agent_config.kind))
+            feedback=task.feedback, agent_kind=agent_config.kind)))
+        self._report_skill_problems(task)
         if self.refs is not None:
             self.refs.note_activity()
         pid = self.executor.start(attempt.id, attempt_dir, cwd=worktree)
         self.store.update_attempt(attempt.id, pid=pid, worktree=str(worktree))
         self.on_event(f"task {task_id}: attempt {attempt.number} started ({agent_name})")
+
+    def _report_skill_problems(self, task: Task) -> None:
+        """Say once per run that a skill is skipped (a symlink in it, a bad SKILL.md): attempts
+        go on without it, and the person learns why from an event, not from a crash."""
+        for problem in skills.discover(self.project.root)[1]:
+            if problem.message not in self._skill_problems:
+                self._skill_problems.add(problem.message)
+                self.store.record_event("skill.skipped", task_id=task.id, reason=problem.message)
+                self.on_event(f"skill skipped: {problem.message}")
 
     # -- the ref watch --------------------------------------------------------------------
 
@@ -374,6 +388,8 @@ class Orchestrator:
             self.store.update_attempt(attempt.id, input_tokens=tokens[0], output_tokens=tokens[1])
 
     def _finish(self, attempt: Attempt, status: AttemptStatus) -> None:
+        if not status.redacted:  # its runner died or was killed before it could
+            finalise_folder(self.project.attempt_dir(attempt.id))
         task = self.store.get_task(attempt.task_id)
         self._import_notes(task, attempt, self.project.attempt_dir(attempt.id) / memory.OUTBOX_DIR)
         if status.outcome in (AttemptState.failed, AttemptState.cancelled, AttemptState.crashed):
@@ -531,6 +547,7 @@ class Orchestrator:
                 result = ClawError(f"the AI reviewer took longer than review.ai_timeout "
                                    f"({self.config.review.ai_timeout:g} s)")
             ended += 1
+            self.project.redactor.tree(review_dir, skip=("checkout",))  # its logs, as an attempt's
             if decided:  # a person (or a cancel) was quicker: the verdict no longer matters
                 self.store.update_attempt(attempt.id, ai_review="late")
                 continue

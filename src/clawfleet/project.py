@@ -6,11 +6,15 @@ import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import git
 from .config import Config, load_config
 from .errors import ClawError
 from .store import Store
+
+if TYPE_CHECKING:
+    from .redact import Redactor
 
 
 @dataclass
@@ -56,7 +60,40 @@ class Project:
 
     @cached_property
     def store(self) -> Store:
+        self.redactor  # whatever this process writes to the store is redacted with our secrets
         return Store(self.run_dir / "claw.db")
+
+    @cached_property
+    def redactor(self) -> "Redactor":
+        """This process's redactor, taught this project's secrets (redact.py); a config that
+        cannot be read teaches none (the error is the config's to report)."""
+        from . import redact
+        from .errors import ConfigError
+
+        try:
+            return redact.for_project(self)
+        except ConfigError:
+            return redact.current()
+
+    def secret_sources(self) -> dict[str, list[str]]:
+        """What an attempt's runner must know to redact and scan for this project's secrets: the
+        names of the variables that hold them and the included files (never their values)."""
+        from . import redact
+
+        included: list[Path] = []
+        if self.config.workspace.include or self.config.workspace.link:
+            from .workspace import include_paths
+
+            included = redact.files_under(self.root / path for path, _ in include_paths(self, self.config.workspace))
+        return {"env": redact.config_secret_names(self.config), "files": [str(path) for path in included]}
+
+    def make_private(self) -> None:
+        """`.claw/run` and the folders clawfleet keeps there, 0700: private to the user, whatever
+        an older version or the umask made them."""
+        from . import private
+
+        for folder in (self.run_dir, self.attempts_dir, self.worktrees_dir):
+            private.folder(folder)
 
     def require_commits(self) -> None:
         if not git.has_commits(self.root):

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import git
+from . import git, redact
 from .errors import ClawError
 from .sandbox import SandboxPolicy
 from .models import Attempt, Task
@@ -79,8 +79,9 @@ class Verdict:
 
 
 def _plain(text: str) -> str:
-    """A comment as a person reads it: no control characters (terminal escapes), bounded."""
-    kept = "".join(c if c == "\n" or c.isprintable() else " " for c in text)
+    """A comment as a person reads it: no secret (redact.py), no control characters (terminal
+    escapes), bounded. It goes to the store, the person and back to the agent."""
+    kept = "".join(c if c == "\n" or c.isprintable() else " " for c in redact.text(text))
     return kept[:COMMENT_MAX_CHARS]
 
 

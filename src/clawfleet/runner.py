@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import git, skills
+from . import git, private, redact, skills
 from .agents import AgentJob, make_agent
 from .checks import CheckResult, all_passed, describe_failure, run_checks
 from .containment import Reach, contain
@@ -60,6 +60,9 @@ class AttemptSpec:
     setup: dict[str, Any] | None = None                # a workspace.SetupPlan owed before the agent
     sandbox: dict[str, Any] | None = None   # the built-in agent's SandboxPolicy; None: unsandboxed
     stall_timeout: float = 0.0              # [fleet] stall_timeout; 0: no stall guard
+    # What the redactor and the secret scan must know: {"env": [variable names], "files":
+    # [the included files in the person's checkout]}; names and paths, never values.
+    secrets: dict[str, list[str]] | None = None
 
     def save(self, attempt_dir: Path) -> None:
         write_json(attempt_dir / "spec.json", asdict(self))
@@ -81,6 +84,7 @@ class AttemptStatus:
     fix_rounds: int = 0
     checks: list[dict[str, Any]] = field(default_factory=list)
     finished_at: float = 0.0
+    redacted: bool = False      # the runner redacted its attempt folder before writing this
 
     @property
     def checks_passed(self) -> bool | None:
@@ -143,9 +147,9 @@ class Stopped(Exception):
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON whole or not at all (a reader never sees half a file)."""
+    """Write JSON whole or not at all (a reader never sees half a file), private to the user."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str))
+    private.write_text(tmp, json.dumps(data, indent=1, default=str))
     tmp.replace(path)
 
 
@@ -160,6 +164,15 @@ class Runner:
         self.children = ChildGroups(attempt_dir / "children")
         self.worktree = Path(self.spec.worktree)
         self.root = Path(self.spec.project_root)
+        # Learned before the agent starts, from this process's environment and the person's
+        # files: whatever the agent's own environment is made to lack.
+        secrets = self.spec.secrets or {}
+        redact.learn_env(secrets.get("env", []))
+        self.included = [Path(p) for p in secrets.get("files", [])]
+        redact.learn_files(self.included, Path(self.spec.project_root))
+        if self.spec.gateway_key:
+            redact.learn([redact.Secret(self.spec.gateway_key, "this attempt's gateway key")])
+        self.redact = redact.current()
         self.input_tokens = 0
         self.output_tokens = 0
         self.agent: Any = None
@@ -211,7 +224,11 @@ class Runner:
         outbox.mkdir(exist_ok=True)
         os.environ[OUTBOX_ENV] = str(outbox)
         agent_kind = spec.agent.get("kind", "builtin")
-        skills.install(Path(spec.project_root), self.worktree, agent_kind)
+        try:
+            skills.install(Path(spec.project_root), self.worktree, agent_kind)
+        except (ClawError, OSError) as error:  # a skill is a help, never a reason to fail
+            with open(self.dir / "agent.log", "a") as log:
+                log.write(f"# skills not copied into the worktree: {error}\n")
         agent = self.agent = make_agent(spec.agent_name, through_gateway(spec))
         failure, checks = None, []
         for round_number in range(spec.fix_rounds + 1):
@@ -222,7 +239,7 @@ class Runner:
                 prompt = render_prompt(task, project_root=Path(spec.project_root), branch=spec.branch,
                                        checks=spec.checks, feedback=spec.feedback, failure=failure,
                                        fix_round=round_number, agent_kind=agent_kind)
-                prompt_file.write_text(prompt)
+                prompt_file.write_text(self.redact.text(prompt))  # it quotes the checks' output
             phase = "agent" if round_number == 0 else "fixing"
             self.progress(phase, round=round_number)
             base_tokens = (self.input_tokens, self.output_tokens)
@@ -249,16 +266,13 @@ class Runner:
                 message += f"\n\n{outcome.summary}"
             # On the attempt's branch, whatever HEAD the agent left; its repository is the
             # person's, never what the worktree's .git says (a forged one raises).
-            head = git.commit_all(self.worktree, message[:20_000], exclude=agent.scratch, branch=spec.branch,
-                                  repo=self.root)
+            head = git.commit_all(self.worktree, self.redact.text(message[:20_000]), exclude=agent.scratch,
+                                  branch=spec.branch, repo=self.root)
             tip = head or git.branch_tip(self.root, spec.branch)
-            status = dict(summary=outcome.summary, fix_rounds=round_number, head_commit=tip)
-            leaked = git.committed_kept_out(self.worktree, spec.base_commit, tip, repo=self.root)
-            if leaked:  # the agent committed a copied .env itself: it must not land
-                return self._status(AttemptState.failed,
-                                    f"the agent committed {', '.join(leaked[:3])}, copied from your checkout "
-                                    "by [workspace] include; nothing lands (its branch keeps the work)",
-                                    checks=checks, **status)
+            status = dict(summary=self.redact.text(outcome.summary), fix_rounds=round_number, head_commit=tip)
+            leaked = self.secrets_in_diff(tip)
+            if leaked:  # a key, a copy of .env, a credential: it must not land
+                return self._status(AttemptState.failed, leaked, checks=checks, **status)
             if outcome.stalled:
                 return self._status(AttemptState.stalled, outcome.error, exit_code=outcome.exit_code,
                                     checks=checks, **status)
@@ -284,6 +298,21 @@ class Runner:
         return self._status(AttemptState.checks_failed,
                             f"checks failed after {spec.fix_rounds} fix round(s): "
                             f"{failure.splitlines()[0]}", checks=checks, **status)
+
+    def secrets_in_diff(self, head: str | None) -> str | None:
+        """Why the attempt's commits must not land, when they hold a secret (see secretscan.py)."""
+        from . import secretscan  # detect-secrets is imported only by runners that have commits
+
+        base = self.spec.base_commit
+        if not head or head == base:
+            return None
+        # .env itself, by its own name, even when the person changed it since it was copied
+        kept_out = git.committed_kept_out(self.worktree, base, head, repo=self.root)
+        findings = secretscan.scan(self.root, base, head, self.redact,
+                                   included=self.included)
+        findings += [secretscan.Finding(path, 0, head, "copied from your checkout by [workspace] include")
+                     for path in kept_out if path not in {f.path for f in findings}]
+        return secretscan.describe(findings) if findings else None
 
     def save_work(self, why: str) -> str | None:
         """Commit what the agent left in the worktree, its children stopped first; the new head."""
@@ -329,6 +358,7 @@ def _stop(_signum: int, _frame: Any) -> None:
 
 def main(argv: list[str]) -> int:
     attempt_dir = Path(argv[0])
+    private.restrict_process()  # the runner's files, its agent's and its checks': 0600
     (attempt_dir / "runner.pid").write_text(str(os.getpid()))
     signal.signal(signal.SIGTERM, _stop)
     runner = None
@@ -354,10 +384,27 @@ def main(argv: list[str]) -> int:
     if runner is not None:
         status.input_tokens = status.input_tokens or runner.input_tokens
         status.output_tokens = status.output_tokens or runner.output_tokens
-    data = asdict(status)
+    status.redacted = finalise_folder(attempt_dir)
+    data = redact.current().data(asdict(status))
     data["outcome"] = str(status.outcome)
     write_json(attempt_dir / "status.json", data)
     return 0
+
+
+def finalise_folder(attempt_dir: Path) -> bool:
+    """Redact every file the attempt left in its folder (agent log, CLI transcripts, trajectories,
+    summaries, check and setup logs); True when done.
+
+    Agents and checks write their output straight to these files (a file descriptor, no copy
+    through this process), which costs nothing while they run and keeps what they wrote when the
+    runner dies; the files are private to the user meanwhile. Redacting once, at the end, with
+    every child stopped, reads each byte once: a 10 MB log in 0.05-0.6 s (bench/redact.py).
+    """
+    try:
+        redact.current().tree(attempt_dir, skip=("review",))
+        return True
+    except OSError:
+        return False
 
 
 if __name__ == "__main__":

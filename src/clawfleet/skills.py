@@ -6,6 +6,10 @@ instructions. Every prompt lists the skills (name, description, path); before an
 skill is copied to where its agent kind looks for skills in the worktree, for the kinds that
 document such a place, and kept out of the attempt's commits.
 
+A skill is plain files and folders: one holding a symlink (`ssh-dir -> ~/.ssh`, `up -> ..`), a
+device or a pipe is refused, by `claw skill install` with one line naming it, and at attempt
+time it is skipped (an event says so), never followed: the attempt goes on without it.
+
     >>> path = new_skill(project.root, "release-notes", "Write release notes from git history")
     >>> [s.name for s in discover(project.root)]
     ['release-notes']
@@ -13,8 +17,11 @@ document such a place, and kept out of the attempt's commits.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import stat
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +33,8 @@ SKILL_FILE = "SKILL.md"
 NAME_MAX = 64
 DESCRIPTION_MAX = 1024
 _NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+MAX_FILES = 1000
+MAX_BYTES = 50 << 20        # a skill is instructions and small scripts, not a data set
 
 # Where each agent kind reads a workspace's skills, from its own documentation:
 # Claude Code `.claude/skills/`, Codex `.agents/skills/` (repository scope), Gemini CLI
@@ -63,6 +72,11 @@ def check_name(name: str) -> str:
 
 def parse_skill(path: Path) -> Skill:
     """Read and validate one SKILL.md; a ClawError names the file and the problem."""
+    return parse_skill_as(path, path.parent.name)
+
+
+def parse_skill_as(path: Path, folder_name: str) -> Skill:
+    """`parse_skill` for a SKILL.md whose folder is (or will be, once installed) `folder_name`."""
     import yaml
 
     try:
@@ -82,13 +96,13 @@ def parse_skill(path: Path) -> Skill:
         raise ClawError(f"{path}: the frontmatter is not a mapping", hint="write `name: ...` and `description: ...`")
     name, description = meta.get("name"), meta.get("description")
     if not isinstance(name, str):
-        raise ClawError(f"{path}: the frontmatter has no `name`", hint=f"add `name: {path.parent.name}`")
+        raise ClawError(f"{path}: the frontmatter has no `name`", hint=f"add `name: {folder_name}`")
     try:
         check_name(name)
     except ClawError as error:
         raise ClawError(f"{path}: {error.message}", hint=error.hint) from None
-    if name != path.parent.name:
-        raise ClawError(f"{path}: name '{name}' differs from its folder '{path.parent.name}'",
+    if name != folder_name:
+        raise ClawError(f"{path}: name '{name}' differs from its folder '{folder_name}'",
                         hint="rename one of them so they match")
     if not isinstance(description, str) or not description.strip():
         raise ClawError(f"{path}: the frontmatter has no `description`",
@@ -99,20 +113,123 @@ def parse_skill(path: Path) -> Skill:
     return Skill(name, " ".join(description.split()), path, text[match.end():].strip())
 
 
+def check_files(folder: Path, shown: str | None = None) -> None:
+    """Raise a ClawError naming the first thing in `folder` that is not a plain file or folder
+    (a symlink above all: copying would follow it), or the limit it goes past. Nothing followed."""
+    shown = shown or str(folder)
+    if folder.is_symlink():
+        raise ClawError(f"the skill {shown} is a symlink (to {os.readlink(folder)}); a skill is copied, never followed",
+                        hint="replace it with a folder of plain files")
+    count = size = 0
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        for name in sorted(dirs + files):
+            path = Path(root) / name
+            info = path.lstat()
+            relative = path.relative_to(folder).as_posix()
+            if stat.S_ISLNK(info.st_mode):
+                raise ClawError(f"the skill {shown} holds a symlink: {relative} -> {os.readlink(path)}",
+                                hint="a skill is copied, never followed: put a copy of the file there, or remove it")
+            if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+                raise ClawError(f"the skill {shown} holds {relative}, which is not a plain file or folder",
+                                hint="remove it; a skill is plain files")
+            count += 1
+            size += info.st_size if stat.S_ISREG(info.st_mode) else 0
+        if count > MAX_FILES or size > MAX_BYTES:
+            raise ClawError(f"the skill {shown} is too big ({count} files, {size:,} bytes)",
+                            hint=f"a skill holds at most {MAX_FILES} files and {MAX_BYTES >> 20} MB")
+
+
 def discover(project_root: Path) -> tuple[list[Skill], list[ClawError]]:
-    """The project's valid skills by name, and the problems of the invalid ones."""
+    """The project's valid skills by name, and the problems of the invalid ones (a skill holding
+    a symlink among them: it is neither listed in prompts nor copied)."""
     root = skills_dir(project_root)
     found, problems = [], []
+    if root.is_symlink():
+        return found, [ClawError(f"{root} is a symlink; skills are read from a plain folder",
+                                 hint="make skills/ a folder of its own")]
     if not root.is_dir():
         return found, problems
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if not (folder / SKILL_FILE).exists():
-            continue
+    for folder in sorted(p for p in root.iterdir() if (p.is_dir() or p.is_symlink()) and not p.name.startswith(".")):
         try:
+            check_files(folder, f"skills/{folder.name}")
+            if not (folder / SKILL_FILE).exists():
+                continue
             found.append(parse_skill(folder / SKILL_FILE))
         except ClawError as error:
             problems.append(error)
+        except OSError as error:
+            problems.append(ClawError(f"the skill skills/{folder.name} cannot be read: {error.strerror}"))
     return found, problems
+
+
+def copy_files(source: Path, destination: Path) -> None:
+    """Copy a skill's plain files and folders; never follows a symlink (one met is an error)."""
+    destination.mkdir(parents=True)
+    for root, dirs, files in os.walk(source, followlinks=False):
+        target = destination / Path(root).relative_to(source)
+        for name in dirs:
+            if (Path(root) / name).is_symlink():
+                raise ClawError(f"{Path(root) / name} is a symlink", hint="a skill is copied, never followed")
+            (target / name).mkdir()
+        for name in files:
+            path = Path(root) / name
+            descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)  # refuses a symlink made meanwhile
+            with os.fdopen(descriptor, "rb") as reader, open(target / name, "xb") as writer:
+                info = os.fstat(reader.fileno())
+                if not stat.S_ISREG(info.st_mode):
+                    raise ClawError(f"{path} is not a plain file", hint="a skill is plain files")
+                shutil.copyfileobj(reader, writer)
+                os.fchmod(writer.fileno(), stat.S_IMODE(info.st_mode) & 0o755)
+
+
+def install_skill(project_root: Path, source: Path, *, name: str | None = None, replace: bool = False) -> Skill:
+    """`claw skill install`: copy a skill folder into the project's skills/, checked first.
+
+    A symlink, a device, a bad SKILL.md or too many files fails here, naming it, and nothing is
+    copied; a skill that installs is one every attempt can use.
+    """
+    source = source.expanduser()
+    if not source.exists() and not source.is_symlink():
+        raise ClawError(f"there is no skill folder at {source}", hint="give the folder that holds its SKILL.md")
+    check_files(source)
+    if not (source / SKILL_FILE).is_file():
+        raise ClawError(f"{source} has no {SKILL_FILE}", hint="a skill folder holds SKILL.md with name and description")
+    skill = parse_skill_as(source / SKILL_FILE, name or _frontmatter_name(source / SKILL_FILE) or source.name)
+    destination = skills_dir(project_root) / skill.name
+    if destination.exists() or destination.is_symlink():
+        if not replace:
+            raise ClawError(f"the skill '{skill.name}' exists already: {destination}",
+                            hint="pass --replace to put this one in its place, or --name to install it under another name")
+    root = skills_dir(project_root)
+    if root.is_symlink():
+        raise ClawError(f"{root} is a symlink; skills are installed into a plain folder",
+                        hint="make skills/ a folder of its own")
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{skill.name}-", dir=root))
+    try:
+        copy_files(source, staging / skill.name)
+        parse_skill(staging / skill.name / SKILL_FILE)  # what landed is what was checked
+        if destination.exists() or destination.is_symlink():
+            if destination.is_dir() and not destination.is_symlink():
+                shutil.rmtree(destination)
+            else:
+                destination.unlink()
+        (staging / skill.name).rename(destination)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return parse_skill(destination / SKILL_FILE)
+
+
+def _frontmatter_name(path: Path) -> str | None:
+    import yaml
+
+    match = re.match(r"^---[ \t]*\n(.*?)\n---", path.read_text(errors="replace"), re.S)
+    try:
+        meta = yaml.safe_load(match.group(1)) if match else None
+    except yaml.YAMLError:
+        return None
+    return meta.get("name") if isinstance(meta, dict) and isinstance(meta.get("name"), str) else None
+
 
 
 def get_skill(project_root: Path, name: str) -> Skill:
@@ -176,18 +293,29 @@ def install(project_root: Path, worktree: Path, agent_kind: str | None) -> list[
     target = install_dir(agent_kind)
     if target is None:
         return []
-    skills, _ = discover(project_root)
+    if any((worktree / part).is_symlink() for part in _prefixes(target)):
+        return []  # e.g. `.claude -> ~`: copying there would write outside the worktree
+    skills, _ = discover(project_root)   # the ones holding a symlink are not among them
     installed, patterns = [], []
     for skill in skills:
         destination = worktree / target / skill.name
-        if destination.exists():
+        if destination.exists() or destination.is_symlink():
             continue
-        shutil.copytree(skill.folder, destination)
+        try:
+            copy_files(skill.folder, destination)
+        except (ClawError, OSError):  # changed since it was checked: skipped, never followed
+            shutil.rmtree(destination, ignore_errors=True)
+            continue
         installed.append(destination / SKILL_FILE)
         patterns.append(f"/{target}/{skill.name}/")
     if patterns:
         _exclude(worktree, patterns)
     return installed
+
+
+def _prefixes(relative: str) -> list[str]:
+    parts = relative.split("/")
+    return ["/".join(parts[:n]) for n in range(1, len(parts) + 1)]
 
 
 def _exclude(worktree: Path, patterns: list[str]) -> None:

@@ -56,8 +56,51 @@ def _env_busy_timeout() -> float:
         return BUSY_TIMEOUT_S
 
 
+def _private_file(path: Path) -> None:
+    """The database private to its user: 0600 in a 0700 folder (SQLite gives its -wal and -shm
+    files the database file's mode). Made so before SQLite opens it."""
+    from . import private
+
+    private.folder(path.parent)
+    # Never open a database file that exists: closing any descriptor of it drops the POSIX locks
+    # SQLite holds on it in this process (another Store's, another thread's).
+    if not path.exists():
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, private.FILE_MODE))
+        except OSError:
+            pass  # made meanwhile, or a read-only place: SQLite will say what is wrong
+    for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        private.narrow(name)
+
+
 def _is_busy(error: sqlite3.OperationalError) -> bool:
     return "locked" in str(error) or "busy" in str(error)
+
+
+class _Redacting:
+    """A write transaction's connection: every text written goes through the redactor first, so
+    no table ever holds a known secret value, whoever wrote the row (see redact.py). Only
+    known values are replaced, never key-like formats: branch names and paths stay exact."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        from . import redact
+
+        self._db = db
+        self._clean = redact.current().known
+
+    def _params(self, params: Any) -> Any:
+        if isinstance(params, dict):
+            return {k: self._clean(v) if isinstance(v, str) else v for k, v in params.items()}
+        return [self._clean(v) if isinstance(v, str) else v for v in params]
+
+    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        return self._db.execute(sql, self._params(params) if params else params)
+
+    def executemany(self, sql: str, rows: Any) -> sqlite3.Cursor:
+        return self._db.executemany(sql, (self._params(row) for row in rows))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
 
 
 class Store:
@@ -71,7 +114,7 @@ class Store:
         if busy_timeout is None:
             busy_timeout = _env_busy_timeout()
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _private_file(path)
         self._db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None,
                                    check_same_thread=False)
         self._db.row_factory = sqlite3.Row
@@ -105,7 +148,7 @@ class Store:
                                 hint="another claw process is writing; retry in a moment") from error
             raise
         try:
-            yield self._db
+            yield _Redacting(self._db)
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
@@ -767,6 +810,18 @@ class Store:
                         metric=fields.get("metric"), commit=fields.get("commit_sha"),
                         reason=fields.get("reason"))
         return self.get_experiment(experiment_id)
+
+    def ended(self, kind: str, number: int) -> str | None:
+        """How an attempt (or experiment) ended, or None while it may still call its model: it
+        runs, or the AI reviewer reviews it with its key. What the gateway asks per call (a
+        read by primary key)."""
+        if kind == "experiment":
+            row = self._db.execute("SELECT status FROM experiments WHERE id = ?", (number,)).fetchone()
+            return None if row is None or row[0] == str(ExperimentStatus.running) else row[0]
+        row = self._db.execute("SELECT state, ai_review FROM attempts WHERE id = ?", (number,)).fetchone()
+        if row is None or row[0] == str(AttemptState.running) or row[1] == "running":
+            return None
+        return row[0]
 
     def get_experiment(self, experiment_id: int) -> Experiment:
         row = self._db.execute("SELECT * FROM experiments WHERE id = ?", (experiment_id,)).fetchone()

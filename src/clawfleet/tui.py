@@ -154,7 +154,7 @@ class FleetApp(App):
             tail = _tail(self.project.attempt_dir(attempt.id) / "agent.log", 6)
             if tail:
                 lines.append(f"[dim]attempt {attempt.number} ({escape(attempt.agent)}), agent.log:[/]")
-                lines.append(escape(tail))
+                lines.append(escape(self.project.redactor.text(tail)))
         return "\n".join(lines)
 
     # -- acting ------------------------------------------------------------------------------

@@ -126,6 +126,9 @@ def ask(project: Project, question: str) -> Reply:
                  {"answer": reply.text.strip(), "seconds": round(time.monotonic() - started, 3)})
 
 
+MAX_ID = 2**63 - 1   # SQLite's largest integer: a bigger id names no task
+
+
 def run_text(project: Project, text: str, *, source: str = "chat") -> Reply:
     """One chat message, "/command arguments", read and run."""
     text = text.strip()
@@ -157,9 +160,12 @@ def run_text(project: Project, text: str, *, source: str = "chat") -> Reply:
 
 def _task_id(word: str, command: str) -> int:
     try:
-        return int(word.lstrip("#"))
+        task_id = int(word.lstrip("#"))
     except ValueError:
-        raise UsageError(f"/{command} needs a task id, not {word!r}", hint=f"/{command} 3") from None
+        raise UsageError(f"/{command} needs a task id, not {word[:40]!r}", hint=f"/{command} 3") from None
+    if not 0 < task_id <= MAX_ID:
+        raise UsageError(f"/{command}: {word[:40]} is not a task id", hint="`/status` lists the task ids")
+    return task_id
 
 
 def describe_error(error: ClawError) -> str:

@@ -8,27 +8,36 @@
     POST /ask                   {"question"}
     POST /command               {"text": "/reject 4 use the new API"}   (the chat form)
 
-Every answer is {"ok": true, "text": ..., **data} or {"ok": false, "error", "hint"} with 400,
-401 (no or wrong token), 404 (no such task) or 409 (not in a state for that).
+Every answer is {"ok": true, "text": ..., **data} or {"ok": false, "error", "hint"} with 400
+(bad input: invalid JSON, a lone surrogate, an id no task can have), 401 (no or wrong token),
+404 (no such task), 409 (not in a state for that) or 413 (a body over `[webhook] max_body`).
+
+The token and the body's size are checked by `Guard`, in front of the app, before one byte of
+the body is read: an unauthenticated or oversized request costs the daemon nothing but a reply.
 """
 
 from __future__ import annotations
 
 import hmac
+import json
 import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
+from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import FastAPI, Path as PathParam, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from ..errors import ClawError, NotFound, UsageError
 from ..project import Project
 from . import commands
 
 TOKEN_FILE = "webhook.token"
+MAX_ID = 2**63 - 1               # SQLite's largest integer: a bigger id names no task
+TaskIdParam = Annotated[int, PathParam(ge=1, le=MAX_ID)]
 
 
 def webhook_token(project: Project) -> str:
@@ -45,22 +54,36 @@ def webhook_token(project: Project) -> str:
     return path.read_text().strip()
 
 
-class NewTask(BaseModel):
+class _Body(BaseModel):
+    @field_validator("*")
+    @classmethod
+    def _whole_characters(cls, value: Any) -> Any:
+        # JSON may escape half a UTF-16 pair ("\ud800"): pydantic passes it in a plain str
+        # field, and no database or chat can store it.
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("holds a lone surrogate (half of a UTF-16 pair); send whole characters") from None
+        return value
+
+
+class NewTask(_Body):
     title: str = Field(min_length=1, max_length=200)
     body: str = ""
     kind: str = "feature"
     importance: str = "normal"
 
 
-class Feedback(BaseModel):
+class Feedback(_Body):
     feedback: str | None = None
 
 
-class Question(BaseModel):
+class Question(_Body):
     question: str = Field(min_length=1)
 
 
-class ChatText(BaseModel):
+class ChatText(_Body):
     text: str
 
 
@@ -78,24 +101,87 @@ def _status_of(error: ClawError) -> int:
     return 400
 
 
+class Guard:
+    """ASGI middleware: the bearer token, then the body's size, before the app reads the body.
+
+    A Content-Length over `max_body` is refused (413) at once; a body without one (chunked) is
+    read up to `max_body` and refused as soon as it goes past: memory stays bounded whatever is
+    sent. The body read is handed to the app as one message.
+    """
+
+    def __init__(self, app: Any, token: str, max_body: int) -> None:
+        self.app = app
+        self.token = token.encode()
+        self.max_body = max_body
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        given = headers.get(b"authorization", b"").removeprefix(b"Bearer ").strip()
+        if not given or not hmac.compare_digest(given, self.token):
+            await _answer(send, 401, "missing or wrong token", "send Authorization: Bearer TOKEN",
+                          [(b"www-authenticate", b"Bearer")])
+            return
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_body):
+            await self._too_large(send)
+            return
+        body, more = bytearray(), True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_body:
+                await self._too_large(send)
+                return
+        sent = False
+
+        async def replay() -> dict:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()  # after the body: wait for the disconnect, as a server would
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, send: Callable) -> None:
+        await _answer(send, 413, f"the request body is over {self.max_body:,} bytes",
+                      "send less, or raise [webhook] max_body in .claw/config.toml",
+                      [(b"connection", b"close")])
+
+
+async def _answer(send: Callable, status: int, error: str, hint: str,
+                  headers: list[tuple[bytes, bytes]] = ()) -> None:
+    body = json.dumps({"ok": False, "error": error, "hint": hint}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()), *headers]})
+    await send({"type": "http.response.body", "body": body})
+
+
 def make_app(root: Path, token: str, open_project: Callable[[], Project] | None = None,
-             on_change: Callable[[], None] = lambda: None) -> FastAPI:
-    """The webhook app for the repository at `root`. Each request opens the project anew: its own
-    database connection, so concurrent requests never share a transaction. `on_change` is called
-    after a command that may give the fleet work (the daemon wakes its loop)."""
+             on_change: Callable[[], None] = lambda: None, max_body: int = 1 << 20) -> Guard:
+    """The webhook app for the repository at `root`, behind its `Guard`. Each request opens the
+    project anew: its own database connection, so concurrent requests never share a transaction.
+    `on_change` is called after a command that may give the fleet work (the daemon wakes its loop)."""
     open_project = open_project or (lambda: Project(root))
     app = FastAPI(title="clawfleet webhook", docs_url=None, redoc_url=None, openapi_url=None)
 
-    def authorised(authorization: str | None = Header(None)) -> None:
-        given = (authorization or "").removeprefix("Bearer ").strip()
-        if not given or not hmac.compare_digest(given.encode(), token.encode()):
-            raise _Unauthorised()
-
-    @app.exception_handler(_Unauthorised)
-    async def _refuse(request: Request, exc: _Unauthorised) -> JSONResponse:
-        return JSONResponse({"ok": False, "error": "missing or wrong token",
-                             "hint": "send Authorization: Bearer TOKEN"}, status_code=401,
-                            headers={"WWW-Authenticate": "Bearer"})
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problem = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(part) for part in problem.get("loc", ())[1:]) or "the request"
+        message = problem.get("msg", "is not valid")
+        if problem.get("type") == "json_invalid":
+            where, message = "the body", "is not valid JSON"
+        return JSONResponse({"ok": False, "error": f"{where}: {message}"[:300],
+                             "hint": "see the request formats at the top of channels/webhook.py (README: Webhook)"},
+                            status_code=400)
 
     @app.exception_handler(ClawError)
     async def _claw_error(request: Request, exc: ClawError) -> JSONResponse:
@@ -110,48 +196,43 @@ def make_app(root: Path, token: str, open_project: Callable[[], Project] | None 
         on_change()
         return _reply(reply, status)
 
-    guard = [Depends(authorised)]
-
-    @app.post("/tasks", dependencies=guard)
+    @app.post("/tasks")
     def add_task(new: NewTask) -> JSONResponse:
         return run(lambda p: commands.add(p, new.title, new.body, kind=new.kind,
                                           importance=new.importance, source="webhook"), 201)
 
-    @app.get("/status", dependencies=guard)
+    @app.get("/status")
     def status() -> JSONResponse:
         return run(commands.status)
 
-    @app.get("/tasks/{task_id}", dependencies=guard)
-    def show(task_id: int) -> JSONResponse:
+    @app.get("/tasks/{task_id}")
+    def show(task_id: TaskIdParam) -> JSONResponse:
         return run(lambda p: commands.show(p, task_id))
 
-    @app.post("/tasks/{task_id}/approve", dependencies=guard)
-    def approve(task_id: int) -> JSONResponse:
+    @app.post("/tasks/{task_id}/approve")
+    def approve(task_id: TaskIdParam) -> JSONResponse:
         return run(lambda p: commands.approve(p, task_id, by="webhook"))
 
-    @app.post("/tasks/{task_id}/reject", dependencies=guard)
-    def reject(task_id: int, feedback: Feedback | None = None) -> JSONResponse:
+    @app.post("/tasks/{task_id}/reject")
+    def reject(task_id: TaskIdParam, feedback: Feedback | None = None) -> JSONResponse:
         return run(lambda p: commands.reject(p, task_id, feedback.feedback if feedback else None))
 
-    @app.post("/ask", dependencies=guard)
+    @app.post("/ask")
     def ask(question: Question) -> JSONResponse:
         return run(lambda p: commands.ask(p, question.question))
 
-    @app.post("/command", dependencies=guard)
+    @app.post("/command")
     def command(message: ChatText) -> JSONResponse:
         return run(lambda p: commands.run_text(p, message.text, source="webhook"))
 
-    return app
-
-
-class _Unauthorised(Exception):
-    pass
+    return Guard(app, token, max_body)
 
 
 def start_webhook(project: Project, port: int | None = None, on_change: Callable[[], None] = lambda: None):
     """Serve the webhook from a background thread; returns the running server (`.url`, `.stop()`)."""
     from ..llm.serve import BackgroundServer
 
-    app = make_app(project.root, webhook_token(project), on_change=on_change)
+    app = make_app(project.root, webhook_token(project), on_change=on_change,
+                   max_body=project.config.webhook.max_body)
     server = BackgroundServer(app, port=project.config.webhook.port if port is None else port, name="webhook")
     return server.start()

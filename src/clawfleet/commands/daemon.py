@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from .. import redact
 from ._common import JsonOption, ago, console, err_console, open_project, print_json
 
 
@@ -30,7 +31,7 @@ def up(
         return
 
     def log(message: str) -> None:
-        print(f"{time.strftime('%Y-%m-%d %H:%M:%S')}  {message}", flush=True)
+        print(f"{time.strftime('%Y-%m-%d %H:%M:%S')}  {redact.text(message)}", flush=True)
 
     Daemon(project, log=log, log_path=log_file).run()
 

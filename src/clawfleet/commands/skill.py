@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -27,6 +28,21 @@ def new(
     path = skills.new_skill(project.root, skills.check_name(name),
                             description or f"TODO: what {name} does and when to use it")
     console.print(f"[green]wrote[/] {escape(str(path.relative_to(project.root)))}: edit its description and steps")
+
+
+@app.command("install")
+def install(
+    source: Annotated[Path, typer.Argument(help="A skill folder (holding SKILL.md) to copy into skills/.")],
+    name: Annotated[Optional[str], typer.Option(help="Install it under this name (default: its SKILL.md's name).")] = None,
+    replace: Annotated[bool, typer.Option("--replace", help="Put it in place of an installed skill of the same name.")] = False,
+) -> None:
+    """Copy a skill folder into the project's skills/, checked first: plain files only (a symlink
+    is refused, never followed), a valid SKILL.md, within the size limits."""
+    project = open_project()
+    skill = skills.install_skill(project.root, source, name=skills.check_name(name) if name else None,
+                                 replace=replace)
+    console.print(f"[green]installed[/] {escape(str(skill.folder.relative_to(project.root)))}: "
+                  f"{escape(skill.description)}")
 
 
 @app.command("list")

@@ -110,7 +110,7 @@ def _become_runner(request: dict[str, Any]) -> NoReturn:
         os.setsid()
         attempt_dir = request["attempt_dir"]
         null = os.open(os.devnull, os.O_RDONLY)
-        out = os.open(os.path.join(attempt_dir, "runner.out"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        out = os.open(os.path.join(attempt_dir, "runner.out"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.dup2(null, 0)
         os.dup2(out, 1)
         os.dup2(out, 2)

@@ -37,6 +37,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
+from .. import private, redact
 from ..config import GatewayConfig, UpstreamConfig, load_config
 from ..errors import ConfigError
 from ..models import LlmCall
@@ -66,9 +67,11 @@ _DROP_RESPONSE_HEADERS = frozenset({"content-length", "connection", "keep-alive"
 def load_secret(path: Path) -> bytes:
     """The gateway's signing secret, made on first use and kept private to this user."""
     try:
-        return bytes.fromhex(path.read_text().strip())
+        secret = bytes.fromhex(path.read_text().strip())
+        private.narrow(path)  # one an older version left readable
+        return secret
     except (OSError, ValueError):
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private.folder(path.parent)
         secret = random_secrets.token_bytes(32)
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w") as handle:
@@ -222,6 +225,7 @@ class Gateway:
                  clock: Callable[[], float] = time.time) -> None:
         run_dir = root / ".claw" / "run"
         self.watch = ConfigWatch(root / ".claw" / "config.toml")
+        redact.learn_env(redact.config_secret_names(load_config(root / ".claw" / "config.toml")))
         self.secret = load_secret(run_dir / "gateway.secret")
         self.meter = Meter(run_dir / "claw.db", run_dir / "attempts", clock=clock, on_call=on_call)
         self.clock = clock
@@ -477,6 +481,10 @@ class Gateway:
         if caller is None:
             return ("clawfleet gateway: unknown attempt key (it was not made by this project's gateway, "
                     "or its attempt does not exist); `claw gateway token ATTEMPT` prints a valid one")
+        ended = self.meter.ended(caller)
+        if ended is not None:  # keys die with their attempt: one that leaked is worth nothing
+            return (f"clawfleet gateway: the key of {caller.label} no longer works: it ended ({ended}). "
+                    "Each attempt has its own key for as long as it runs; a new attempt gets a new one")
         return caller
 
     @staticmethod

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import redact
 from ..config import BudgetConfig, PriceConfig
 from ..errors import NotFound
 from ..models import LlmCall
@@ -105,6 +106,8 @@ class Meter:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="gateway-meter")
         self._store: Store | None = None
         self._callers: dict[tuple[str, int], Caller] = {}
+        self._ended: dict[tuple[str, int], str] = {}
+        self._reader: Store | None = None   # the event loop's own, for `ended`
         self._reported: set[tuple[str, str]] = set()
 
     def _db(self) -> Store:
@@ -123,6 +126,24 @@ class Meter:
                 return None
             self._callers[(kind, number)] = found
         return self._callers[(kind, number)]
+
+    def ended(self, caller: Caller) -> str | None:
+        """How the caller's attempt (or experiment) ended, or None while its key is good.
+
+        Asked on every call, from the event loop itself: one read by primary key on a connection
+        of its own (WAL readers never wait for writers), ~20 µs, no hop to the meter's thread.
+        An end is final (a new attempt gets a new key), so an ended one is never asked again.
+        """
+        kind, number = ("experiment", caller.experiment_id) if caller.experiment_id is not None \
+            else ("attempt", caller.attempt_id)
+        if (kind, number) in self._ended:
+            return self._ended[(kind, number)]
+        if self._reader is None:
+            self._reader = Store(self.db_path)
+        ended = self._reader.ended(kind, number)
+        if ended is not None:
+            self._ended[(kind, number)] = ended
+        return ended
 
     def _find(self, kind: str, number: int) -> Caller | None:
         try:
@@ -175,6 +196,8 @@ class Meter:
 
     def _record(self, call: LlmCall, transcript: dict[str, Any] | None, secrets: tuple[str, ...]) -> None:
         try:
+            if call.error:  # an upstream's error may quote what it was sent
+                call.error = redact.text(call.error)
             call.id = self._db().record_llm_call(call)
             if transcript is not None:
                 owner = ("experiment", call.experiment_id) if call.experiment_id is not None \
@@ -197,6 +220,9 @@ class Meter:
         self._thread.shutdown()
 
     def _close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         if self._store is not None:
             self._store.close()
             self._store = None

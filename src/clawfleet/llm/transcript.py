@@ -12,61 +12,63 @@ run offline: a real agent CLI pointed at it does the same again.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from ..errors import ClawError
+from ..redact import REDACTED, Secret, current, learn
 
-REDACTED = "[REDACTED]"
-
-# Key formats worth catching wherever they appear, even inside a command's output.
-_SECRET_PATTERNS = [
-    re.compile(r"sk-[A-Za-z0-9_\-]{16,}"),                    # OpenAI and Anthropic keys
-    re.compile(r"claw-\d+\.[0-9a-f]{16,}"),                   # our per-attempt keys
-    re.compile(r"AKIA[0-9A-Z]{16}"),                           # AWS access key ids
-    re.compile(r"gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}"),
-    re.compile(r"xox[abposr]-[A-Za-z0-9-]{10,}"),              # Slack
-    re.compile(r"AIza[0-9A-Za-z_\-]{35}"),                     # Google
-    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
-    re.compile(r"(?i)(?<=bearer )[A-Za-z0-9._~+/\-]{12,}=*"),
-]
-# NAME=value where the name says it is a secret: keep the name, hide the value.
+# In a transcript, beyond what the redactor knows: NAME=value where the name says it is a
+# secret (keep the name, hide the value), and every string under a field named like a secret.
 _ASSIGNMENT = re.compile(r"\b([A-Za-z0-9_]*(?:KEY|SECRET|TOKEN|PASSWORD|PASSWD)[A-Za-z0-9_]*)"
                          r"(\s*[=:]\s*)(['\"]?)([^\s'\"]{6,})")
 _SECRET_FIELD = re.compile(r"(?i)(api[-_]?key|secret|password|passwd|authorization|credential"
                            r"|access[-_]?token|auth[-_]?token|refresh[-_]?token|^token$)")
 
 
+def _redactor(secrets: Iterable[str]):
+    """The process's redactor, taught `secrets` (the gateway's upstream keys) when it lacks one."""
+    redactor = current()
+    missing = [s for s in secrets if s and s not in redactor.secrets]
+    return learn(Secret(s, "a gateway upstream key") for s in missing) if missing else redactor
+
+
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
-    for secret in secrets:
-        if secret and len(secret) >= 6:
-            text = text.replace(secret, REDACTED)
-    for pattern in _SECRET_PATTERNS:
-        text = pattern.sub(REDACTED, text)
+    return _redact_text(text, _redactor(secrets))
+
+
+def _redact_text(text: str, redactor) -> str:
+    text = redactor.text(text)
     return _ASSIGNMENT.sub(lambda m: m.group(1) + m.group(2) + m.group(3) + REDACTED
                            if m.group(4) != REDACTED else m.group(0), text)
 
 
 def redact(value: Any, secrets: Iterable[str] = ()) -> Any:
-    """A copy of a JSON value with secrets replaced: known key formats, the given values, and
-    every string under a field named like a secret (api_key, password, authorization...)."""
-    secrets = tuple(secrets)
+    """A copy of a JSON value with secrets replaced: what the redactor knows (the given values
+    among them), known key formats, and every string under a field named like a secret
+    (api_key, password, authorization...)."""
+    return _redact(value, _redactor(secrets))
+
+
+def _redact(value: Any, redactor) -> Any:
     if isinstance(value, str):
-        return redact_text(value, secrets)
+        return _redact_text(value, redactor)
     if isinstance(value, list):
-        return [redact(item, secrets) for item in value]
+        return [_redact(item, redactor) for item in value]
     if isinstance(value, dict):
         return {key: REDACTED if isinstance(item, str) and _SECRET_FIELD.search(str(key))
-                else redact(item, secrets) for key, item in value.items()}
+                else _redact(item, redactor) for key, item in value.items()}
     return value
 
 
 def append_entry(path: Path, entry: dict[str, Any], secrets: Iterable[str] = ()) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     line = json.dumps(redact(entry, secrets), ensure_ascii=False)
-    with open(path, "a", encoding="utf-8") as handle:
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(descriptor, "a", encoding="utf-8") as handle:
         handle.write(line + "\n")
 
 
