@@ -93,6 +93,16 @@ def describe(findings: Sequence[Finding], files: int = 6) -> str:
 
 # -- the pieces -------------------------------------------------------------------------------
 
+def warm() -> None:
+    """Load detect-secrets and its plugins now (about a second on a loaded 2-core machine): the
+    zygote does it once when idle, so the runners it forks scan without paying it."""
+    from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
+    from detect_secrets.core.scan import scan_diff  # noqa: F401
+    from unidiff import PatchSet  # noqa: F401
+
+    get_mapping_from_secret_type_to_class()
+
+
 def _blob_ids(paths: Iterable[Path]) -> dict[str, str]:
     """Git's id (SHA-1 blob hash) of each included file's content: a commit storing the same
     content under any name is a copy."""

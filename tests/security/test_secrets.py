@@ -34,26 +34,29 @@ PLANTED = [OPENAI_KEY, ANTHROPIC_KEY, UPSTREAM_KEY, PERSON_SECRET, DOTENV_SECRET
 SECRET_ENV = {"OPENAI_API_KEY": OPENAI_KEY, "ANTHROPIC_API_KEY": ANTHROPIC_KEY,
               "CLAW_TEST_UPSTREAM_KEY": UPSTREAM_KEY, "MY_SERVICE_CRED": PERSON_SECRET}
 
+# The key itself is no longer in an agent's environment (the sandbox strips provider keys when a
+# gateway stands in); the agent writes it from elsewhere (a model, a log it once read), as the
+# literal @KEY@ here, and tries every variable anyway.
 LEAKY = """\
 env > e.txt
 cp .env copy.txt
-echo "$OPENAI_API_KEY" > k.txt
-echo "the agent's log: $OPENAI_API_KEY $MY_SERVICE_CRED $CLAW_TEST_UPSTREAM_KEY"
+echo "${OPENAI_API_KEY:-@KEY@}" > k.txt
+echo "the agent's log: @KEY@ ${OPENAI_API_KEY:-} ${MY_SERVICE_CRED:-} ${CLAW_TEST_UPSTREAM_KEY:-}"
 cat .env
-echo "done; key $OPENAI_API_KEY, db $(grep DB_PASSWORD .env)" > "$CLAW_SUMMARY_FILE"
+echo "done; key @KEY@, db $(grep DB_PASSWORD .env)" > "$CLAW_SUMMARY_FILE"
 python3 - <<'EOF'
 import json, os, urllib.request
-body = {"model": "scripted", "messages": [{"role": "user", "content": "Remember " + os.environ["OPENAI_API_KEY"]}]}
+body = {"model": "scripted", "messages": [{"role": "user", "content": "Remember @KEY@"}]}
 request = urllib.request.Request(os.environ["CLAW_GATEWAY_URL"] + "/v1/chat/completions",
     data=json.dumps(body).encode(), headers={"authorization": "Bearer " + os.environ["CLAW_GATEWAY_KEY"],
                                              "content-type": "application/json"})
 print(urllib.request.urlopen(request, timeout=20).status)
 EOF
-"""
+""".replace("@KEY@", OPENAI_KEY)
 
 SCRIPT = Script.from_rules([
     {"match": "Echo the key", "steps": [
-        {"command": "echo \"$OPENAI_API_KEY\" > k2.txt; cat .env; echo " + OPENAI_KEY},
+        {"command": f"echo {OPENAI_KEY} > k2.txt; cat .env; echo \"$OPENAI_API_KEY\""},
         {"done": f"wrote k2.txt; the key is {OPENAI_KEY} and the password {DOTENV_SECRET}"}]},
     {"match": "Remember", "steps": [{"text": f"noted: {OPENAI_KEY}"}]},
 ])
@@ -128,7 +131,6 @@ def test_leaky_attempts_fail_naming_file_and_line_and_the_fleet_goes_on(fleet):
     store = Project(repo).store
     leak_reason = store.get_task(leak["id"]).reason
     assert "must not land" in leak_reason and "k.txt:1" in leak_reason and "copy.txt" in leak_reason
-    assert "e.txt:" in leak_reason
     assert "k2.txt:1" in store.get_task(echo["id"]).reason
     assert ordinary["state"] == "merged"
     assert (repo / "ordinary.txt").read_text() == "ok\n"

@@ -41,7 +41,7 @@ from ..procs import pid_alive, start_time
 # is ready, what every runner needs; once it has been idle a while, what model agents need too
 # (pydantic alone takes longer than the rest, and a first burst of starts should not wait for it).
 PRELOAD = ("clawfleet.runner", "clawfleet.agents.command", "clawfleet.checks")
-PRELOAD_WHEN_IDLE = ("clawfleet.config", "clawfleet.prompt", "jinja2")
+PRELOAD_WHEN_IDLE = ("clawfleet.config", "clawfleet.prompt", "jinja2", "clawfleet.secretscan")
 IDLE_S = 1.0
 READY_TIMEOUT_S = 60.0   # the zygote's own start (imports) on a loaded machine
 REPLY_TIMEOUT_S = 10.0   # a fork takes milliseconds; longer means the zygote is stuck
@@ -95,6 +95,9 @@ def _preload(modules: Sequence[str]) -> None:
     for module in modules:
         try:
             __import__(module)
+            warm = getattr(sys.modules[module], "warm", None)
+            if warm is not None:
+                warm()  # what a module loads only on first use (secretscan: detect-secrets' plugins)
         except ImportError:
             pass  # an optional dependency: the runner that needs it says so itself
     gc.collect()
