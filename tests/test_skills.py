@@ -192,6 +192,7 @@ def test_the_runner_installs_skills_before_a_claude_agent_starts(repo):
         [agents.claude]
         kind = "claude"
         binary = "{fake}"
+        base_url = "http://127.0.0.1:9"   # never called: the fake CLI answers by itself
         """)
     assert claw(repo, "add", "Add a column").returncode == 0
     assert claw(repo, "run").returncode == 0

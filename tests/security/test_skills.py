@@ -81,6 +81,7 @@ def test_a_project_skill_holding_a_symlink_is_skipped_and_attempts_go_on(repo, t
         [agents.claude]
         kind = "claude"
         binary = "{claude}"
+        base_url = "http://127.0.0.1:9"      # never called: the fake CLI answers by itself
         """)
     for title in ("First task", "Second task"):
         claw(repo, "add", title)
