@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import git
+from . import git, redact
 from .agents import Agent, AgentJob, make_agent
 from .config import ResearchConfig, ResearchScheduleConfig
 from .errors import ClawError
@@ -393,6 +393,8 @@ class ResearchLoop:
             return self._measure(slot, experiment, trial)
         except ClawError as error:
             return _Trial(status=ExperimentStatus.crash, reason=str(error), description="(setup failed)")
+        finally:
+            redact.current().tree(workdir)  # the agent's log and transcripts, as an attempt's
 
     def _measure(self, slot: _Slot, experiment: Experiment, trial: _Trial) -> _Trial:
         """Run the experiment command in the slot, killed at the time budget, and read its metric."""

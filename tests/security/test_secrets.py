@@ -179,6 +179,10 @@ def test_run_files_are_private(fleet):
         if mode & 0o077:
             wide.append((str(path.relative_to(run_dir)), oct(mode)))
     assert wide == []
+    # What landed in the person's checkout has the person's modes, not clawfleet's 0600.
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((repo / "ordinary.txt").stat().st_mode) == 0o666 & ~umask
 
 
 def test_the_redactor_knows_included_files_and_named_variables(tmp_path, monkeypatch):
