@@ -134,7 +134,9 @@ def make_repo(path: Path, files: dict[str, str]) -> None:
     git.init_repo(path, files, message="bench: initial commit")
 
 
-def make_project(path: Path, *, slots: int, pool_size: int, agent: str | None = None) -> Project:
+def make_project(path: Path, *, slots: int, pool_size: int, agent: str | None = None,
+                 observed: Path | None = None) -> Project:
+    """The bench's project: sandboxed as by default, its agents' stamps folder writable."""
     initialize(path)
     agents = f'\n[agents.sleeper]\nkind = "command"\ncommand = ["{agent}"]\n' if agent else ""
     (path / ".claw" / "config.toml").write_text(textwrap.dedent(f"""\
@@ -148,6 +150,8 @@ def make_project(path: Path, *, slots: int, pool_size: int, agent: str | None = 
         commands = []
         [review]
         auto_approve = ["low", "normal"]
+        [sandbox]
+        writable = {json.dumps([str(observed)] if observed else [])}
         """) + agents)
     return Project(path)
 
@@ -182,7 +186,7 @@ def run_fleet(root: Path, settings: Settings, *, merge: bool) -> FleetRun:
     stamps.mkdir(parents=True)
     make_repo(repo, {"README.md": "# fleet bench\n", "app.txt": "one\n"})
     agent = write_agent(root, settings.agent_seconds, stamps)
-    project = make_project(repo, slots=settings.slots, pool_size=settings.slots, agent=agent)
+    project = make_project(repo, slots=settings.slots, pool_size=settings.slots, agent=agent, observed=stamps)
     for number in range(1, settings.tasks + 1):
         project.store.add_task(f"bench task {number}", importance=Importance.normal)
 
