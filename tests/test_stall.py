@@ -176,3 +176,4 @@ def test_codex_with_no_endpoint_to_reach_is_ended_stalled_not_at_its_timeout(rep
     assert task["latest_attempt"]["state"] == "stalled", task
     assert "Reconnecting" in task["reason"], task["reason"]
     assert took < 60, f"{took:.1f} s"
+

@@ -120,6 +120,7 @@ class Attempt:
     fix_rounds: int = 0
     feedback: str | None = None
     ai_review: str | None = None        # running, then approve / revise / reject / failed
+    session: str | None = None          # the agent's own session (its id), to continue it later
 
     @property
     def tokens(self) -> int:

@@ -31,6 +31,7 @@ from .scheduler import for_project
 from .workspace import WorkspacePool
 
 HARD_KILL_GRACE_S = 15.0
+DIFF_LIMIT = 40_000      # characters of an earlier attempt's diff put in a fresh start's prompt
 MERGE_RETRY_S = 2.0
 BUDGET_CHECK_S = 1.0
 # Best-of-N: which outcome is better (lower first); everything else comes after these.
@@ -186,14 +187,68 @@ class Orchestrator:
             self.on_event(f"task {task_id} failed: {error}")
             return []
         base = base or self.project.target_tip()
+        earlier = self._sent_back(task)
         attempts = self.store.start_attempts(task_id, agents=agents, base_commit=base,
                                              branch_for=lambda n: git.branch_name(task_id, task.title, n))
         for attempt in attempts:
-            self._launch(task, attempt, configs[attempt.agent])
+            self._launch(task, attempt, configs[attempt.agent], earlier)
         return attempts
 
-    def _launch(self, task: Task, attempt: Attempt, agent_config: Any) -> None:
-        """Give a new attempt its worktree, spec and first prompt, and start its runner."""
+    def _sent_back(self, task: Task) -> Attempt | None:
+        """The attempt a new one continues: the task's latest, when a person or the AI reviewer
+        sent it back with feedback (a retry after a crash or a `claw retry` starts over)."""
+        latest = self.store.latest_attempt(task.id)
+        if latest and latest.state == AttemptState.sent_back and task.feedback and latest.head_commit:
+            return latest
+        return None
+
+    def _continue(self, task: Task, attempt: Attempt, workspace: Any,
+                  earlier: Attempt) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """Put a send-back's new workspace at the earlier attempt's work: its commits replayed on
+        the attempt's base (the target's tip now). Returns where the attempt starts (the runner's
+        `continued`) and the session it goes on with (its `resume`), or None: a new session.
+
+        When the commits no longer apply on the tip, the attempt starts from the tip, with the
+        earlier diff in its prompt, and says so (event `attempt.fresh_start`, the task's reason)."""
+        target, base = self.config.fleet.target, attempt.base_commit
+        info: dict[str, Any] = {"number": earlier.number, "branch": earlier.branch, "target": target,
+                                "replayed": False, "rebased": earlier.base_commit != base,
+                                "conflicts": [], "diff": None}
+        try:
+            conflicts = git.rebase_onto(workspace.path, earlier.head_commit, earlier.base_commit, base,
+                                        repo=self.project.root)
+        except ClawError as error:
+            conflicts = [f"(it could not be replayed: {error})"]
+        if conflicts:
+            git.start_branch(workspace.path, attempt.branch, base, repo=self.project.root)   # back at the tip
+            diff = git.diff(self.project.root, earlier.base_commit, earlier.head_commit)
+            info.update(conflicts=conflicts, diff=diff if len(diff) <= DIFF_LIMIT else
+                        diff[:DIFF_LIMIT] + f"\n[... {len(diff) - DIFF_LIMIT} more characters of the diff left out]")
+            reason = (f"attempt {earlier.number}'s branch no longer rebases cleanly on {target} "
+                      f"(conflicts in {', '.join(conflicts[:5])}): attempt {attempt.number} starts fresh "
+                      f"from {target}, with that diff and the feedback in its prompt")
+            self.store.note_task(task.id, reason, "attempt.fresh_start", attempt_id=attempt.id,
+                                 from_attempt=earlier.id, conflicts=conflicts)
+            self.on_event(f"task {task.id}: {reason}")
+            return info, None
+        head = git.rev(workspace.path, "HEAD")
+        git.start_branch(workspace.path, attempt.branch, head, repo=self.project.root)
+        self.pool.replan(workspace, head)   # the setup inputs may differ at the earlier work
+        info["replayed"] = True
+        resume = None
+        if earlier.agent == attempt.agent and earlier.session:
+            resume = {"attempt_dir": str(self.project.attempt_dir(earlier.id)), "session": earlier.session}
+        self.store.record_event("attempt.continued", task_id=task.id, attempt_id=attempt.id,
+                                from_attempt=earlier.id, head=head, rebased=info["rebased"],
+                                session=earlier.session if resume else None)
+        self.on_event(f"task {task.id}: attempt {attempt.number} continues attempt {earlier.number}'s work"
+                      + (f", rebased onto {target}" if info["rebased"] else "")
+                      + (f", in its session {earlier.session}" if resume else ""))
+        return info, resume
+
+    def _launch(self, task: Task, attempt: Attempt, agent_config: Any, earlier: Attempt | None = None) -> None:
+        """Give a new attempt its worktree, spec and first prompt, and start its runner; a
+        send-back's (`earlier`: the attempt sent back) at the earlier attempt's work."""
         agent_name, task_id, base = attempt.agent, task.id, attempt.base_commit
         attempt_dir = self.project.attempt_dir(attempt.id)
         private.folder(attempt_dir)
@@ -203,6 +258,9 @@ class Orchestrator:
             self._finish(attempt, AttemptStatus(AttemptState.failed, f"could not make its workspace: {error}",
                                                 finished_at=self.clock()))
             return
+        continued = resume = None
+        if earlier is not None:
+            continued, resume = self._continue(task, attempt, workspace, earlier)
         worktree = workspace.path
         spec = AttemptSpec(
             attempt_id=attempt.id, attempt_number=attempt.number,
@@ -216,11 +274,12 @@ class Orchestrator:
             gateway_key=self.gateway.attempt_key(attempt.id) if self.gateway else None,
             env=workspace.env, setup=asdict(workspace.setup) if workspace.setup else None,
             sandbox=self.sandbox.to_dict() if self.sandbox else None,
-            stall_timeout=self.config.fleet.stall_timeout, secrets=self.secret_sources)
+            stall_timeout=self.config.fleet.stall_timeout, secrets=self.secret_sources,
+            continued=continued, resume=resume)
         spec.save(attempt_dir)
         private.write_text(attempt_dir / "prompt-0.md", self.project.redactor.text(render_prompt(
             task, project_root=self.project.root, branch=attempt.branch, checks=spec.checks,
-            feedback=task.feedback, agent_kind=agent_config.kind)))
+            feedback=task.feedback, agent_kind=agent_config.kind, previous=continued)))
         self._report_skill_problems(task)
         if self.refs is not None:
             self.refs.note_activity()
@@ -384,8 +443,10 @@ class Orchestrator:
         self._progress_seen[attempt.id] = (info.st_ino, info.st_mtime_ns)
         progress = read_progress(attempt_dir)
         tokens = (progress.get("input_tokens", 0), progress.get("output_tokens", 0))
-        if tokens != (attempt.input_tokens, attempt.output_tokens):
-            self.store.update_attempt(attempt.id, input_tokens=tokens[0], output_tokens=tokens[1])
+        session = progress.get("session") if isinstance(progress.get("session"), str) else attempt.session
+        if tokens != (attempt.input_tokens, attempt.output_tokens) or session != attempt.session:
+            self.store.update_attempt(attempt.id, input_tokens=tokens[0], output_tokens=tokens[1],
+                                      session=session)
 
     def _finish(self, attempt: Attempt, status: AttemptStatus) -> None:
         if not status.redacted:  # its runner died or was killed before it could
@@ -624,4 +685,4 @@ def _fields(status: AttemptStatus) -> dict[str, Any]:
     return dict(reason=status.reason, summary=status.summary, exit_code=status.exit_code,
                 head_commit=status.head_commit, input_tokens=status.input_tokens,
                 output_tokens=status.output_tokens, checks_passed=status.checks_passed,
-                fix_rounds=status.fix_rounds)
+                fix_rounds=status.fix_rounds, session=status.session)

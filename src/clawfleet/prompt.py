@@ -41,8 +41,9 @@ def claw_command() -> str:
 def render_prompt(task: Task, *, project_root: Path, branch: str, checks: Sequence[str],
                   feedback: str | None = None, failure: str | None = None,
                   fix_round: int = 0, agent_kind: str | None = None,
-                  notes: Sequence[Note] | None = None) -> str:
-    """The prompt of one round. `notes` defaults to the memory most relevant to the task."""
+                  notes: Sequence[Note] | None = None, previous: dict | None = None) -> str:
+    """The prompt of one round. `notes` defaults to the memory most relevant to the task.
+    `previous` says where a send-back's attempt starts (orchestrator: `AttemptSpec.continued`)."""
     from . import memory, skills
 
     document = (f"docs/plans/{task.id}-{slugify(task.title) or 'plan'}.md"
@@ -51,11 +52,22 @@ def render_prompt(task: Task, *, project_root: Path, branch: str, checks: Sequen
         notes = memory.notes_for_prompt(project_root, task)
     return _environment().get_template("attempt.md.j2").render(
         task=task, branch=branch, checks=list(checks), feedback=feedback, document=document,
-        failure=failure, fix_round=fix_round,
+        failure=failure, fix_round=fix_round, previous=previous,
         soul=_read(project_root / "SOUL.md"), user_md=_read(project_root / "USER.md"),
         agents_md=_read(project_root / "AGENTS.md"),
         skills=skills.index(project_root, agent_kind), notes=list(notes),
         provenance=memory.describe_provenance, claw=claw_command())
+
+
+def render_next_turn(*, workspace: Path, branch: str, checks: Sequence[str],
+                     failure: str | None = None, fix_round: int = 0, feedback: str | None = None,
+                     previous: dict | None = None) -> str:
+    """The next turn of an agent's own session, continued: the failing checks of a fix round,
+    or a reviewer's feedback when its work was sent back. The task and the project's context are
+    in the conversation already."""
+    return _environment().get_template("next_turn.md.j2").render(
+        workspace=workspace, branch=branch, checks=list(checks), failure=failure,
+        fix_round=fix_round, feedback=feedback, previous=previous)
 
 
 def render_research_prompt(config, *, program: str, branch: str, best_metric: float,

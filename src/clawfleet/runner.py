@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -34,7 +35,7 @@ from .errors import ClawError
 from .memory import OUTBOX_DIR, OUTBOX_ENV
 from .models import AttemptState, Importance, Task
 from .procs import ChildGroups
-from .prompt import render_prompt
+from .prompt import render_next_turn, render_prompt
 from .sandbox import SandboxPolicy
 
 
@@ -63,6 +64,11 @@ class AttemptSpec:
     # What the redactor and the secret scan must know: {"env": [variable names], "files":
     # [the included files in the person's checkout]}; names and paths, never values.
     secrets: dict[str, list[str]] | None = None
+    # A send-back that continues an earlier attempt: where this one starts (orchestrator
+    # `_continue`: number, branch, target, replayed, rebased, conflicts, diff) and, when the
+    # agent's session can go on, which one ({"attempt_dir", "session"}).
+    continued: dict[str, Any] | None = None
+    resume: dict[str, Any] | None = None
 
     def save(self, attempt_dir: Path) -> None:
         write_json(attempt_dir / "spec.json", asdict(self))
@@ -85,6 +91,7 @@ class AttemptStatus:
     checks: list[dict[str, Any]] = field(default_factory=list)
     finished_at: float = 0.0
     redacted: bool = False      # the runner redacted its attempt folder before writing this
+    session: str | None = None     # the agent's own session at the end (see agents/__init__.py)
 
     @property
     def checks_passed(self) -> bool | None:
@@ -157,6 +164,15 @@ def _task_from(data: dict[str, Any]) -> Task:
     return Task(**{**data, "importance": Importance(data["importance"])})
 
 
+# What an agent may report as its session: an id or a file name of its own, nothing that walks
+# folders (it is written by the agent, and comes back as a path part and a command argument).
+_SESSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def valid_session(session: Any) -> str | None:
+    return session if isinstance(session, str) and _SESSION.fullmatch(session) and ".." not in session else None
+
+
 class Runner:
     def __init__(self, attempt_dir: Path) -> None:
         self.dir = attempt_dir
@@ -176,6 +192,8 @@ class Runner:
         self.input_tokens = 0
         self.output_tokens = 0
         self.agent: Any = None
+        self.session: str | None = None
+        self.phase: tuple[str, int] = ("agent", 0)
         self.sandbox = SandboxPolicy.from_dict(self.spec.sandbox)
         self.common_dir = git.common_dir(Path(self.spec.project_root))
 
@@ -206,7 +224,15 @@ class Runner:
     def progress(self, phase: str, **extra: Any) -> None:
         write_json(self.dir / "progress.json",
                     {"phase": phase, "input_tokens": self.input_tokens,
-                     "output_tokens": self.output_tokens, "at": time.time(), **extra})
+                     "output_tokens": self.output_tokens, "at": time.time(),
+                     **({"session": self.session} if self.session else {}), **extra})
+
+    def on_session(self, session: str) -> None:
+        """The agent said which session it runs (live, so a restart knows it too)."""
+        session = valid_session(session)
+        if session and session != self.session:
+            self.session = session
+            self.progress(self.phase[0], round=self.phase[1])
 
     def run(self) -> AttemptStatus:
         spec = self.spec
@@ -230,34 +256,38 @@ class Runner:
             with open(self.dir / "agent.log", "a") as log:
                 log.write(f"# skills not copied into the worktree: {error}\n")
         agent = self.agent = make_agent(spec.agent_name, through_gateway(spec))
+        resumes = bool(getattr(agent, "resumes", False))
+        # A send-back continuing an earlier attempt: its session, copied into this attempt.
+        session = self.adopt(agent) if spec.resume and resumes else None
         failure, checks = None, []
         for round_number in range(spec.fix_rounds + 1):
+            resume = session if resumes else None
+            full = lambda: render_prompt(  # noqa: E731  the whole prompt: a new session's first turn
+                task, project_root=Path(spec.project_root), branch=spec.branch, checks=spec.checks,
+                feedback=spec.feedback, failure=failure, fix_round=round_number, agent_kind=agent_kind,
+                previous=spec.continued)
             prompt_file = self.dir / f"prompt-{round_number}.md"
-            if round_number == 0 and prompt_file.exists():
+            if resume:   # the next turn of its own conversation, which has the task already
+                prompt = render_next_turn(workspace=self.worktree, branch=spec.branch, checks=spec.checks,
+                                          failure=failure, fix_round=round_number,
+                                          feedback=spec.feedback, previous=spec.continued)
+            elif round_number == 0 and prompt_file.exists():
                 prompt = prompt_file.read_text()  # the orchestrator rendered the first one
             else:
-                prompt = render_prompt(task, project_root=Path(spec.project_root), branch=spec.branch,
-                                       checks=spec.checks, feedback=spec.feedback, failure=failure,
-                                       fix_round=round_number, agent_kind=agent_kind)
-                prompt_file.write_text(self.redact.text(prompt))  # it quotes the checks' output
-            phase = "agent" if round_number == 0 else "fixing"
-            self.progress(phase, round=round_number)
-            base_tokens = (self.input_tokens, self.output_tokens)
-
-            def on_usage(i: int, o: int, base=base_tokens, phase=phase, number=round_number) -> None:
-                self.input_tokens, self.output_tokens = base[0] + i, base[1] + o
-                self.progress(phase, round=number)
-
-            outcome = agent.run(AgentJob(
-                task_id=task.id, attempt_id=spec.attempt_id, agent_name=spec.agent_name,
-                workspace=self.worktree, attempt_dir=self.dir, prompt=prompt,
-                prompt_file=prompt_file, log=self.dir / "agent.log", deadline=spec.deadline,
-                children=self.children, round=round_number, on_usage=on_usage,
-                project_root=Path(spec.project_root), sandbox=self.sandbox,
-                common_dir=self.common_dir, git_dir=self.agent_git_dir(),
-                stall_timeout=spec.stall_timeout))
-            self.input_tokens = base_tokens[0] + outcome.input_tokens
-            self.output_tokens = base_tokens[1] + outcome.output_tokens
+                prompt = full()
+            prompt_file.write_text(self.redact.text(prompt))  # it may quote the checks' output
+            outcome = self.run_round(agent, task, round_number, prompt, prompt_file, resume)
+            if resume and outcome.error and not outcome.session_id and not (outcome.timed_out or outcome.stalled):
+                # It did not take up its session (gone, unreadable): the whole prompt, anew.
+                with open(self.dir / "agent.log", "a") as log:
+                    log.write(f"[could not continue session {resume}: {outcome.error.splitlines()[0][:300]}; "
+                              "a new session with the whole prompt]\n")
+                prompt = full()
+                prompt_file.write_text(self.redact.text(prompt))  # it may quote the checks' output
+                outcome = self.run_round(agent, task, round_number, prompt, prompt_file, None)
+            session = valid_session(outcome.session_id) or session
+            if session and session != self.session:
+                self.session = session
             # Whatever the agent left is committed, even after an error: nothing is lost.
             message = f"{task.title}\n\nclawfleet task {task.id}, attempt {spec.attempt_number}"
             if round_number:
@@ -314,6 +344,49 @@ class Runner:
                      for path in kept_out if path not in {f.path for f in findings}]
         return secretscan.describe(findings) if findings else None
 
+    def run_round(self, agent: Any, task: Task, round_number: int, prompt: str, prompt_file: Path,
+                  resume: str | None) -> Any:
+        """One run of the agent; its tokens added to the attempt's."""
+        spec = self.spec
+        phase = "agent" if round_number == 0 else "fixing"
+        self.phase = (phase, round_number)
+        self.progress(phase, round=round_number)
+        base_tokens = (self.input_tokens, self.output_tokens)
+
+        def on_usage(i: int, o: int, base=base_tokens, phase=phase, number=round_number) -> None:
+            self.input_tokens, self.output_tokens = base[0] + i, base[1] + o
+            self.progress(phase, round=number)
+
+        outcome = agent.run(AgentJob(
+            task_id=task.id, attempt_id=spec.attempt_id, agent_name=spec.agent_name,
+            workspace=self.worktree, attempt_dir=self.dir, prompt=prompt,
+            prompt_file=prompt_file, log=self.dir / "agent.log", deadline=spec.deadline,
+            children=self.children, round=round_number, on_usage=on_usage,
+            project_root=Path(spec.project_root), sandbox=self.sandbox,
+            common_dir=self.common_dir, git_dir=self.agent_git_dir(),
+            stall_timeout=spec.stall_timeout, resume=resume, on_session=self.on_session))
+        self.input_tokens = base_tokens[0] + outcome.input_tokens
+        self.output_tokens = base_tokens[1] + outcome.output_tokens
+        return outcome
+
+    def adopt(self, agent: Any) -> str | None:
+        """The earlier attempt's session, copied into this attempt's folder (None: it starts a new
+        one, with the whole prompt)."""
+        earlier, session = Path(self.spec.resume["attempt_dir"]), valid_session(self.spec.resume.get("session"))
+        adopt = getattr(agent, "adopt_session", None)
+        adopted = None
+        if session and adopt is not None:
+            job = AgentJob(task_id=self.spec.task["id"], attempt_id=self.spec.attempt_id,
+                           agent_name=self.spec.agent_name, workspace=self.worktree, attempt_dir=self.dir,
+                           prompt="", prompt_file=self.dir / "prompt-0.md", log=self.dir / "agent.log",
+                           deadline=self.spec.deadline, children=self.children)
+            adopted = valid_session(adopt(earlier, session, job))
+        with open(self.dir / "agent.log", "a") as log:
+            log.write(f"[continues session {adopted} of attempt {self.spec.continued['number']}]\n" if adopted else
+                      f"[session {session} of attempt {self.spec.continued['number']} could not be carried over: "
+                      "a new session with the whole prompt]\n")
+        return adopted
+
     def save_work(self, why: str) -> str | None:
         """Commit what the agent left in the worktree, its children stopped first; the new head."""
         self.children.kill_all()
@@ -348,7 +421,7 @@ class Runner:
     def _status(self, outcome: AttemptState, reason: str | None, *, checks: list[CheckResult] = (),
                 **fields: Any) -> AttemptStatus:
         return AttemptStatus(outcome=outcome, reason=reason, input_tokens=self.input_tokens,
-                             output_tokens=self.output_tokens,
+                             output_tokens=self.output_tokens, session=self.session,
                              checks=[c.to_dict() for c in checks], finished_at=time.time(), **fields)
 
 
@@ -384,6 +457,7 @@ def main(argv: list[str]) -> int:
     if runner is not None:
         status.input_tokens = status.input_tokens or runner.input_tokens
         status.output_tokens = status.output_tokens or runner.output_tokens
+        status.session = status.session or runner.session
     status.redacted = finalise_folder(attempt_dir)
     data = redact.current().data(asdict(status))
     data["outcome"] = str(status.outcome)

@@ -343,7 +343,7 @@ class Store:
     def update_attempt(self, attempt_id: int, **fields: Any) -> None:
         """Set plain fields (pid, worktree, tokens...) that are not state changes."""
         allowed = {"pid", "worktree", "head_commit", "input_tokens", "output_tokens", "summary",
-                   "exit_code", "checks_passed", "fix_rounds", "reason", "ai_review"}
+                   "exit_code", "checks_passed", "fix_rounds", "reason", "ai_review", "session"}
         unknown = set(fields) - allowed
         if unknown:
             raise ValueError(f"not plain attempt fields: {sorted(unknown)}")
@@ -848,7 +848,8 @@ def _attempt(row: sqlite3.Row) -> Attempt:
                    summary=row["summary"], reason=row["reason"],
                    input_tokens=row["input_tokens"], output_tokens=row["output_tokens"],
                    checks_passed=None if passed is None else bool(passed),
-                   fix_rounds=row["fix_rounds"], feedback=row["feedback"], ai_review=row["ai_review"])
+                   fix_rounds=row["fix_rounds"], feedback=row["feedback"], ai_review=row["ai_review"],
+                   session=row["session"])
 
 
 def _experiment(row: sqlite3.Row) -> Experiment:

@@ -568,6 +568,12 @@ class WorkspacePool:
         workspace.env = self._env(workspace, workspace.setup)
         return workspace
 
+    def replan(self, workspace: Workspace, commit: str) -> None:
+        """The setup (and variables) of a workspace moved to `commit` after `acquire` (a
+        send-back's new attempt, at the earlier attempt's work)."""
+        workspace.setup = self._plan(workspace, commit)
+        workspace.env = self._env(workspace, workspace.setup)
+
     def _claim_warm(self, attempt_id: int, branch: str, base: str) -> Workspace | None:
         candidates = self.ready()
         if needs_setup(self.config) and len(candidates) > 1:

@@ -2,12 +2,22 @@
 
 One small protocol; one file per kind. The runner calls `run` once per round (the first try and
 each fix round) and commits whatever the agent left in the worktree.
+
+Sessions: a kind that can continue its own conversation (`resumes = True`) reports the session
+of each run in `AgentOutcome.session_id` (and, as soon as it knows it, to `job.on_session`). A
+later round gets it back as `job.resume`, with only the next turn as its prompt (the failing
+checks, the reviewer's feedback); `adopt_session` copies a session from an earlier attempt's
+folder into this one's (each attempt keeps its own HOME: copied, never shared).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import importlib
-from collections.abc import Callable, Mapping
+import os
+import shutil
+import stat
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,6 +47,9 @@ class AgentJob:
     sandbox: Any = None                 # a sandbox.SandboxPolicy every agent process runs in; None: unsandboxed
     common_dir: Path | None = None      # the repository's git dir, known from the person's checkout
     git_dir: Path | None = None         # the agent's own git dir inside the sandbox (git.refresh_agent_git_dir)
+    stall_timeout: float = 0.0          # [fleet] stall_timeout; 0: no stall guard
+    resume: str | None = None           # the agent's own session to continue; None: a new one
+    on_session: Callable[[str], None] = field(default=lambda session: None)
 
     @property
     def outbox(self) -> Path:
@@ -45,7 +58,6 @@ class AgentJob:
         path = self.attempt_dir / "outbox"
         path.mkdir(exist_ok=True)
         return path
-    stall_timeout: float = 0.0          # [fleet] stall_timeout; 0: no stall guard
 
     def stall_watch(self, *follow: Path) -> StallWatch | None:
         """The stall guard for the agent's process, reading the files it writes (its log)."""
@@ -74,9 +86,65 @@ def stall_reason(timeout: float, last_output: str) -> str:
             f"([fleet] stall_timeout); " + (f"it last printed: {said}" if said else "it printed nothing"))
 
 
+SESSION_COPY_LIMIT = 256 << 20     # bytes of an earlier attempt's session copied at most
+
+
+def copy_session_files(source_root: Path, target_root: Path, paths: Iterable[Path]) -> int:
+    """Copy files of an earlier attempt's session (`paths`, under `source_root`) to the same
+    places under `target_root`; return how many were copied.
+
+    The source was written by an agent: only regular files are copied, none through a symbolic
+    link (a session file linked to the person's secrets must not carry them into the next
+    attempt), none outside `source_root`, and not more than SESSION_COPY_LIMIT bytes in all.
+    """
+    root, copied, total = source_root.resolve(), 0, 0
+    for path in paths:
+        try:
+            relative = path.relative_to(source_root)
+        except ValueError:
+            continue
+        parts, inside = source_root, True
+        for part in relative.parts:   # no link anywhere on the way down
+            parts = parts / part
+            if parts.is_symlink():
+                inside = False
+                break
+        if not inside or not path.resolve().is_relative_to(root):
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        with os.fdopen(fd, "rb") as source:
+            info = os.fstat(source.fileno())
+            if not stat.S_ISREG(info.st_mode) or total + info.st_size > SESSION_COPY_LIMIT:
+                continue
+            total += info.st_size
+            target = target_root / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "wb") as out:
+                shutil.copyfileobj(source, out)
+            copied += 1
+    return copied
+
+
+def session_files(root: Path, pattern: str) -> list[Path]:
+    """Files under `root` whose path from it matches `pattern` (fnmatch: `*` crosses folders),
+    without following links into folders."""
+    found = []
+    for folder, _dirs, files in os.walk(root):   # os.walk does not follow links by default
+        for name in files:
+            path = Path(folder) / name
+            if fnmatch.fnmatchcase(str(path.relative_to(root)), pattern):
+                found.append(path)
+    return found
+
+
 class Agent(Protocol):
     # Files it leaves in the worktree for itself (caches, histories): never committed.
     scratch: tuple[str, ...]
+    # Optional: `resumes = True` and `adopt_session(earlier_attempt_dir, session, job)` ->
+    # the session to resume in this attempt, or None when it cannot be carried over.
 
     def run(self, job: AgentJob) -> AgentOutcome: ...
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..config import AiderAgentConfig
 from ..containment import contain
-from . import AgentJob, AgentOutcome
+from . import AgentJob, AgentOutcome, copy_session_files
 from ._cli import CliAgent, Program, api_key, log_tail, settled
 
 PROGRAM = Program("aider", "aider", "pipx install aider-chat (or a venv of its own: "
@@ -46,6 +46,9 @@ class AiderAgent(CliAgent):
     label = "Aider"
     transcript_prefix = "aider"
     scratch = (".aider*", ".aider*/**")   # its repo-map cache, written in the worktree
+    # Its session is its chat history file (aider-N.md in aider-home): a later round starts from
+    # a copy of it with --restore-chat-history, so the model sees the earlier exchanges.
+    resumes = True
     config: AiderAgentConfig
     login_hosts = ("api.openai.com", "api.anthropic.com", "openrouter.ai")
     own_key_variables = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "OPENROUTER_API_KEY")
@@ -64,6 +67,8 @@ class AiderAgent(CliAgent):
                 "--no-show-model-warnings", "--analytics-disable", "--no-pretty", "--no-fancy-input",
                 "--chat-history-file", str(history),
                 "--input-history-file", str(job.attempt_dir / "aider-home" / "aider-input.txt")]
+        if job.resume:
+            args.append("--restore-chat-history")
         model = self.model()
         if model:
             args += ["--model", model]
@@ -98,6 +103,11 @@ class AiderAgent(CliAgent):
         if isinstance(prepared, AgentOutcome):
             return prepared
         command, env, binary = prepared
+        home, history = job.attempt_dir / "aider-home", f"aider-{job.round}.md"
+        if job.resume and job.resume != history:   # this round's history starts as a copy of that one
+            copy_session_files(home, home / ".resumed", [home / job.resume])
+            if (home / ".resumed" / job.resume).exists():
+                (home / ".resumed" / job.resume).replace(home / history)
         start = job.log.stat().st_size
         with contain(job.sandbox, command, env, self.reach(job, binary, env)) as (command, env):
             finished, _ = job.children.run(command, cwd=job.workspace, env=env, log=job.log,
@@ -109,6 +119,12 @@ class AiderAgent(CliAgent):
         return settled(self.outcome(output, job.attempt_dir / "aider-home" / f"aider-{job.round}.md", finished.exit_code, job),
                        finished.timed_out, job, finished)
 
+    def adopt_session(self, earlier: Path, session: str, job: AgentJob) -> str | None:
+        """Copy an earlier attempt's chat history into this attempt's aider-home."""
+        source = earlier / "aider-home"
+        copied = copy_session_files(source, job.attempt_dir / "aider-home", [source / session])
+        return session if copied else None
+
     def outcome(self, output: str, history: Path, exit_code: int, job: AgentJob) -> AgentOutcome:
         sent = received = 0
         for match in _TOKENS.finditer(output):
@@ -116,7 +132,8 @@ class AiderAgent(CliAgent):
             received += _count(match.group(3), match.group(4))
         job.on_usage(sent, received)
         outcome = AgentOutcome(summary=last_reply(history), exit_code=exit_code,
-                               input_tokens=sent, output_tokens=received)
+                               input_tokens=sent, output_tokens=received,
+                               session_id=history.name if history.is_file() else None)
         errors = _ERROR.findall(output)
         if errors:
             kind, message = errors[-1]

@@ -81,6 +81,7 @@ def truncate(output: str, limit: int) -> str:
 
 class BuiltinAgent:
     scratch: tuple[str, ...] = ()
+    resumes = True   # its session is its trajectory: a later round continues the conversation
 
     def __init__(self, name: str, config: BuiltinAgentConfig, model: Model | None = None) -> None:
         self.name = name
@@ -92,9 +93,15 @@ class BuiltinAgent:
 
     def run(self, job: AgentJob) -> AgentOutcome:
         outcome = AgentOutcome()
-        messages = [{"role": "system", "content": system_prompt()},
-                    {"role": "user", "content": job.prompt}]
+        earlier = _conversation(job.attempt_dir / job.resume) if job.resume else None
+        messages = (earlier or [{"role": "system", "content": system_prompt()}]) + \
+            [{"role": "user", "content": job.prompt}]
         trajectory = job.attempt_dir / f"trajectory-{job.round}.json"
+        if job.resume and earlier is None:
+            outcome.error = f"could not read the conversation to continue ({job.resume})"
+            return outcome
+        outcome.session_id = trajectory.name   # the whole conversation so far, this round's too
+        job.on_session(trajectory.name)
         log = open(job.log, "a")
         try:
             model = self._model or self._make_model()
@@ -139,6 +146,18 @@ class BuiltinAgent:
             outcome.exit_code = 1
         return outcome
 
+    def adopt_session(self, earlier, session: str, job: AgentJob) -> str | None:
+        """Copy an earlier attempt's trajectory into this attempt's folder."""
+        from . import copy_session_files
+
+        name = f"earlier-{session}"
+        copy_session_files(earlier, job.attempt_dir / ".earlier", [earlier / session])
+        copied = job.attempt_dir / ".earlier" / session
+        if not copied.exists():
+            return None
+        copied.replace(job.attempt_dir / name)
+        return name if _conversation(job.attempt_dir / name) else None
+
     def _execute(self, command: str, job: AgentJob) -> str:
         timeout = min(self.config.command_timeout, max(job.deadline - time.time(), 0.1))
         # Its commands get no network and no credential: the model is called from here, outside.
@@ -149,6 +168,19 @@ class BuiltinAgent:
         status = (f"timed out after {timeout:.0f} s" if finished.timed_out
                   else f"exit code {finished.exit_code}")
         return f"$ {command}\n[{status}]\n{truncate(output, self.config.output_limit)}"
+
+
+def _conversation(path) -> list[dict[str, str]] | None:
+    """The messages of a saved trajectory, or None when it is not one."""
+    try:
+        messages = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(messages, list) or not messages or not all(
+            isinstance(m, dict) and m.get("role") in ("system", "user", "assistant")
+            and isinstance(m.get("content"), str) for m in messages):
+        return None
+    return [{"role": m["role"], "content": m["content"]} for m in messages]
 
 
 def _save(path, messages) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from ..config import ClaudeAgentConfig
 from ..sandbox import Bind, program_root
-from . import AgentJob, AgentOutcome
+from . import AgentJob, AgentOutcome, copy_session_files, session_files
 from ._cli import CliAgent, Program, api_key, log_tail, person_home, short, shown
 
 PROGRAM = Program("claude", "claude", "npm install -g @anthropic-ai/claude-code")
@@ -40,6 +40,7 @@ class ClaudeAgent(CliAgent):
     transcript_prefix = "claude"
     login_hosts = ("api.anthropic.com", "console.anthropic.com", "platform.claude.com", "claude.ai")
     own_key_variables = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
+    resumes = True   # `--resume SESSION`: its sessions are files under HOME/.claude/projects
     login_hint = ("Claude Code is not logged in: run `claude` once and `/login`, or set ANTHROPIC_API_KEY "
                   "(or a base_url in [agents.NAME])")
 
@@ -59,7 +60,20 @@ class ClaudeAgent(CliAgent):
             args += ["--model", config.model]
         if config.effort:
             args += ["--effort", config.effort]
+        if job.resume:
+            args += ["--resume", job.resume]
         return args + config.args
+
+    def adopt_session(self, earlier: Path, session: str, job: AgentJob) -> str | None:
+        """Copy an earlier attempt's session into this attempt's HOME. Claude Code finds a session
+        by its id under any project folder, so it resumes in this worktree too (it appends there,
+        to the copy)."""
+        projects = earlier / "claude-home" / ".claude" / "projects"
+        files = session_files(projects, f"*/{session}.jsonl") + session_files(projects, f"*/{session}/*")
+        target = job.attempt_dir / "claude-home" / ".claude" / "projects"
+        if not any(f.name == f"{session}.jsonl" for f in files) or not copy_session_files(projects, target, files):
+            return None
+        return session
 
     def environment(self, job: AgentJob) -> dict[str, str]:
         home = job.attempt_dir / "claude-home"
@@ -125,6 +139,7 @@ class _Events:
     def __init__(self, job: AgentJob) -> None:
         self.job = job
         self.result: dict[str, Any] | None = None
+        self.session: str | None = None   # from its init event: a session that really started
         self.input_tokens = self.output_tokens = 0
         self._seen: set[str] = set()
 
@@ -132,6 +147,9 @@ class _Events:
         kind = event.get("type")
         lines: list[str] = []
         if kind == "system" and event.get("subtype") == "init":
+            if isinstance(event.get("session_id"), str):
+                self.session = event["session_id"]
+                self.job.on_session(self.session)
             lines.append(f"[claude {event.get('claude_code_version', '?')}, model {event.get('model')}, "
                          f"session {event.get('session_id')}]")
         elif kind == "assistant":
@@ -174,7 +192,7 @@ class _Events:
 
     def outcome(self, exit_code: int, transcript: str) -> AgentOutcome:
         outcome = AgentOutcome(exit_code=exit_code, input_tokens=self.input_tokens,
-                               output_tokens=self.output_tokens)
+                               output_tokens=self.output_tokens, session_id=self.session)
         result = self.result or {}
         text = str(result.get("result") or "").strip()
         outcome.summary = text

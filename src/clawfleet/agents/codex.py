@@ -26,7 +26,7 @@ from typing import Any
 
 from ..config import CodexAgentConfig
 from ..sandbox import Bind
-from . import AgentJob, AgentOutcome
+from . import AgentJob, AgentOutcome, copy_session_files, session_files
 from ._cli import CliAgent, Program, api_key, log_tail, person_home, short, shown
 from .claude import programs_of
 
@@ -57,6 +57,7 @@ class CodexAgent(CliAgent):
     config: CodexAgentConfig
 
     login_hosts = ("chatgpt.com", "auth.openai.com", "api.openai.com")
+    resumes = True   # `codex exec resume THREAD`: its threads are rollout files in CODEX_HOME
     own_key_variables = ("CODEX_API_KEY", "OPENAI_API_KEY")
     login_hint = ("Codex is not logged in: run `codex login` (ChatGPT or an API key), or set OPENAI_API_KEY "
                   "(or a base_url in [agents.NAME])")
@@ -112,8 +113,21 @@ class CodexAgent(CliAgent):
 
     def command(self, binary: str, job: AgentJob) -> list[str]:
         # `-` reads the prompt from stdin: no argv length limit, and it is not in `ps`.
-        return [binary, "exec", "--json", "--skip-git-repo-check", "--cd", str(job.workspace),
-                *self.config.args, "-"]
+        args = [binary, "exec", "--json", "--skip-git-repo-check", "--cd", str(job.workspace), *self.config.args]
+        # `exec resume THREAD -`: the same thread, its history, this prompt as the next turn.
+        return args + (["resume", job.resume, "-"] if job.resume else ["-"])
+
+    def adopt_session(self, earlier: Path, session: str, job: AgentJob) -> str | None:
+        """Copy an earlier attempt's thread (its rollout file) into this attempt's CODEX_HOME,
+        where `codex exec resume` finds it by id, and the thread's token totals so far."""
+        sessions = earlier / "codex-home" / "sessions"
+        files = session_files(sessions, f"*-{session}.jsonl")
+        if not files or not copy_session_files(sessions, job.attempt_dir / "codex-home" / "sessions", files):
+            return None
+        totals = _thread_totals(earlier)
+        if session in totals:
+            _save_thread_totals(job.attempt_dir, session, totals[session])
+        return session
 
     def environment(self, job: AgentJob) -> dict[str, str]:
         home = job.attempt_dir / "codex-home"
@@ -133,6 +147,24 @@ class CodexAgent(CliAgent):
     def events(self, job: AgentJob) -> "_Events":
         return _Events(job)
 
+
+THREAD_TOTALS = "codex-threads.json"   # in the attempt folder: each thread's token totals so far
+
+
+def _thread_totals(attempt_dir: Path) -> dict[str, list[int]]:
+    try:
+        data = json.loads((attempt_dir / THREAD_TOTALS).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _save_thread_totals(attempt_dir: Path, thread: str, totals: list[int]) -> None:
+    data = _thread_totals(attempt_dir)
+    data[thread] = totals
+    (attempt_dir / THREAD_TOTALS).write_text(json.dumps(data))
+
+
 class _Events:
     """Reads `codex exec --json` events: a readable line in the agent log for each item, token
     counts from each `turn.completed`, the last agent message as the summary, and failures."""
@@ -144,10 +176,16 @@ class _Events:
         self.last_error: str | None = None
         self.completed_turns = 0
         self.input_tokens = self.output_tokens = 0
+        self.thread: str | None = None
+        self._before = [0, 0]          # the thread's totals before this run (a resumed thread)
 
     def on_event(self, event: dict[str, Any]) -> None:
         kind, line = event.get("type"), None
         if kind == "thread.started":
+            if isinstance(event.get("thread_id"), str):
+                self.thread = event["thread_id"]
+                self._before = _thread_totals(self.job.attempt_dir).get(self.thread, [0, 0])
+                self.job.on_session(self.thread)
             line = f"[codex thread {event.get('thread_id')}]"
         elif kind in ("item.started", "item.completed"):
             line = self._item(kind, event.get("item") or {})
@@ -155,8 +193,13 @@ class _Events:
             self.completed_turns += 1
             usage = event.get("usage") or {}
             # cached_input_tokens are part of input_tokens in the Responses API's accounting.
-            self.input_tokens += int(usage.get("input_tokens") or 0)
-            self.output_tokens += int(usage.get("output_tokens") or 0)
+            # The counts are the thread's totals (a resumed thread's include its earlier runs),
+            # so this run's share is what they grew by.
+            totals = [int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0)]
+            self.input_tokens = max(totals[0] - self._before[0], 0)
+            self.output_tokens = max(totals[1] - self._before[1], 0)
+            if self.thread:
+                _save_thread_totals(self.job.attempt_dir, self.thread, totals)
             self.job.on_usage(self.input_tokens, self.output_tokens)
             line = f"[turn completed: {self.input_tokens} in / {self.output_tokens} out tokens]"
         elif kind == "turn.failed":
@@ -190,7 +233,7 @@ class _Events:
         return f"{type_}: {short(item)}"
 
     def outcome(self, exit_code: int, transcript: str) -> AgentOutcome:
-        outcome = AgentOutcome(summary=self.summary, exit_code=exit_code,
+        outcome = AgentOutcome(summary=self.summary, exit_code=exit_code, session_id=self.thread,
                                input_tokens=self.input_tokens, output_tokens=self.output_tokens)
         if self.failure:
             outcome.error = f"codex failed: {self.failure}"

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..config import GeminiAgentConfig
 from ..sandbox import Bind
-from . import AgentJob, AgentOutcome
+from . import AgentJob, AgentOutcome, copy_session_files, session_files
 from ._cli import CliAgent, Program, api_key, log_tail, person_home, short, shown
 
 PROGRAM = Program("gemini", "gemini", "npm install -g @google/gemini-cli")
@@ -46,6 +46,7 @@ class GeminiAgent(CliAgent):
     login_hosts = ("generativelanguage.googleapis.com", "cloudcode-pa.googleapis.com",
                    "oauth2.googleapis.com", "www.googleapis.com")
     own_key_variables = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+    resumes = True   # `--resume SESSION`: its sessions are files per project folder in HOME/.gemini/tmp
     login_hint = ("Gemini CLI is not logged in: run `gemini` once and sign in with Google, or set "
                   "GEMINI_API_KEY (or a base_url in [agents.NAME])")
 
@@ -69,7 +70,24 @@ class GeminiAgent(CliAgent):
                 "--approval-mode", self.config.approval_mode, "--skip-trust"]
         if self.config.model:
             args += ["--model", self.config.model]
+        if job.resume:
+            args += ["--resume", job.resume]
         return args + self.config.args
+
+    def adopt_session(self, earlier: Path, session: str, job: AgentJob) -> str | None:
+        """Copy an earlier attempt's session into this attempt's HOME, under the project folder
+        of this worktree: Gemini CLI looks for a session among its current folder's only
+        (projects.json names that folder; the chat file's name ends in the id's first 8 characters)."""
+        tmp = earlier / "gemini-home" / ".gemini" / "tmp"
+        files = [f for f in session_files(tmp, f"*/chats/session-*-{session[:8]}.json*")
+                 if session in _head(f)]
+        if not files:
+            return None
+        gemini = job.attempt_dir / "gemini-home" / ".gemini"
+        name = _project_name(gemini, job.workspace)
+        chats = gemini / "tmp" / name / "chats"
+        copied = copy_session_files(files[0].parent, chats, files)
+        return session if copied else None
 
     def environment(self, job: AgentJob) -> dict[str, str]:
         home = job.attempt_dir / "gemini-home"
@@ -85,6 +103,38 @@ class GeminiAgent(CliAgent):
     def events(self, job: AgentJob) -> "_Events":
         return _Events(job)
 
+def _head(path: Path, size: int = 4096) -> str:
+    try:
+        with open(path, errors="replace") as handle:
+            return handle.read(size)
+    except OSError:
+        return ""
+
+
+def _project_name(gemini: Path, workspace: Path) -> str:
+    """The folder Gemini CLI keeps `workspace`'s sessions in (registered in projects.json as
+    it would do itself, when it is not yet)."""
+    registry = gemini / "projects.json"
+    try:
+        data = json.loads(registry.read_text())
+    except (OSError, ValueError):
+        data = {}
+    projects = data.get("projects") if isinstance(data.get("projects"), dict) else {}
+    name = projects.get(str(workspace))
+    if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+        taken = set(projects.values())
+        name, number = workspace.name, 1
+        while name in taken:
+            number += 1
+            name = f"{workspace.name}-{number}"
+        projects[str(workspace)] = name
+        gemini.mkdir(parents=True, exist_ok=True)
+        registry.write_text(json.dumps({**data, "projects": projects}, indent=2))
+    (gemini / "tmp" / name).mkdir(parents=True, exist_ok=True)
+    (gemini / "tmp" / name / ".project_root").write_text(str(workspace))
+    return name
+
+
 class _Events:
     """Reads Gemini CLI's stream-json events. Assistant text arrives in deltas: the summary is the
     text after the last tool call."""
@@ -95,11 +145,15 @@ class _Events:
         self.result: dict[str, Any] | None = None
         self.input_tokens = self.output_tokens = 0
         self.last_error: str | None = None
+        self.session: str | None = None
         self._logged = ""
 
     def on_event(self, event: dict[str, Any]) -> None:
         kind, line = event.get("type"), None
         if kind == "init":
+            if isinstance(event.get("session_id"), str):
+                self.session = event["session_id"]
+                self.job.on_session(self.session)
             line = f"[gemini session {event.get('session_id')}, model {event.get('model')}]"
         elif kind == "message" and event.get("role") == "assistant":
             if not event.get("delta"):
@@ -138,7 +192,8 @@ class _Events:
 
     def outcome(self, exit_code: int, transcript: str) -> AgentOutcome:
         outcome = AgentOutcome(summary="".join(self.reply).strip(), exit_code=exit_code,
-                               input_tokens=self.input_tokens, output_tokens=self.output_tokens)
+                               input_tokens=self.input_tokens, output_tokens=self.output_tokens,
+                               session_id=self.session)
         result = self.result or {}
         if not result:
             outcome.error = (f"gemini exited with status {exit_code} without a result "

@@ -42,6 +42,10 @@ class OpencodeAgent(CliAgent):
     program = PROGRAM
     label = "opencode"
     transcript_prefix = "opencode"
+    # `--session ID` continues a session in fix rounds. Not across attempts: a session is bound
+    # to the folder it started in (resumed from another, opencode 1.18 goes back to that folder),
+    # and carrying it over means running opencode's export and import on the agent's own files.
+    resumes = True
     config: OpencodeAgentConfig
     login_hosts = ("opencode.ai", "models.dev", "api.anthropic.com", "api.openai.com", "openrouter.ai")
     own_key_variables = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OPENROUTER_API_KEY", "OPENCODE_API_KEY")
@@ -84,6 +88,8 @@ class OpencodeAgent(CliAgent):
                 "--title", f"clawfleet task {job.task_id}"]
         if self.config.effort:
             args += ["--variant", self.config.effort]
+        if job.resume:
+            args += ["--session", job.resume]
         return args + self.config.args
 
     def environment(self, job: AgentJob) -> dict[str, str]:
@@ -115,9 +121,13 @@ class _Events:
         self.error: str | None = None
         self.finished_steps = 0
         self.input_tokens = self.output_tokens = 0
+        self.session: str | None = None
 
     def on_event(self, event: dict[str, Any]) -> None:
         kind, part, line = event.get("type"), event.get("part") or {}, None
+        if kind == "step_start" and self.session is None and isinstance(event.get("sessionID"), str):
+            self.session = event["sessionID"]   # a model step began: the session is real
+            self.job.on_session(self.session)
         if kind == "tool_use":
             state = part.get("state") or {}
             line = (f"-> {part.get('tool')} {short(state.get('input'))}\n"
@@ -147,7 +157,7 @@ class _Events:
                 log.write(line + "\n")
 
     def outcome(self, exit_code: int, transcript: str) -> AgentOutcome:
-        outcome = AgentOutcome(summary=self.summary, exit_code=exit_code,
+        outcome = AgentOutcome(summary=self.summary, exit_code=exit_code, session_id=self.session,
                                input_tokens=self.input_tokens, output_tokens=self.output_tokens)
         if self.error:
             outcome.error = f"opencode failed: {self.error}"
