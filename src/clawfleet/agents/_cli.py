@@ -247,7 +247,8 @@ class CliAgent:
         if not base_url:
             keep += self.own_key_variables
         return Reach(worktree=job.workspace, project_root=job.project_root, common_dir=job.common_dir,
-                     git_dir=job.git_dir, private=private_dirs(job, env), binds=binds,
+                     git_dir=job.git_dir, private=private_dirs(job, env),
+                     binds=[*binds, Bind(str(job.prompt_file), str(job.prompt_file))],   # aider reads it
                      read_only=[program_root(binary), *read_only],
                      urls=[base_url] if base_url else [],
                      hosts=[] if base_url else list(self.login_hosts), keep=keep, log=job.log)

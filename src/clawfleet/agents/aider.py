@@ -84,6 +84,11 @@ class AiderAgent(CliAgent):
     def environment(self, job: AgentJob) -> dict[str, str]:
         home = job.attempt_dir / "aider-home"
         home.mkdir(exist_ok=True)
+        # Aider writes a git identity into the repository's config when it finds none; in the
+        # sandbox that config is read-only (and the person's), so its HOME has one of its own.
+        identity = home / ".gitconfig"
+        if not identity.exists():
+            identity.write_text("[user]\n\tname = clawfleet\n\temail = claw@localhost\n")
         env = {**os.environ, "HOME": str(home), **self.config.env}
         key = api_key(self.name, self.config.api_key_env, self.config.base_url)
         if self.config.base_url:
