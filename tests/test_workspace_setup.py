@@ -394,6 +394,8 @@ def test_an_agent_that_commits_the_copied_env_itself_lands_nothing(app_repo):
     assert claw(app_repo, "run", timeout=120).returncode == 0
     [task] = json.loads(claw(app_repo, "status", "--all", "--json").stdout)
     assert task["state"] == "failed"
-    assert task["latest_attempt"]["reason"].startswith("the agent committed .env, fixtures/big.bin")
+    reason = task["latest_attempt"]["reason"]
+    assert reason.startswith("the diff holds what looks like a secret, so it must not land: .env:1")
+    assert "fixtures/big.bin (a copy of big.bin" in reason
     assert git.out("log", "main", "--format=%H", "--", ".env", cwd=app_repo) == ""
     assert ".env" in git.out("show", "--name-only", "--format=", task["latest_attempt"]["branch"], cwd=app_repo)
