@@ -416,6 +416,8 @@ class WorkspaceConfig(_Section):
     setup: list[str] = Field(default_factory=list, description="commands run once when a workspace is made")
     teardown: list[str] = Field(default_factory=list, description="commands run before a workspace is removed")
     setup_timeout: float = Field(900.0, gt=0, description="seconds for all setup commands together")
+    setup_network: bool = Field(True, description="setup and teardown reach the network from their sandbox "
+                                "(installs fetch packages); false: offline like the checks")
     setup_inputs: list[str] = Field(default_factory=lambda: list(DEFAULT_SETUP_INPUTS),
                                     description="tracked files (globs) whose change runs setup again")
     env: dict[str, str] = Field(default_factory=dict, description="variables for setup, agent and checks; "

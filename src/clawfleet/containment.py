@@ -64,6 +64,20 @@ def routes(urls: Sequence[str], hosts: Sequence[str]) -> tuple[list[tuple[str, i
     return forwards, proxied
 
 
+def workspace_reach(worktree: Path, project_root: Path, common_dir: Path | None,
+                    workspace_env: Mapping[str, str], **fields) -> Reach:
+    """The reach of a check, setup or teardown command in a workspace: the worktree, the
+    caches the workspace's variables name (writable) and their other folders, such as the
+    shared venv (read-only). `fields`: the rest of the Reach (private, network, git_dir)."""
+    caches, shown = [], []
+    for name, value in workspace_env.items():
+        if os.path.isabs(value) and os.path.isdir(value) and Path(value) != worktree:
+            (caches if "CACHE" in name.upper() else shown).append(value)
+    private = [*map(Path, caches), *fields.pop("private", ())]
+    return Reach(worktree=worktree, project_root=project_root, common_dir=common_dir,
+                 private=private, read_only=shown, **fields)
+
+
 def environment(env: Mapping[str, str], reach: Reach) -> dict[str, str]:
     """The process's environment: credentials gone but those it needs."""
     return sandbox.scrubbed(env, keep=reach.keep, named=reach.secret_env)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import git, private
 from .checks import all_passed, describe_failure, run_checks
-from .containment import Reach, contain
+from .containment import contain, workspace_reach
 from .sandbox import SandboxPolicy
 from .sandbox import resolve as resolve_sandbox
 from .models import Attempt, AttemptState, TaskState
@@ -203,12 +203,12 @@ class MergeQueue:
             return None
         lead = stacked[-1][0]
         children = ChildGroups(self.project.attempt_dir(lead.id) / "children")
-        env, setup_failure = prepare_integration(self.project, integration, stacked[-1][1], children)
+        env, setup_failure = prepare_integration(self.project, integration, stacked[-1][1], children,
+                                                 self.sandbox)
         if setup_failure:
             return setup_failure
         # The checks run the agents' code: in the same sandbox as the agents.
-        reach = Reach(worktree=integration, project_root=self.project.root,
-                      common_dir=git.common_dir(self.project.root))
+        reach = workspace_reach(integration, self.project.root, git.common_dir(self.project.root), env)
         results = run_checks(commands, cwd=integration, timeout=self.config.checks.timeout,
                              log_dir=self.project.attempt_dir(lead.id) / "checks",
                              label=f"merge-batch{len(stacked)}", children=children, env=env,

@@ -102,6 +102,7 @@ class Orchestrator:
         # The store is never in an agent's reach: notes come through the attempt's outbox.
         self.sandbox = sandbox.resolve(self.config.sandbox, warn=self.on_event)
         self.merge_queue.use_sandbox(self.sandbox)
+        self.pool.sandbox = self.sandbox   # its setup and teardown too
         # closing(executor): its zygote ends with the run (the runners it forked go on).
         with OrchestratorLock(self.project.run_dir), ThreadPoolExecutor(1, "pool-filler") as filler, \
                 ThreadPoolExecutor(1, "radar") as scanner, self._gateway(), closing(self.executor):

@@ -16,6 +16,7 @@ Files in the attempt folder:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -30,7 +31,7 @@ from typing import Any
 from . import git, private, redact, skills
 from .agents import AgentJob, make_agent
 from .checks import CheckResult, all_passed, describe_failure, run_checks
-from .containment import Reach, contain
+from .containment import contain, workspace_reach
 from .errors import ClawError
 from .memory import OUTBOX_DIR, OUTBOX_ENV
 from .models import AttemptState, Importance, Task
@@ -202,13 +203,9 @@ class Runner:
         """A check or a setup command in the attempt's sandbox: the worktree, the workspace's
         caches (writable) and shared venv (read-only), no credential, the network per
         `[sandbox] network` unless the caller says."""
-        caches, shown = [], []
-        for name, value in self.spec.env.items():
-            if os.path.isabs(value) and os.path.isdir(value):
-                (caches if "CACHE" in name.upper() else shown).append(value)
-        reach = Reach(worktree=self.worktree, project_root=Path(self.spec.project_root),
-                      common_dir=self.common_dir, private=[*map(Path, caches), *writable],
-                      read_only=shown, network=network, git_dir=self.agent_git_dir(refresh=False))
+        reach = workspace_reach(self.worktree, self.root, self.common_dir, self.spec.env,
+                                private=list(writable), network=network,
+                                git_dir=self.agent_git_dir(refresh=False))
         return contain(self.sandbox, args, env, reach)
 
     def agent_git_dir(self, refresh: bool = True) -> Path | None:
@@ -409,8 +406,10 @@ class Runner:
         )
 
         self.progress("setup")
-        result = run_setup(SetupPlan(**self.spec.setup), self.worktree, self.spec.env, self.children,
-                           self.dir / "setup.log", deadline=self.spec.deadline)
+        plan = SetupPlan(**self.spec.setup)
+        result = run_setup(plan, self.worktree, self.spec.env, self.children, self.dir / "setup.log",
+                           deadline=self.spec.deadline,
+                           contained=functools.partial(self.contained, network=plan.network))
         if result.ok:
             return None
         return self._status(AttemptState.failed,

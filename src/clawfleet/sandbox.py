@@ -151,11 +151,18 @@ def _reveals(path: str, hidden: Iterable[str]) -> bool:
     return any(_is_under(root, [path]) for root in hidden)
 
 
+_MANAGER_ROOTS = ("PYENV_ROOT", "RBENV_ROOT", "ASDF_DATA_DIR", "NVM_DIR", "VOLTA_HOME")
+
+
 def toolchain_paths(env: Mapping[str, str] = os.environ, extra: Iterable[str | Path] = ()) -> list[str]:
     """What processes inside need from folders the sandbox hides: the Python clawfleet runs on
     (a venv or pyenv under HOME or /tmp), clawfleet itself, the folders on PATH, `extra`."""
     paths: list[str] = [sys.prefix, sys.base_prefix, str(Path(__file__).parent.parent)]
-    paths += [entry for entry in env.get("PATH", "").split(os.pathsep) if entry]
+    for entry in env.get("PATH", "").split(os.pathsep):
+        # A version manager's shims (pyenv, rbenv, asdf: ~/.pyenv/shims) run the manager
+        # itself and the versions it keeps beside them: its whole folder.
+        paths.append(str(Path(entry).parent) if Path(entry).name == "shims" else entry)
+    paths += [value for name in _MANAGER_ROOTS if (value := env.get(name))]
     paths += [entry for entry in env.get("PYTHONPATH", "").split(os.pathsep) if entry]
     paths += [str(p) for p in extra]
     found: list[str] = []

@@ -32,17 +32,20 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import git
+from . import git, sandbox
 from .config import WorkspaceConfig
+from .containment import contain, workspace_reach
 from .errors import GitError
 from .footprint import glob_regex
 from .models import AttemptState, TaskState
 from .procs import ChildGroups, pid_alive
 from .project import Project
+from .sandbox import SandboxPolicy
 from .store import Store
 
 PREFIX = "ws-"
@@ -57,6 +60,12 @@ CACHE_VARIABLES = {"PIP_CACHE_DIR": "pip", "UV_CACHE_DIR": "uv", "npm_config_cac
                    "YARN_CACHE_FOLDER": "yarn", "GOMODCACHE": "go-mod", "GOCACHE": "go-build"}
 
 
+RESOLVE = object()   # WorkspacePool(sandbox=RESOLVE): the policy `[sandbox]` gives
+
+# (args, env, writable=...) -> a context giving the sandboxed command line and environment
+Contained = Callable[..., AbstractContextManager[tuple[list[str], dict[str, str]]]]
+
+
 @dataclass
 class SetupPlan:
     """The setup a workspace owes before its agent may start (the runner gets it in spec.json)."""
@@ -67,6 +76,7 @@ class SetupPlan:
     commit: str
     digest: str
     venv: dict[str, Any] | None = None   # {path, python, args, commands}: a shared venv to make first
+    network: bool = True                 # [workspace] setup_network: its sandbox's network
 
 
 @dataclass
@@ -299,9 +309,12 @@ def read_setup(record: Path) -> SetupResult | None:
 
 
 def run_setup(plan: SetupPlan, worktree: Path, env: dict[str, str], children: ChildGroups,
-              log: Path, deadline: float | None = None) -> SetupResult:
+              log: Path, deadline: float | None = None, contained: Contained | None = None) -> SetupResult:
     """Make the shared venv when one is planned, then run the setup commands in order; write
-    the record (setup.json) either way. Stops at the first command that fails."""
+    the record (setup.json) either way. Stops at the first command that fails.
+
+    `contained(args, env, writable=...)` runs each command in the workspace's sandbox (a
+    recycled workspace holds files an agent left: setup must not run them as the person)."""
     started = time.monotonic()
     deadline = min(deadline or float("inf"), time.time() + plan.timeout)
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -309,9 +322,9 @@ def run_setup(plan: SetupPlan, worktree: Path, env: dict[str, str], children: Ch
     full_env = {**os.environ, **env}
     error = None
     if plan.venv:
-        error = _ensure_venv(plan.venv, worktree, full_env, children, log, deadline)
+        error = _ensure_venv(plan.venv, worktree, full_env, children, log, deadline, contained)
     for command in ([] if error else plan.commands):
-        error = _run_logged(command, worktree, full_env, children, log, deadline)
+        error = _run_logged(command, worktree, full_env, children, log, deadline, contained)
         if error:
             break
     result = SetupResult(ok=error is None, commit=plan.commit, digest=plan.digest, error=error,
@@ -326,14 +339,17 @@ def run_setup(plan: SetupPlan, worktree: Path, env: dict[str, str], children: Ch
 
 
 def _run_logged(command: str, cwd: Path, env: dict[str, str], children: ChildGroups, log: Path,
-                deadline: float) -> str | None:
+                deadline: float, contained: Contained | None = None,
+                writable: tuple[Path, ...] = ()) -> str | None:
     """Run one command with its output appended to `log`; the reason it failed, or None."""
     with open(log, "a") as handle:
         handle.write(f"$ {command}\n")
     remaining = deadline - time.time()
     if remaining <= 0:
         return f"`{command}` not started: the setup ran out of time"
-    finished, _ = children.run(["bash", "-c", command], cwd=cwd, env=env, timeout=remaining, log=log)
+    args = ["bash", "-c", command]
+    with (contained(args, env, writable=writable) if contained else nullcontext((args, env))) as (args, env):
+        finished, _ = children.run(args, cwd=cwd, env=env, timeout=remaining, log=log)
     with open(log, "a") as handle:
         handle.write(f"[exit {finished.exit_code}{', timed out' if finished.timed_out else ''}]\n")
     if finished.timed_out:
@@ -354,7 +370,7 @@ def _tail(path: Path, lines: int = TAIL_LINES) -> str:
 
 
 def _ensure_venv(venv: dict[str, Any], worktree: Path, env: dict[str, str], children: ChildGroups,
-                 log: Path, deadline: float) -> str | None:
+                 log: Path, deadline: float, contained: Contained | None = None) -> str | None:
     """Make the shared venv once (other workspaces wait on its lock), then make it read-only."""
     path = Path(venv["path"])
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -368,9 +384,10 @@ def _ensure_venv(venv: dict[str, Any], worktree: Path, env: dict[str, str], chil
             _make_writable(path)
             shutil.rmtree(path)
         command = shlex.join([venv["python"], "-m", "venv", *venv["args"], str(path)])
-        error = _run_logged(command, worktree, env, children, log, deadline)
+        # Writable only while it is made: setup commands and checks see it read-only.
+        error = _run_logged(command, worktree, env, children, log, deadline, contained, (path,))
         for step in ([] if error else venv["commands"]):
-            error = _run_logged(step, worktree, env, children, log, deadline)
+            error = _run_logged(step, worktree, env, children, log, deadline, contained, (path,))
             if error:
                 break
         if error:
@@ -396,7 +413,7 @@ def _make_writable(path: Path) -> None:
 
 
 def run_teardown(project: Project, config: WorkspaceConfig, workspace: Workspace,
-                 env: dict[str, str]) -> str | None:
+                 env: dict[str, str], contained: Contained | None = None) -> str | None:
     """The teardown commands, before a workspace is removed; the reason one failed, or None."""
     if not config.teardown or not workspace.path.is_dir():
         return None
@@ -406,7 +423,7 @@ def run_teardown(project: Project, config: WorkspaceConfig, workspace: Workspace
     children = ChildGroups(meta / "children")
     deadline = time.time() + config.setup_timeout
     for command in config.teardown:
-        error = _run_logged(command, workspace.path, env, children, meta / "teardown.log", deadline)
+        error = _run_logged(command, workspace.path, env, children, meta / "teardown.log", deadline, contained)
         if error:
             return error
     return None
@@ -421,8 +438,10 @@ class WorkspacePool:
     claim is a compare-and-set on the workspace's row).
     """
 
-    def __init__(self, project: Project, size: int | None = None) -> None:
+    def __init__(self, project: Project, size: int | None = None,
+                 sandbox: SandboxPolicy | None | object = RESOLVE) -> None:
         self.project = project
+        self._sandbox = sandbox
         self.config = project.config.workspace
         self.size = project.config.fleet.pool_size if size is None else size
         self.dir = project.worktrees_dir
@@ -436,6 +455,25 @@ class WorkspacePool:
         if store is None:
             store = self._local.store = Store(self.project.run_dir / "claw.db")
         return store
+
+    @functools.cached_property
+    def sandbox(self) -> SandboxPolicy | None:
+        """The sandbox setup and teardown run in: the caller's, or `[sandbox]`'s (a run has
+        warned already when it is off; `enabled = true` without bwrap is an error here too)."""
+        if self._sandbox is RESOLVE:
+            return sandbox.resolve(self.project.config.sandbox, warn=lambda _message: None)
+        return self._sandbox
+
+    def contained(self, workspace: Workspace, env: dict[str, str], network: bool | None) -> Contained:
+        """Setup or teardown in this workspace's sandbox: what `run_setup` takes."""
+        root = self.project.root
+        common_dir = git.common_dir(root)
+
+        def contained(args: list[str], full_env: dict[str, str], writable: tuple[Path, ...] = ()):
+            reach = workspace_reach(workspace.path, root, common_dir, env, private=list(writable),
+                                    network=network)
+            return contain(self.sandbox, args, full_env, reach)
+        return contained
 
     def ready(self) -> list[Workspace]:
         """Warm workspaces waiting for an attempt."""
@@ -506,8 +544,9 @@ class WorkspacePool:
             state = "ready"
             if plan:
                 meta = meta_dir(self.project, workspace.id)
-                result = run_setup(plan, workspace.path, self._env(workspace, plan), ChildGroups(meta / "children"),
-                                   meta / "setup.log")
+                env = self._env(workspace, plan)
+                result = run_setup(plan, workspace.path, env, ChildGroups(meta / "children"),
+                                   meta / "setup.log", contained=self.contained(workspace, env, plan.network))
                 state = "ready" if result.ok else "broken"
             self.store.move_workspace(workspace.id, state, expect=["making"])
         except BaseException:
@@ -533,7 +572,7 @@ class WorkspacePool:
                     "commands": self.config.venv_setup}
         return SetupPlan(workspace_id=workspace.id, commands=list(self.config.setup),
                          timeout=self.config.setup_timeout, record=str(record), commit=commit,
-                         digest=digest, venv=venv)
+                         digest=digest, venv=venv, network=self.config.setup_network)
 
     def _env(self, workspace: Workspace, plan: SetupPlan | None) -> dict[str, str]:
         venv = None
@@ -665,7 +704,9 @@ class WorkspacePool:
     def _remove(self, workspace: Workspace, teardown: bool = True) -> None:
         ChildGroups(meta_dir(self.project, workspace.id) / "children").kill_all()  # a setup left running
         if teardown and workspace.state != QUARANTINED:  # none of the person's commands in a tampered tree
-            run_teardown(self.project, self.config, workspace, self._env(workspace, None))
+            env = self._env(workspace, None)
+            run_teardown(self.project, self.config, workspace, env,
+                         self.contained(workspace, env, self.config.setup_network))
         if workspace.path.exists():
             git.remove_worktree(self.project.root, workspace.path)
         if workspace.path.exists():  # git did not know it: a checkout that never finished
@@ -832,13 +873,14 @@ INTEGRATION_ID = "integration"
 SET_UP_HERE = "claw-set-up"   # in the merge worktree's git dir: gone when git made it again
 
 
-def prepare_integration(project: Project, worktree: Path, commit: str,
-                        children: ChildGroups) -> tuple[dict[str, str], str | None]:
+def prepare_integration(project: Project, worktree: Path, commit: str, children: ChildGroups,
+                        policy: SandboxPolicy | None) -> tuple[dict[str, str], str | None]:
     """Make the merge queue's worktree ready for the checks at `commit`, as an attempt's is:
-    includes, its own ports, and setup when the setup inputs changed since its last one.
-    Returns the checks' environment and, when the setup failed, why."""
+    includes, its own ports, and setup when the setup inputs changed since its last one (in
+    the sandbox `policy`: the setup runs the agents' code). Returns the checks' environment
+    and, when the setup failed, why."""
     config = project.config.workspace
-    pool = WorkspacePool(project)
+    pool = WorkspacePool(project, sandbox=policy)
     row = pool.store.workspace(INTEGRATION_ID)
     if row is not None and row["path"] != str(worktree):
         pool.store.remove_workspace(INTEGRATION_ID)
@@ -856,7 +898,8 @@ def prepare_integration(project: Project, worktree: Path, commit: str,
     env = pool._env(workspace, plan)
     if plan:
         meta = meta_dir(project, INTEGRATION_ID)
-        result = run_setup(plan, worktree, env, children, meta / "setup.log")
+        result = run_setup(plan, worktree, env, children, meta / "setup.log",
+                           contained=pool.contained(workspace, env, plan.network))
         if not result.ok:
             return env, f"workspace setup failed in the merge worktree: {result.error}"
         git.write_admin_file(worktree, SET_UP_HERE, plan.digest, project.root)

@@ -233,7 +233,7 @@ def test_a_file_copied_into_a_workspace_never_goes_through_a_link_an_agent_commi
     subprocess.run(["git", "commit", "-q", "-m", "link"], cwd=worktree, check=True)
     head = git.rev(worktree, "HEAD")
     WorkspacePool(project)  # the pool's store exists
-    prepare_integration(project, worktree, head, ChildGroups(tmp_path / "children"))
+    prepare_integration(project, worktree, head, ChildGroups(tmp_path / "children"), None)
     assert sorted(p.name for p in outside.iterdir()) == ["keep.txt"]
     assert (worktree / "config").is_dir() and not (worktree / "config").is_symlink()
     assert (worktree / "config" / ".env").read_text() == "SECRET=1\n"
