@@ -45,6 +45,7 @@ class Reach:
     network: bool | None = None                            # None: the policy's
     git_dir: Path | None = None                            # the agent's own git dir (GIT_DIR inside)
     log: Path | None = None                                # where its routes' events are told
+    cwd: Path | None = None                                # where it starts: the worktree unless said
 
 
 def routes(urls: Sequence[str], hosts: Sequence[str]) -> tuple[list[tuple[str, int]], list[str]]:
@@ -121,7 +122,7 @@ def contain(policy: SandboxPolicy | None, args: Sequence[str], env: Mapping[str,
         wrapped = sandbox.wrap(policy, args, worktree=reach.worktree, project_root=reach.project_root,
                                common_dir=reach.common_dir, private=private, binds=binds,
                                relays=egress.relays if egress else (), read_only=reach.read_only,
-                               env=env, network=network)
+                               env=env, network=network, chdir=reach.cwd)
         yield wrapped, env
     finally:
         if egress is not None:

@@ -28,9 +28,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import git, redact
+from . import git, redact, sandbox
 from .agents import Agent, AgentJob, make_agent
 from .config import ResearchConfig, ResearchScheduleConfig
+from .containment import Reach, contain
 from .errors import ClawError
 from .footprint import matches
 from .models import Experiment, ExperimentStatus, ResearchRun
@@ -172,6 +173,7 @@ class ResearchLoop:
     max_experiments: int | None = None
     seed: int | None = None
     on_experiment: Callable[[Experiment, float | None], None] = field(default=lambda e, best: None)
+    on_warning: Callable[[str], None] = field(default=lambda message: print(message, file=sys.stderr))
 
     def __post_init__(self) -> None:
         self.config = research_config(self.project)
@@ -184,6 +186,9 @@ class ResearchLoop:
         self.results = self.dir / "results.tsv"
         self.search = None          # the hillclimb agent's search, when that is the agent
         self.gateway = None         # with `[gateway] enabled`, every experiment's model calls are metered
+        self.sandbox: sandbox.SandboxPolicy | None = None   # the agents' and experiments' (run() sets it)
+        self.common_dir = git.common_dir(self.root)
+        self.included: list[Path] = []   # [workspace] include files, scanned for in what is kept
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -273,6 +278,12 @@ class ResearchLoop:
 
     def run(self) -> ResearchRun:
         tip = self._check_ready()
+        # The agent's edits and the experiment that runs them are an attempt's: contained alike.
+        self.sandbox = sandbox.resolve(self.project.config.sandbox, warn=self.on_warning)
+        secrets = self.project.secret_sources()
+        redact.learn_env(secrets["env"])
+        self.included = [Path(path) for path in secrets["files"]]
+        redact.learn_files(self.included, self.root)
         agent = self._make_agent()
         self.dir.mkdir(parents=True, exist_ok=True)
         run = self.store.start_research_run(name=self.config.name, branch=self.branch, agent=self.agent_name,
@@ -368,10 +379,17 @@ class ResearchLoop:
             git.reset_worktree(slot.path, base)
             prompt_file = workdir / "prompt.md"
             prompt_file.write_text(prompt)
+            git_dir = None
+            if self.sandbox is not None:   # the repository's git dir is read-only inside
+                git_dir = workdir / "git"
+                git.refresh_agent_git_dir(slot.path, git.admin_dir(slot.path), self.common_dir,
+                                          git_dir, self.branch)
             outcome = self._agent_for(experiment, agent).run(AgentJob(
                 task_id=0, attempt_id=experiment.id, agent_name=self.agent_name, workspace=slot.path,
                 attempt_dir=workdir, prompt=prompt, prompt_file=prompt_file, log=workdir / "agent.log",
-                deadline=time.time() + self.config.agent_timeout, children=slot.children))
+                deadline=time.time() + self.config.agent_timeout, children=slot.children,
+                project_root=self.root, sandbox=self.sandbox, common_dir=self.common_dir,
+                git_dir=git_dir))
             description = (outcome.summary.strip().splitlines() or ["(the agent gave no hypothesis)"])[0][:300]
             params = getattr(agent, "proposals", {}).get(experiment.id)
             head = git.commit_all(slot.path, f"research: {description}\n\nclawfleet experiment {experiment.id}")
@@ -390,11 +408,33 @@ class ResearchLoop:
                 trial.reason = (f"edited files outside scope ({', '.join(self.config.scope)}): "
                                 f"{', '.join(outside[:10])}")
                 return trial
+            leak = self._secrets_in(base, head)
+            if leak:   # the research branch is the person's to merge: nothing that leaks gets on it
+                trial.status, trial.reason = ExperimentStatus.discard, leak
+                return trial
             return self._measure(slot, experiment, trial)
+        except git.WorktreeTampered as error:
+            # The agent rewrote what its worktree tells git: no git of ours runs there again.
+            self._rebuild(slot, base)
+            return _Trial(status=ExperimentStatus.crash, agent_failed=True, description="(tampered)",
+                          reason=f"the agent tampered with its worktree's git files, so the slot was "
+                                 f"made again: {error.message}")
         except ClawError as error:
             return _Trial(status=ExperimentStatus.crash, reason=str(error), description="(setup failed)")
         finally:
             redact.current().tree(workdir)  # the agent's log and transcripts, as an attempt's
+
+    def _secrets_in(self, base: str, head: str) -> str | None:
+        """Why an experiment's commit must not go on the research branch (see secretscan.py)."""
+        from . import secretscan
+
+        findings = secretscan.scan(self.root, base, head, redact.current(), included=self.included)
+        return secretscan.describe(findings) if findings else None
+
+    def _rebuild(self, slot: _Slot, commit: str) -> None:
+        slot.children.kill_all()
+        git.remove_worktree(self.root, slot.path)
+        git.add_detached_worktree(self.root, slot.path, commit)
 
     def _measure(self, slot: _Slot, experiment: Experiment, trial: _Trial) -> _Trial:
         """Run the experiment command in the slot, killed at the time budget, and read its metric."""
@@ -406,8 +446,12 @@ class ResearchLoop:
         log.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "CLAW_EXPERIMENT_ID": str(experiment.id), "CLAW_RESEARCH": self.config.name,
                "PYTHONUNBUFFERED": "1"}
-        finished = slot.children.run_measured(["bash", "-c", self.config.command], cwd=cwd, env=env,
-                                              timeout=self.config.time_budget, log=log)
+        # The experiment runs the agent's code: in the agent's sandbox (wait4 still measures it,
+        # bwrap waiting for everything inside).
+        reach = Reach(worktree=slot.path, project_root=self.root, common_dir=self.common_dir, cwd=cwd)
+        with contain(self.sandbox, ["bash", "-c", self.config.command], env, reach) as (args, env):
+            finished = slot.children.run_measured(args, cwd=cwd, env=env, timeout=self.config.time_budget,
+                                                  log=log)
         output = log.read_text(errors="replace")
         trial.seconds, trial.cpu_seconds, trial.max_rss_mb = (finished.duration, finished.cpu_seconds,
                                                               finished.max_rss_mb)

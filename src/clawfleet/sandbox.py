@@ -195,7 +195,7 @@ def wrap(policy: SandboxPolicy | None, args: Sequence[str], *, worktree: Path,
          project_root: Path | None = None, common_dir: Path | None = None,
          private: Sequence[Path] = (), binds: Sequence[Bind] = (), relays: Sequence[Relay] = (),
          read_only: Sequence[str | Path] = (), env: Mapping[str, str] = os.environ,
-         network: bool | None = None) -> list[str]:
+         network: bool | None = None, chdir: Path | None = None) -> list[str]:
     """`args` as run inside the sandbox (unchanged when `policy` is None).
 
     `private`: the attempt's own folders, writable (created when missing). `binds`: the person's
@@ -240,7 +240,7 @@ def wrap(policy: SandboxPolicy | None, args: Sequence[str], *, worktree: Path,
     network = policy.network if network is None else network
     if not network:
         command.append("--unshare-net")
-    command += ["--unshare-pid", "--unshare-ipc", "--chdir", str(worktree), "--"]
+    command += ["--unshare-pid", "--unshare-ipc", "--chdir", _real(chdir or worktree), "--"]
     if relays and not network:
         command += [sys.executable, "-S", "-E", str(RELAY_SCRIPT),
                     *(f"{relay.port}={relay.socket}" for relay in relays), "--"]
