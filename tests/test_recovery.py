@@ -84,3 +84,17 @@ def test_runner_killed_with_its_agent_is_marked_crashed_and_retried(repo):
     shown = json.loads(claw(repo, "show", "1", "--json").stdout)
     assert [a["state"] for a in shown["attempts"]] == ["crashed", "merged"]
     assert not pid_alive(agent_pid)  # the orphaned agent was killed, not left running twice
+
+
+def test_kill_right_after_an_auto_approval_still_lands_the_task(repo):
+    agent = agent_script(repo, "writer", "echo done > done.txt\n")
+    configure(repo, {"writer": agent})
+    claw(repo, "add", "approve me")
+    killed = claw(repo, "run", env={"CLAW_FAULT": "decided"})
+    assert killed.returncode == -signal.SIGKILL
+    assert status_json(repo)[0]["state"] == "approved"
+    result = claw(repo, "run")
+    assert result.returncode == 0, result.stderr
+    task = status_json(repo)[0]
+    assert task["state"] == "merged"
+    assert (repo / "done.txt").read_text() == "done\n"

@@ -16,7 +16,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from . import git, memory, private, radar, refwatch, reviewer, sandbox, skills
+from . import faults, git, memory, private, radar, refwatch, reviewer, sandbox, skills
 from .errors import ClawError
 from .executors.local import LocalExecutor, Running
 from .mergequeue import LandResult, MergeQueue
@@ -512,16 +512,17 @@ class Orchestrator:
         decision = decide(task, status, attempts_so_far, self.config, risk)
         # Marked in the same step, so a restart finds the review owed; the person is told only
         # if the reviewer leaves it to them.
+        # An auto-approval's attempt is approved in the same step too: the merge queue lands
+        # approved attempts only, and a kill in between left an approved task that never landed.
         ai_review = {"ai_review": "running"} if decision.ai_review else {}
         self.store.finish_attempt(attempt.id, status.outcome, event,
                                   task_state=decision.task_state, task_reason=decision.reason,
                                   task_feedback=decision.feedback, event_data=event_data or None,
-                                  task_event_data=ai_review or None, **_fields(status), **ai_review)
+                                  task_event_data=ai_review or None, then=decision.attempt_state,
+                                  **_fields(status), **ai_review)
+        faults.point("decided")
         if decision.ai_review:
             decision = self._ai_review(task, attempt, status, risk)
-        if decision.auto_approved:  # the task is approved already; the attempt follows
-            self.store.finish_attempt(attempt.id, AttemptState.approved, "attempt.approved",
-                                      reason=decision.reason)
         self.on_event(f"task {task.id}: attempt {attempt.number} {status.outcome}"
                       + (" (kept, best of its batch)" if event == "attempt.kept" else "")
                       + (f" → {decision.task_state}" if decision.task_state else ""))

@@ -27,6 +27,13 @@ class Decision:
     auto_approved: bool = False
     ai_review: bool = False
 
+    @property
+    def attempt_state(self) -> AttemptState | None:
+        """The state the attempt ends in with this decision (None: its run's outcome). Written
+        with the task's in one transaction: an approved task always has an approved attempt,
+        which is what the merge queue lands."""
+        return AttemptState.approved if self.auto_approved else None
+
 
 def decide(task: Task, status: AttemptStatus, attempts_so_far: int, config: Config,
            risk: Risk | None = None) -> Decision:

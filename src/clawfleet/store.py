@@ -354,21 +354,30 @@ class Store:
     def finish_attempt(self, attempt_id: int, state: AttemptState, event: str, *,
                        task_state: TaskState | None = None, task_reason: str | None = None,
                        task_feedback: str | None = None, event_data: dict[str, Any] | None = None,
-                       task_event_data: dict[str, Any] | None = None, **fields: Any) -> Attempt:
-        """Move an attempt (and optionally its task) to a new state with one event each."""
+                       task_event_data: dict[str, Any] | None = None,
+                       then: AttemptState | None = None, **fields: Any) -> Attempt:
+        """Move an attempt (and optionally its task) to a new state with one event each.
+
+        `then`: the state the attempt moves on to at once, in the same transaction, with its
+        own event (an auto-approval: `ready`, then `approved` with the task's reason)."""
         with self.transaction() as db:
             row = db.execute("SELECT task_id, state FROM attempts WHERE id = ?", (attempt_id,)).fetchone()
             if row is None:
                 raise NotFound(f"there is no attempt {attempt_id}", hint="`claw show TASK` lists attempts")
+            noted = {k: v for k, v in fields.items() if k in ("reason", "exit_code")}
+            if then is not None:  # the attempt's reason is the later state's, as the task's
+                fields = {**fields, "reason": task_reason}
             sets = ["state = ?"] + [f"{name} = ?" for name in fields]
-            values = [str(state), *fields.values()]
+            values = [str(then or state), *fields.values()]
             if state in RUN_OUTCOMES:
                 sets.append("finished_at = COALESCE(finished_at, ?)")
                 values.append(time.time())
             db.execute(f"UPDATE attempts SET {', '.join(sets)} WHERE id = ?", [*values, attempt_id])
             self._event(db, event, task_id=row["task_id"], attempt_id=attempt_id,
-                        old=row["state"], new=str(state), **(event_data or {}),
-                        **{k: v for k, v in fields.items() if k in ("reason", "exit_code")})
+                        old=row["state"], new=str(state), **(event_data or {}), **noted)
+            if then is not None:
+                self._event(db, f"attempt.{then}", task_id=row["task_id"], attempt_id=attempt_id,
+                            old=str(state), new=str(then), reason=task_reason)
             if task_state is not None:
                 self._move_task(db, row["task_id"], task_state, f"task.{task_state}",
                                 reason=task_reason, feedback=task_feedback, attempt_id=attempt_id,
