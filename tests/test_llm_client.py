@@ -96,6 +96,17 @@ def test_unreachable_endpoint_is_a_quick_claw_error(provider):
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_an_error_never_prints_the_key_in_an_attempts_gateway_url(provider):
+    """An attempt reaches the gateway at /a/TOKEN: the token is its key."""
+    token = "1-3f9a0c5e7b2d4f6a8c0e"
+    base_url = f"http://127.0.0.1:{free_port()}/a/{token}" + ("/v1" if provider == "openai" else "")
+    with pytest.raises(ClawError) as error:
+        make_model(ModelSettings(provider, "m", base_url, SECRET, timeout=2.0, max_retries=0)).complete(MESSAGES)
+    assert token not in str(error.value) and token not in (error.value.hint or "")
+    assert "/a/<key>" in error.value.message
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
 def test_authentication_error_shows_the_upstream_message_not_the_key(provider):
     script = Script.from_rules([{"steps": [{"error": 401, "message": "Incorrect API key provided (upstream)"}]}])
     with ScriptedServer(script) as server:

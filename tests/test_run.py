@@ -188,6 +188,24 @@ def test_checks_still_failing_after_fix_rounds(repo):
     assert (repo / "value.txt").exists() is False  # main untouched
 
 
+def test_a_failed_check_reason_names_its_telling_line_not_a_dangling_colon(repo):
+    """The reason's first line (what `claw status` shows) ends in pytest's summary, not in
+    "exited 1:"; without such a summary, in the last line the check printed."""
+    agent = agent_script(repo, "stubborn", "echo bad > value.txt\n")
+    pytest_like = ("printf 'F...\\n=== FAILURES ===\\nassert 1 == 2\\n"
+                   "==== 1 failed, 3 passed in 0.05s ====\\n\\n'; exit 1")
+    configure(repo, {"stubborn": agent}, checks=[pytest_like], fix_rounds=0)
+    claw(repo, "add", "never good")
+    claw(repo, "run")
+    reason = status_json(repo)[0]["reason"]
+    assert reason.splitlines()[0].endswith("exited 1: 1 failed, 3 passed in 0.05s"), reason
+    configure(repo, {"stubborn": agent}, checks=["echo first; echo 'value is bad' >&2; exit 2"], fix_rounds=0)
+    claw(repo, "add", "never good either")
+    claw(repo, "run")
+    reason = status_json(repo)[-1]["reason"]
+    assert reason.splitlines()[0].endswith("exited 2: value is bad"), reason
+
+
 def test_checks_failing_can_go_to_review_by_config(repo):
     agent = agent_script(repo, "stubborn", "echo bad > value.txt\n")
     configure(repo, {"stubborn": agent}, checks=["grep -q good value.txt"], fix_rounds=0,

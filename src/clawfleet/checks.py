@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -62,8 +63,25 @@ def all_passed(results: Sequence[CheckResult]) -> bool:
 
 
 def describe_failure(results: Sequence[CheckResult]) -> str:
+    """The first failed check: its command, how it ended and its most telling line (the one
+    line a status table shows), then the tail of its output (what a fix round reads)."""
     for result in results:
         if not result.passed:
             why = "timed out" if result.timed_out else f"exited {result.exit_code}"
-            return f"`{result.command}` {why}:\n{result.tail}"
+            return f"`{result.command}` {why}: {telling_line(result.tail)}\n{result.tail}"
     return ""
+
+
+_SUMMARY = re.compile(r"^=*\s*(\d+ (failed|passed|errors?|skipped|xfailed|xpassed|deselected|warnings?)\b.*?)\s*=*$")
+
+
+def telling_line(output: str) -> str:
+    """Pytest's summary ("1 failed, 3 passed in 0.2s"), else the last non-empty line that is
+    not our own timeout note, else "no output"."""
+    lines = [line.strip() for line in output.splitlines()
+             if line.strip() and not line.startswith("[timed out after ")]
+    for line in reversed(lines):
+        match = _SUMMARY.match(line)
+        if match:
+            return match.group(1)
+    return lines[-1][:200] if lines else "no output"

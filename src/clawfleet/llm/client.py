@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -88,7 +89,15 @@ def resolve_model_settings(*, provider: str | None, model: str | None, base_url:
 
 
 def _endpoint(settings: ModelSettings) -> str:
-    return settings.base_url or f"the {settings.provider} API"
+    return _without_key(settings.base_url) if settings.base_url else f"the {settings.provider} API"
+
+
+def _without_key(url: str) -> str:
+    """The URL as an error may print it: an attempt's gateway URL carries the attempt's key in
+    its path (/a/TOKEN), other URLs may carry one as user:password@ or in the query."""
+    url = re.sub(r"/a/[^/?#]+", "/a/<key>", url)
+    url = re.sub(r"//[^/@]+@", "//<key>@", url)
+    return url.split("?", 1)[0] + ("?<query>" if "?" in url else "")
 
 
 def _translate(error: Exception, settings: ModelSettings, sdk) -> ClawError:
