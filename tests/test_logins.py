@@ -1,9 +1,16 @@
 """The agents people log into: a subscription login in HOME, no key, no base_url.
 
 Observed the same way run directly and inside clawfleet: where the CLI goes (an HTTPS proxy it
-is given, which records the CONNECT). Logged in, Claude Code and Codex go to their provider;
-inside clawfleet they do the same, through the sandbox's proxy, which shows them exactly their
-login files. Not logged in, clawfleet refuses before starting anything, with how to log in.
+is given, which records the CONNECT). Logged in, Claude Code, Codex, Gemini CLI and opencode go
+to their provider; inside clawfleet they do the same, through the sandbox's proxy, which shows
+them exactly their login files. Not logged in, clawfleet refuses before starting anything, with
+how to log in.
+
+None of these OAuth logins can be pointed at a 127.0.0.1 stand-in (the token would have to be
+Google's or OpenAI's own), so the observable is the host the CLI opens a tunnel to once it takes
+itself for logged in. Gemini CLI first checks its cached token at oauth2.googleapis.com
+(tokeninfo; with no login it goes nowhere and says "Manual authorization is required"); opencode
+with a ChatGPT login (its built-in Codex plugin) calls chatgpt.com/backend-api/codex.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from clawfleet import sandbox
-from clawfleet.agents import claude, codex
+from clawfleet.agents import claude, codex, gemini, opencode
 
 from conftest import claw, write_config
 from test_agents_real import require
@@ -30,7 +37,17 @@ pytestmark = [pytest.mark.real_cli, pytest.mark.slow,
               pytest.mark.skipif(BWRAP is None, reason=f"no working bubblewrap here: {WHY_NOT}")]
 
 FAR_FUTURE_MS = int((time.time() + 30 * 86400) * 1000)
-PROVIDER_HOST = {"claude": "api.anthropic.com:443", "codex": "chatgpt.com:443"}
+PROVIDER_HOST = {"claude": "api.anthropic.com:443", "codex": "chatgpt.com:443",
+                 "gemini": "oauth2.googleapis.com:443", "opencode": "chatgpt.com:443"}
+LOGIN_FILE = {"claude": ".claude/.credentials.json", "codex": ".codex/auth.json",
+              "gemini": ".gemini/oauth_creds.json", "opencode": ".local/share/opencode/auth.json"}
+PROGRAM = {"claude": claude.PROGRAM, "codex": codex.PROGRAM, "gemini": gemini.PROGRAM,
+           "opencode": opencode.PROGRAM}
+OPENCODE_MODEL = "openai/gpt-5.5"   # one its ChatGPT login serves
+# What would give a CLI access some other way than its login files, or point it at other files.
+ELSEWHERE = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "CODEX_API_KEY", "CODEX_HOME", "CLAUDE_CONFIG_DIR",
+             "GEMINI_API_KEY", "GOOGLE_API_KEY", "OPENROUTER_API_KEY", "OPENCODE_API_KEY",
+             "XDG_CONFIG_HOME", "XDG_DATA_HOME")
 
 
 def log_in(home: Path, kind: str) -> None:
@@ -46,6 +63,20 @@ def log_in(home: Path, kind: str) -> None:
             "oauthAccount": {"accountUuid": "00000000-0000-0000-0000-000000000001",
                              "emailAddress": "person@example.com",
                              "organizationUuid": "00000000-0000-0000-0000-000000000002"}}))
+    elif kind == "gemini":   # "Login with Google": its token, the account, the auth it selected
+        (home / ".gemini").mkdir(parents=True)
+        (home / ".gemini" / "oauth_creds.json").write_text(json.dumps({
+            "access_token": "ya29.a0-test", "refresh_token": "1//0g-test", "token_type": "Bearer",
+            "scope": "https://www.googleapis.com/auth/cloud-platform openid "
+                     "https://www.googleapis.com/auth/userinfo.email https://www.googleapis.com/auth/userinfo.profile",
+            "id_token": "eyJhbGciOiJub25lIn0.eyJlbWFpbCI6InBAZXhhbXBsZS5jb20ifQ.", "expiry_date": FAR_FUTURE_MS}))
+        (home / ".gemini" / "google_accounts.json").write_text(json.dumps({"active": "person@example.com", "old": []}))
+        (home / ".gemini" / "settings.json").write_text(json.dumps({"security": {"auth": {"selectedType": "oauth-personal"}}}))
+    elif kind == "opencode":   # `opencode auth login`, "ChatGPT Plus/Pro"
+        (home / ".local/share/opencode").mkdir(parents=True)
+        (home / ".local/share/opencode/auth.json").write_text(json.dumps({"openai": {
+            "type": "oauth", "refresh": "rt-test", "access": "eyJhbGciOiJub25lIn0.eyJleHAiOjQxMDI0NDQ4MDB9.",
+            "expires": FAR_FUTURE_MS, "accountId": "acct-test"}}))
     else:
         (home / ".codex").mkdir(parents=True)
         (home / ".codex" / "auth.json").write_text(json.dumps({
@@ -93,9 +124,11 @@ class ConnectRecorder:
 def run_directly(kind: str, home: Path, proxy: ConnectRecorder, workdir: Path) -> tuple[str, list[str]]:
     """The CLI as the person runs it by hand: its output, and where it went (until it tries its
     provider: Codex first asks github.com for updates)."""
-    program = (claude.PROGRAM if kind == "claude" else codex.PROGRAM).find()
-    args = [program, "-p", "say hi"] if kind == "claude" else [program, "exec", "--skip-git-repo-check", "say hi"]
-    env = {k: v for k, v in os.environ.items() if not sandbox.secret_variables({k: v})}
+    program = PROGRAM[kind].find()
+    args = {"claude": [program, "-p", "say hi"], "codex": [program, "exec", "--skip-git-repo-check", "say hi"],
+            "gemini": [program, "-p", "say hi"],
+            "opencode": [program, "run", "--format", "json", "-m", OPENCODE_MODEL, "say hi"]}[kind]
+    env = {k: v for k, v in os.environ.items() if not sandbox.secret_variables({k: v}) and k not in ELSEWHERE}
     env.update(HOME=str(home), HTTPS_PROXY=proxy.url, HTTP_PROXY=proxy.url, https_proxy=proxy.url,
                CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1", DISABLE_AUTOUPDATER="1")
     env.pop("CODEX_HOME", None)
@@ -123,15 +156,15 @@ def configure(repo: Path, kind: str) -> None:
         enabled = true
         [agents.{kind}]
         kind = "{kind}"
-        """)
+        """ + (f'model = "{OPENCODE_MODEL}"\n' if kind == "opencode" else ""))
 
 
-@pytest.mark.parametrize("kind", ["claude", "codex"])
+@pytest.mark.parametrize("kind", ["claude", "codex", "gemini", "opencode"])
 def test_a_logged_in_cli_goes_to_its_provider_inside_clawfleet_as_it_does_directly(repo, tmp_path, monkeypatch, kind):
     require(kind)
     home = tmp_path / "person-home"
     log_in(home, kind)
-    for name in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "CODEX_API_KEY", "CODEX_HOME", "CLAUDE_CONFIG_DIR"):
+    for name in ELSEWHERE:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(home))
     proxy = ConnectRecorder()
@@ -152,15 +185,15 @@ def test_a_logged_in_cli_goes_to_its_provider_inside_clawfleet_as_it_does_direct
     task = status_json(repo)[0]
     assert task["state"] == "failed" and task["latest_attempt"]["state"] in ("stalled", "timed_out", "failed")
     # The person's login file is still theirs, untouched by the attempt.
-    assert (home / (".claude/.credentials.json" if kind == "claude" else ".codex/auth.json")).is_file()
+    assert (home / LOGIN_FILE[kind]).is_file()
 
 
-@pytest.mark.parametrize("kind", ["claude", "codex"])
+@pytest.mark.parametrize("kind", ["claude", "codex", "gemini", "opencode"])
 def test_no_login_is_refused_before_anything_starts_with_how_to_log_in(repo, tmp_path, monkeypatch, kind):
     require(kind)
     home = tmp_path / "empty-home"
     home.mkdir()
-    for name in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "CODEX_API_KEY", "CODEX_HOME"):
+    for name in ELSEWHERE:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(home))
     configure(repo, kind)
@@ -169,7 +202,9 @@ def test_no_login_is_refused_before_anything_starts_with_how_to_log_in(repo, tmp
     result = claw(repo, "run")
     assert result.returncode == 1 and time.monotonic() - started < 30
     said = " ".join(result.stderr.split())
-    assert ("run `claude` once and `/login`" if kind == "claude" else "run `codex login`") in said
+    assert {"claude": "run `claude` once and `/login`", "codex": "run `codex login`",
+            "gemini": "run `gemini` once and sign in with Google",
+            "opencode": "run `opencode auth login`"}[kind] in said, said
     assert status_json(repo)[0]["state"] == "queued"
 
 

@@ -7,8 +7,8 @@
     api_key_env = "GEMINI_API_KEY"            # passed to it as GEMINI_API_KEY
 
 It gets a HOME of its own in the attempt folder whose `.gemini/settings.json` selects API-key
-auth (without it, headless runs stop at "Invalid auth method selected") and turns off usage
-statistics. The prompt goes in on stdin (`-p ""` appends nothing to it); `--approval-mode yolo`
+auth, or, with no base_url and no key, the person's Google login (their oauth_creds.json is
+shown there), and turns off usage statistics. The prompt goes in on stdin (`-p ""` appends nothing to it); `--approval-mode yolo`
 lets it run its tools unattended, and `--skip-trust` trusts the worktree for this session only
 (an untrusted folder silently drops it back to asking). `--output-format stream-json` prints one
 JSON event a line (init, message, tool_use, tool_result, result with token stats), kept as
@@ -30,10 +30,27 @@ from ._cli import CliAgent, Program, api_key, log_tail, person_home, short, show
 PROGRAM = Program("gemini", "gemini", "npm install -g @google/gemini-cli")
 
 
-def prepare_home(home: Path) -> None:
-    """A HOME for Gemini CLI whose settings select API-key auth and send no usage statistics."""
+KEY_VARIABLES = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+
+
+def login_file() -> Path:
+    """Where Gemini CLI keeps the person's Google login (its "Login with Google")."""
+    return person_home() / ".gemini" / "oauth_creds.json"
+
+
+def auth_type(base_url: str | None, api_key_env: str | None, inherit: Any) -> str:
+    """The auth Gemini CLI is set to: a key for base_url or the person's key variable, else the
+    person's Google login when it is shown to it (`oauth-personal`, which reads oauth_creds.json)."""
+    if base_url or api_key_env or any(os.environ.get(name) for name in KEY_VARIABLES):
+        return "gemini-api-key"
+    return "oauth-personal" if "login" in inherit and login_file().is_file() else "gemini-api-key"
+
+
+def prepare_home(home: Path, auth: str = "gemini-api-key") -> None:
+    """A HOME for Gemini CLI whose settings select its auth (without one, headless runs stop at
+    "Invalid auth method selected") and send no usage statistics."""
     (home / ".gemini").mkdir(parents=True, exist_ok=True)
-    settings = {"security": {"auth": {"selectedType": "gemini-api-key"}},
+    settings = {"security": {"auth": {"selectedType": auth}},
                 "privacy": {"usageStatisticsEnabled": False}}
     (home / ".gemini" / "settings.json").write_text(json.dumps(settings, indent=1))
 
@@ -45,14 +62,13 @@ class GeminiAgent(CliAgent):
     config: GeminiAgentConfig
     login_hosts = ("generativelanguage.googleapis.com", "cloudcode-pa.googleapis.com",
                    "oauth2.googleapis.com", "www.googleapis.com")
-    own_key_variables = ("GEMINI_API_KEY", "GOOGLE_API_KEY")
+    own_key_variables = KEY_VARIABLES
     resumes = True   # `--resume SESSION`: its sessions are files per project folder in HOME/.gemini/tmp
     login_hint = ("Gemini CLI is not logged in: run `gemini` once and sign in with Google, or set "
                   "GEMINI_API_KEY (or a base_url in [agents.NAME])")
 
     def login_files(self) -> list[Path]:
-        return [person_home() / ".gemini" / "oauth_creds.json"]
-
+        return [login_file()]
 
     def inherited(self, job: AgentJob, env: dict[str, str]) -> tuple[list[Bind], list[str]]:
         """The person's Google login (oauth_creds.json, refreshed in place) and GEMINI.md."""
@@ -91,7 +107,8 @@ class GeminiAgent(CliAgent):
 
     def environment(self, job: AgentJob) -> dict[str, str]:
         home = job.attempt_dir / "gemini-home"
-        prepare_home(home)
+        config = self.config
+        prepare_home(home, auth_type(config.base_url, config.api_key_env, config.inherit))
         env = {**os.environ, "HOME": str(home), **self.config.env}
         key = api_key(self.name, self.config.api_key_env, self.config.base_url)
         if self.config.base_url:

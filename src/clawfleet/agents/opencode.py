@@ -11,7 +11,8 @@ With `base_url`, a config of its own (OPENCODE_CONFIG) declares a provider `claw
 through opencode's bundled OpenAI-compatible SDK, and the model runs as `claw/MODEL`; without it,
 `model` is opencode's own `provider/model` and its keys come from the environment. It gets a
 HOME of its own in the attempt folder; nothing is fetched at start (no model catalogue, plugins,
-LSP servers or updates), so it works offline. The prompt goes in on stdin; `--auto` approves its
+LSP servers or updates), so it works offline; without base_url its built-in plugins stay on, as
+they read an OAuth login (ChatGPT, Copilot) from the auth.json it is shown. The prompt goes in on stdin; `--auto` approves its
 tools; `--format json` prints one JSON event a line (step_start, tool_use, text, step_finish
 with tokens, error), kept as `opencode-N.jsonl`.
 """
@@ -36,6 +37,9 @@ PROVIDER = "claw"
 QUIET = {"OPENCODE_DISABLE_MODELS_FETCH": "1", "OPENCODE_DISABLE_AUTOUPDATE": "1",
          "OPENCODE_DISABLE_DEFAULT_PLUGINS": "1", "OPENCODE_DISABLE_SHARE": "1",
          "OPENCODE_DISABLE_LSP_DOWNLOAD": "1", "OPENCODE_DISABLE_CLAUDE_CODE": "1"}
+# Its default plugins are built in (nothing fetched) and are what reads an OAuth login of
+# auth.json (ChatGPT's, Copilot's): without them "Provider not found: openai". Off only with base_url.
+LOGIN_PLUGINS = "OPENCODE_DISABLE_DEFAULT_PLUGINS"
 
 
 class OpencodeAgent(CliAgent):
@@ -47,7 +51,9 @@ class OpencodeAgent(CliAgent):
     # and carrying it over means running opencode's export and import on the agent's own files.
     resumes = True
     config: OpencodeAgentConfig
-    login_hosts = ("opencode.ai", "models.dev", "api.anthropic.com", "api.openai.com", "openrouter.ai")
+    # chatgpt.com and auth.openai.com: a ChatGPT login (its built-in Codex plugin) calls and refreshes there.
+    login_hosts = ("opencode.ai", "models.dev", "api.anthropic.com", "api.openai.com", "openrouter.ai",
+                   "chatgpt.com", "auth.openai.com")
     own_key_variables = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OPENROUTER_API_KEY", "OPENCODE_API_KEY")
     login_hint = ("opencode is not logged in: run `opencode auth login`, or set the provider's key "
                   "(ANTHROPIC_API_KEY, OPENAI_API_KEY...), or a base_url in [agents.NAME]")
@@ -100,6 +106,8 @@ class OpencodeAgent(CliAgent):
         # PWD too: it takes its directory from there, which is the runner's caller's, not the worktree.
         env = {**os.environ, **QUIET, "HOME": str(home), "OPENCODE_CONFIG": str(settings),
                "PWD": str(job.workspace), **self.config.env}
+        if not self.config.base_url:
+            env.pop(LOGIN_PLUGINS, None)
         for variable in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
             env.pop(variable, None)   # they would point it back at the person's own
         key = api_key(self.name, self.config.api_key_env, self.config.base_url)
