@@ -98,3 +98,40 @@ def test_kill_right_after_an_auto_approval_still_lands_the_task(repo):
     task = status_json(repo)[0]
     assert task["state"] == "merged"
     assert (repo / "done.txt").read_text() == "done\n"
+
+
+def in_use_workspaces(repo) -> list[dict]:
+    result = claw(repo, "workspace", "list", "--json")
+    assert result.returncode == 0, result.stderr
+    return [w for w in json.loads(result.stdout) if w["state"] == "in_use"]
+
+
+def test_kill_before_the_runner_starts_burns_no_try_and_frees_its_workspace(repo):
+    starts = repo.parent / "starts"
+    agent = agent_script(repo, "writer", f"echo started >> {starts}\necho done > done.txt\n")
+    configure(repo, {"writer": agent}, max_attempts=1)
+    claw(repo, "add", "start me")
+    killed = claw(repo, "run", env={"CLAW_FAULT": "before-fork"})
+    assert killed.returncode == -signal.SIGKILL
+    assert not starts.exists()
+    held = in_use_workspaces(repo)
+    assert len(held) == 1 and held[0]["ports"]  # the kill left it taken, with its ports
+    result = claw(repo, "run")
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(claw(repo, "show", "1", "--json").stdout)
+    assert shown["state"] == "merged"
+    assert [a["state"] for a in shown["attempts"]] == ["merged"]  # restarted, not a second try
+    assert starts.read_text() == "started\n"
+    assert in_use_workspaces(repo) == []
+
+
+def test_a_kill_before_the_fork_then_a_cancel_frees_the_workspace_at_the_next_run(repo):
+    agent = agent_script(repo, "writer", "echo done > done.txt\n")
+    configure(repo, {"writer": agent})
+    claw(repo, "add", "never mind")
+    assert claw(repo, "run", env={"CLAW_FAULT": "before-fork"}).returncode == -signal.SIGKILL
+    assert claw(repo, "cancel", "1").returncode == 0
+    assert len(in_use_workspaces(repo)) == 1
+    result = claw(repo, "run")
+    assert result.returncode == 0, result.stderr
+    assert in_use_workspaces(repo) == []

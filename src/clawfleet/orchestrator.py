@@ -18,7 +18,7 @@ from typing import Any
 
 from . import faults, git, memory, private, radar, refwatch, reviewer, sandbox, skills
 from .errors import ClawError
-from .executors.local import LocalExecutor, Running
+from .executors.local import LocalExecutor, Running, runner_began
 from .mergequeue import LandResult, MergeQueue
 from .models import Attempt, AttemptState, Task, TaskState
 from .procs import PidLock
@@ -195,10 +195,15 @@ class Orchestrator:
             self._launch(task, attempt, configs[attempt.agent], earlier)
         return attempts
 
-    def _sent_back(self, task: Task) -> Attempt | None:
-        """The attempt a new one continues: the task's latest, when a person or the AI reviewer
-        sent it back with feedback (a retry after a crash or a `claw retry` starts over)."""
-        latest = self.store.latest_attempt(task.id)
+    def _sent_back(self, task: Task, before: Attempt | None = None) -> Attempt | None:
+        """The attempt a new one continues: the task's latest (before `before`, one started
+        again), when a person or the AI reviewer sent it back with feedback (a retry after a
+        crash or a `claw retry` starts over)."""
+        if before is None:
+            latest = self.store.latest_attempt(task.id)
+        else:
+            earlier = [a for a in self.store.attempts(task_id=task.id) if a.number < before.number]
+            latest = earlier[-1] if earlier else None
         if latest and latest.state == AttemptState.sent_back and task.feedback and latest.head_commit:
             return latest
         return None
@@ -284,6 +289,7 @@ class Orchestrator:
         self._report_skill_problems(task)
         if self.refs is not None:
             self.refs.note_activity()
+        faults.point("before-fork")
         pid = self.executor.start(attempt.id, attempt_dir, cwd=worktree)
         self.store.update_attempt(attempt.id, pid=pid, worktree=str(worktree))
         self.on_event(f"task {task_id}: attempt {attempt.number} started ({agent_name})")
@@ -371,6 +377,10 @@ class Orchestrator:
                 continue
             self._deadlines.pop(attempt.id, None)
             self._progress_seen.pop(attempt.id, None)
+            if result is None and not attempt.pid and not runner_began(attempt_dir):
+                self._restart(attempt)
+                ended += 1
+                continue
             if result is None:
                 self.executor.stop(attempt.id, attempt_dir, attempt.pid)  # orphans it left
                 result = AttemptStatus(AttemptState.crashed,
@@ -385,6 +395,34 @@ class Orchestrator:
                 self._could_not_finish(attempt, error)
             ended += 1
         return ended
+
+    def _restart(self, attempt: Attempt) -> None:
+        """Start again an attempt whose runner never started (the orchestrator was killed
+        between recording it and the fork): nothing ran, so it burns no try. The workspace it
+        was given (and its ports) goes back first; its branch, which holds nothing, goes too."""
+        self._free_workspaces(attempt.id)
+        git.delete_branch(self.project.root, attempt.branch)
+        task = self.store.get_task(attempt.task_id)
+        if task.state != TaskState.running:  # cancelled meanwhile
+            self.store.finish_attempt(attempt.id, AttemptState.cancelled, "attempt.cancelled",
+                                      reason="cancelled before its runner started")
+            return
+        try:
+            config = self.config.agent(attempt.agent, model=task.model, effort=task.effort)
+        except ClawError as error:
+            self.store.finish_attempt(attempt.id, AttemptState.failed, "attempt.failed", reason=str(error),
+                                      task_state=TaskState.failed, task_reason=str(error))
+            return
+        self.store.record_event("attempt.restarted", task_id=task.id, attempt_id=attempt.id,
+                                reason="its runner never started")
+        self.on_event(f"task {task.id}: attempt {attempt.number} restarted (its runner never started)")
+        self._launch(task, attempt, config, self._sent_back(task, before=attempt))
+
+    def _free_workspaces(self, attempt_id: int) -> None:
+        """Give back every workspace the pool handed to `attempt_id` (its record may not know it)."""
+        for row in self.store.workspaces(["in_use"]):
+            if row["attempt_id"] == attempt_id:
+                self.pool.release(Path(row["path"]), recycle_at=self.project.target_tip())
 
     def _could_not_finish(self, attempt: Attempt, error: ClawError) -> None:
         reason = f"clawfleet could not wrap up this attempt: {error}"

@@ -108,6 +108,12 @@ class LocalExecutor:
         ChildGroups(attempt_dir / "children").kill_all()
 
 
+def runner_began(attempt_dir: Path) -> bool:
+    """Whether a runner was ever started for this attempt folder: the executor records it right
+    after the fork, and the runner writes its own pid first thing."""
+    return any((attempt_dir / name).exists() for name in (IDENTITY_FILE, "runner.pid", "status.json"))
+
+
 def _recorded_pid(attempt_dir: Path) -> int | None:
     """The runner's pid from its attempt folder, for an attempt whose store row has none yet
     (the orchestrator died between starting the runner and recording it)."""
