@@ -65,6 +65,7 @@ class ReviewConfig(_Section):
 class MergeConfig(_Section):
     batch_size: int = Field(1, ge=1, le=64, description="approved attempts landed with one check run")
     resolve_conflicts: bool = Field(True, description="queue a task to resolve a conflict at merge")
+    squash: bool = Field(True, description="land each attempt as one commit (false: its commits, each checked)")
 
 
 class BuiltinAgentConfig(_Section):
@@ -609,6 +610,7 @@ merge_on_approve = true   # `claw run` lands approved attempts as it goes
 [merge]
 batch_size = 1            # land this many approved attempts with one check run (bisects on red)
 resolve_conflicts = true  # a conflict at merge time queues a task to resolve it
+squash = true             # one commit per attempt (false: its own commits, each one checked)
 
 # The built-in agent: one shell command per turn, on any OpenAI-compatible or Anthropic model.
 # Unset keys fall back to CLAW_MODEL, OPENAI_MODEL/OPENAI_BASE_URL/OPENAI_API_KEY or

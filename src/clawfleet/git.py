@@ -798,6 +798,27 @@ def rebase_onto(worktree: Path, head: str, base: str, onto: str, repo: Path | No
     return conflicted or [f"(rebase failed: {(result.stderr or result.stdout).strip()[:300]})"]
 
 
+def squash_commit(repo: Path, base: str, head: str, message: str) -> str:
+    """One commit on `base` holding `head`'s tree, with `message`: an attempt's work as it lands.
+    Made before the rebase, so only the net change is replayed (a fix round's red first commit
+    never lands, nor conflicts on its own)."""
+    text = _clean_message(message)
+    if not text:
+        raise GitError("a landing's commit needs a message")
+    tree = out("rev-parse", "--verify", f"{head}^{{tree}}", cwd=repo)
+    return git("commit-tree", tree, "-p", base, cwd=repo, input=text, identity=True).stdout.strip()
+
+
+def untracked_in_the_way(checkout: Path, paths: Sequence[str], repo: Path | None = None) -> list[str]:
+    """Of `paths` (what a landing writes), the untracked, not ignored files in `checkout` that
+    `git merge --ff-only` would refuse to overwrite (ignored ones it replaces)."""
+    if not paths:
+        return []
+    listed = git("--literal-pathspecs", "-c", "core.quotePath=true", "ls-files", "--others",
+                 "--exclude-standard", "--", *paths, cwd=checkout, repo=repo).stdout
+    return sorted(_unquote(path) for path in listed.splitlines() if path)
+
+
 # Written in the reflog of what the merge queue moves: the ref watch knows its own landings.
 LANDING = "claw: land"
 

@@ -76,7 +76,7 @@ class Orchestrator:
         self._radar_at = 0.0
         self.gateway = None
         self._backing_off = False
-        self._merge_waiting: tuple[str, float] | None = None
+        self._merge_waiting: tuple[set[str], float] | None = None
         self._collisions: set[tuple] = set()
         self._scan: Future | None = None     # the radar scan under way in its thread
         self._budget_at = 0.0
@@ -711,11 +711,11 @@ class Orchestrator:
         if self._merge_waiting and self.clock() - self._merge_waiting[1] < MERGE_RETRY_S:
             return
         results = self.merge_queue.land_all()
-        waiting = next((r for r in results if r.outcome == "waiting"), None)
-        self._merge_waiting = (waiting.reason, self.clock()) if waiting else None
+        waiting = {r.describe() for r in results if r.outcome == "waiting"}
+        self._merge_waiting = (waiting, self.clock()) if waiting else None
 
     def _landed(self, result: LandResult) -> None:
-        if result.outcome == "waiting" and self._merge_waiting and self._merge_waiting[0] == result.reason:
+        if result.outcome == "waiting" and self._merge_waiting and result.describe() in self._merge_waiting[0]:
             return
         self.on_event(result.describe().splitlines()[0])
 

@@ -1,10 +1,12 @@
 """Which queued tasks may start now, and why the others wait.
 
-A task waits while a dependency has not landed, while it backs off after a crash or timeout, while its footprint overlaps the footprint of
-a running task (two agents never edit the same code at once), while its agent has no free slot,
-or while the fleet has none. A best-of-N task needs N free slots at once: its attempts run
-side by side, from the same base. A task's footprint is what it declared with `--footprint`, or else
-what its last attempt touched (a prediction); a task with neither is never held back by one.
+A task waits while a dependency has not landed, while it backs off after a crash or timeout,
+while its footprint overlaps the footprint of a running task (two agents never edit the same code
+at once) or of an approved one that has not landed yet (it would start from the base that one is
+about to leave), while its agent has no free slot, or while the fleet has none. A best-of-N task
+needs N free slots at once: its attempts run side by side, from the same base. A task's footprint
+is what it declared with `--footprint`, or else what its last attempt touched (a prediction); a
+task with neither is never held back by one.
 """
 
 from __future__ import annotations
@@ -57,7 +59,10 @@ class Scheduler:
             if reason is None and self.respect_footprints:
                 mine = self.footprint_of(task)
                 if mine and busy is None:
-                    busy = [(t, self.footprint_of(t)) for t in self.store.list_tasks([TaskState.running])]
+                    # Approved work holds its footprint until it lands: a task started meanwhile
+                    # would start from the old base and collide with it at merge.
+                    busy = [(t, self.footprint_of(t))
+                            for t in self.store.list_tasks([TaskState.running, TaskState.approved])]
                 if mine and busy:
                     files = self.files() if files is None else files
                     reason = _overlap_wait(mine, busy, files)
@@ -107,6 +112,8 @@ def _overlap_wait(mine: list[str], busy: list[tuple[Task, list[str]]], files: Se
         shared = overlap(mine, theirs, files)
         if shared:
             shown = ", ".join(shared[:3]) + (f" and {len(shared) - 3} more" if len(shared) > 3 else "")
+            if other.state == TaskState.approved:
+                return f"footprint overlaps task {other.id}, approved and waiting to land ({shown})"
             return f"footprint overlaps running task {other.id} ({shown})"
     return None
 
@@ -133,14 +140,15 @@ def for_project(project, respect_footprints: bool | None = None) -> Scheduler:
             report = radar.load(project)
             live = report.touched.get(attempt.id, []) if report else []
             return sorted({*task.footprint, *live})
-        if task.footprint:
+        if task.footprint and task.state != TaskState.approved:
             return task.footprint
         if attempt is None or not attempt.head_commit or attempt.head_commit == attempt.base_commit:
             return []
         if attempt.id not in touched:
             touched[attempt.id] = [s.path for s in git.diff_stats(project.root, attempt.base_commit,
                                                                    attempt.head_commit)]
-        return touched[attempt.id]
+        # Approved: what it declared and what it really changed, both about to land.
+        return sorted({*task.footprint, *touched[attempt.id]}) if task.footprint else touched[attempt.id]
 
     respect = project.config.fleet.respect_footprints if respect_footprints is None else respect_footprints
     return Scheduler(project.store, project.config, files=files, footprint_of=footprint_of,
