@@ -180,7 +180,7 @@ def test_batches_of_twenty_land_eighteen_and_bisect_out_the_two_that_break_main(
         claw(repo, "add", f"change {number}")
     assert claw(repo, "run").returncode == 0
     for task in status_json(repo):
-        assert claw(repo, "approve", str(task["id"])).returncode == 0
+        assert claw(repo, "approve", str(task["id"])).returncode == 0, (task["state"], task["reason"])
     before = git.branch_tip(repo, "main")
     result = claw(repo, "merge")
     assert result.returncode == 1
