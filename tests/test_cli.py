@@ -53,6 +53,41 @@ def test_every_command_has_help():
         assert name in top
 
 
+def _every_command(command, path=()):
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _every_command(sub, (*path, name))
+
+
+def test_help_prints_every_bracketed_word_as_written_and_no_bool_metavar():
+    """Typer reads help as rich markup: `[notify]` vanished ("Notifications to the  urls")."""
+    import re
+
+    import typer
+
+    commands = list(_every_command(typer.main.get_command(app)))
+    # One process renders them all, as `claw PATH --help` does (one process per help is slow).
+    render = ("import sys\nfrom clawfleet import cli\n"
+              "for argv in sys.stdin.read().split('\\n'):\n"
+              "    sys.argv = ['claw', *argv.split(), '--help']\n"
+              "    try:\n        cli.main()\n    except SystemExit:\n        pass\n"
+              "    print('\\x00', flush=True)\n")
+    result = subprocess.run([sys.executable, "-c", render], input="\n".join(" ".join(p) for p, _ in commands),
+                            capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"})
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    outs = result.stdout.split("\x00\n")
+    assert len(outs) == len(commands) + 1
+    checked = 0
+    for (path, command), out in zip(commands, outs):
+        assert "Usage:" in out, (path, out)
+        texts = [command.help or ""] + [getattr(p, "help", None) or "" for p in command.params]
+        for word in {w for text in texts for w in re.findall(r"\[[^\]\s]+\]", text.partition("\f")[0])}:
+            assert word in out, (path, word, out)
+            checked += 1
+        assert "<bool>" not in out, (path, out)
+    assert checked >= 3  # [notify] twice and [agents] are in the source
+
+
 # -- init ------------------------------------------------------------------------------------
 
 def test_init_sets_up_the_repository(repo):

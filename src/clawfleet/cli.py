@@ -840,9 +840,26 @@ def version() -> None:
     print(__version__)
 
 
+def _help_as_written(command) -> None:
+    """Help is prose, not rich markup: `[notify]` prints as written (typer would eat it), and a
+    flag shows no `<bool>` type (it takes no value)."""
+    command.help = command.help and escape(command.help)
+    command.short_help = command.short_help and escape(command.short_help)
+    command.get_help_option(command.context_class(command))  # made (and kept) now, to drop its <bool> too
+    for param in [*command.params, command._help_option]:
+        if getattr(param, "help", None):
+            param.help = escape(param.help)
+        if getattr(param, "is_flag", False) and param.metavar is None:  # (typer vendors click)
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _help_as_written(sub)
+
+
 def main() -> None:
     try:
-        app()
+        command = typer.main.get_command(app)
+        _help_as_written(command)
+        command()
     except ClawError as error:
         err_console.print(f"[red]error:[/] {escape(error.message)}")
         if error.hint:
