@@ -2,7 +2,8 @@
 
 A SKILL.md opens with YAML frontmatter holding `name` (lowercase letters, digits and single
 hyphens, the folder's name) and `description` (what it does and when to use it), then markdown
-instructions. Every prompt lists the skills (name, description, path); before an attempt each
+instructions; the reference validator (`skills-ref`) judges every skill before it is listed,
+installed, put in a prompt or copied into an agent's skills folder. Every prompt lists the skills (name, description, path); before an attempt each
 skill is copied to where its agent kind looks for skills in the worktree, for the kinds that
 document such a place, and kept out of the attempt's commits.
 
@@ -76,41 +77,46 @@ def parse_skill(path: Path) -> Skill:
 
 
 def parse_skill_as(path: Path, folder_name: str) -> Skill:
-    """`parse_skill` for a SKILL.md whose folder is (or will be, once installed) `folder_name`."""
-    import yaml
+    """`parse_skill` for a SKILL.md whose folder is (or will be, once installed) `folder_name`.
+
+    The Agent Skills reference validator (`skills-ref`) decides what is valid: its frontmatter
+    parser (strict YAML), its fields, its name and description rules. A ClawError carries its
+    messages, with the fix where we know one."""
+    from skills_ref.errors import ParseError
+    from skills_ref.parser import parse_frontmatter
+    from skills_ref.validator import validate_metadata
 
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as error:
         raise ClawError(f"{path}: cannot be read: {error}", hint="save it as UTF-8 text") from None
-    match = re.match(r"^---[ \t]*\n(.*?)\n---[ \t]*(?:\n|$)", text, re.S)
-    if not match:
-        raise ClawError(f"{path}: no YAML frontmatter",
-                        hint="start the file with ---, `name:` and `description:` lines, then ---")
     try:
-        meta = yaml.safe_load(match.group(1))
-    except yaml.YAMLError as error:
-        raise ClawError(f"{path}: the frontmatter is not valid YAML: {error}",
-                        hint="quote a description that holds a colon") from None
-    if not isinstance(meta, dict):
-        raise ClawError(f"{path}: the frontmatter is not a mapping", hint="write `name: ...` and `description: ...`")
-    name, description = meta.get("name"), meta.get("description")
-    if not isinstance(name, str):
-        raise ClawError(f"{path}: the frontmatter has no `name`", hint=f"add `name: {folder_name}`")
-    try:
-        check_name(name)
-    except ClawError as error:
-        raise ClawError(f"{path}: {error.message}", hint=error.hint) from None
-    if name != folder_name:
-        raise ClawError(f"{path}: name '{name}' differs from its folder '{folder_name}'",
-                        hint="rename one of them so they match")
-    if not isinstance(description, str) or not description.strip():
-        raise ClawError(f"{path}: the frontmatter has no `description`",
-                        hint="add `description:` saying what the skill does and when to use it")
-    if len(description) > DESCRIPTION_MAX:
-        raise ClawError(f"{path}: the description has {len(description)} characters",
-                        hint=f"keep it under {DESCRIPTION_MAX}; put details in the body")
-    return Skill(name, " ".join(description.split()), path, text[match.end():].strip())
+        meta, body = parse_frontmatter(text)
+    except ParseError as error:
+        raise ClawError(f"{path}: {_one_line(error)}",
+                        hint="start the file with ---, `name:` and `description:` lines, then ---; "
+                             "quote a description that holds a colon") from None
+    problems = validate_metadata(meta, Path(folder_name))
+    if problems:
+        raise ClawError(f"{path}: {'; '.join(problems)}", hint=_hint(problems, folder_name))
+    return Skill(meta["name"], " ".join(meta["description"].split()), path, body)
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())[:300]
+
+
+def _hint(problems: list[str], folder_name: str) -> str:
+    said = " ".join(problems)
+    if "Missing required field in frontmatter: name" in said:
+        return f"add `name: {folder_name}`"
+    if "Directory name" in said:
+        return "rename the folder or the skill so they match"
+    if "Unexpected fields" in said:
+        return "keep only the fields the Agent Skills format knows; put the rest under `metadata:`"
+    if "description" in said:
+        return f"a `description:` saying what the skill does and when to use it, under {DESCRIPTION_MAX} characters"
+    return f"use lowercase letters, digits and single hyphens, at most {NAME_MAX} characters, e.g. `release-notes`"
 
 
 def check_files(folder: Path, shown: str | None = None) -> None:
