@@ -53,6 +53,22 @@ def test_plan_is_shown_saved_and_queued_with_dependencies(repo):
     assert [d.title for d in parse_task_file(plan_files[0].read_text())] == [t["title"] for t in PLAN["tasks"]]
 
 
+def test_without_a_terminal_the_plan_file_lines_are_not_wrapped(tmp_path):
+    """A pipe has no width: rich wrapped at 80 columns and broke the path a person copies."""
+    from clawfleet import git
+
+    repo = tmp_path / ("a-rather-long-folder-name-for-a-project-" * 3) / "repo"
+    git.init_repo(repo, {"README.md": "# sample\n"})
+    reply = "```json\n" + json.dumps(PLAN) + "\n```"
+    with ScriptedServer(Script.from_rules([{"steps": [{"text": reply}]}])) as server:
+        planner_config(repo, server)
+        result = claw(repo, "plan", "Add an export feature for every format we know of", env={"COLUMNS": ""})
+    assert result.returncode == 0, result.stderr
+    path = next((repo / ".claw" / "plans").glob("*.md"))
+    assert f"plan saved to {path}\n" in result.stdout, result.stdout
+    assert f"then queue it with: claw add -f {path}\n" in result.stdout, result.stdout
+
+
 def test_edited_plan_file_queues_as_written(repo):
     drafts = parse_plan(json.dumps(PLAN))
     drafts[1].title = "Add the export command (edited)"

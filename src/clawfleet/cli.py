@@ -169,9 +169,9 @@ def plan(
                       str(draft.importance or "normal"), escape(", ".join(draft.footprint)),
                       ", ".join(map(str, draft.depends)))
     console.print(table)
-    console.print(f"plan saved to {path}")
+    console.print(f"plan saved to {path}", soft_wrap=True)
     if not yes and not (sys.stdin.isatty() and typer.confirm("Queue these tasks?", default=False)):
-        console.print(f"edit it if you like, then queue it with: claw add -f {path}")
+        console.print(f"edit it if you like, then queue it with: claw add -f {path}", soft_wrap=True)
         return
     ids = queue_drafts(project.store, drafts)
     console.print(f"queued tasks {', '.join(map(str, ids))}: `claw run` to start them")
@@ -686,7 +686,7 @@ def demo(
                   f"fix rounds: {fix_rounds} · tokens: {tokens:,} · time: {time.time() - started:.1f}s")
     console.print(f"commits landed on main: {landed_commits(demo_run)} (linear, every one checked)")
     console.print("main's tests: " + ("[green]green[/]" if green else "[red]red[/]") + f" ({escape(test_line)})")
-    console.print(f"look around: cd {project.root} && claw status --all && git log --oneline")
+    console.print(f"look around: cd {project.root} && claw status --all && git log --oneline", soft_wrap=True)
     if merged != len(tasks) or not green:
         raise typer.Exit(1)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from typing import Annotated
 
 import typer
@@ -10,8 +12,20 @@ from rich.console import Console
 
 from ..project import Project
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+
+
+def _console(stream) -> Console:
+    """On a terminal rich fits its width. Elsewhere (a pipe, a log, CI) there is no width to fit:
+    lines are never wrapped (a path or a command someone copies stays on one line) and tables
+    get room (COLUMNS still wins)."""
+    if stream.isatty():
+        return Console(stderr=stream is sys.stderr, highlight=False)
+    width = None if os.environ.get("COLUMNS", "").isdigit() else 160
+    return Console(stderr=stream is sys.stderr, highlight=False, soft_wrap=True, width=width)
+
+
+console = _console(sys.stdout)
+err_console = _console(sys.stderr)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
