@@ -278,3 +278,69 @@ def test_the_persons_claude_md_skills_and_mcp_servers_reach_the_model_unless_inh
         assert servers.get("marker") == "user", servers
     else:
         assert not any(marker in seen for marker in markers) and "marker" not in servers
+
+
+def configure_acp(repo: Path, extra: str = "") -> None:
+    write_config(repo, """
+        [fleet]
+        default_agent = "gemini-acp"
+        attempt_timeout = 120
+        stall_timeout = 20
+        max_attempts = 1
+        [review]
+        auto_approve = []
+        [sandbox]
+        enabled = true
+        [agents.gemini-acp]
+        kind = "acp"
+        command = ["gemini", "--acp"]
+        """ + extra)
+
+
+def test_gemini_over_acp_has_its_google_login_as_the_gemini_kind_does_and_none_is_refused(repo, tmp_path, monkeypatch):
+    """`kind = "acp"` running Gemini CLI inherits Gemini CLI's login: its settings select it and
+    its oauth_creds.json is shown, so it checks its token with Google (through the sandbox's
+    proxy) as it does run directly. With no login, claw run refuses it up front."""
+    require("gemini")
+    for name in ELSEWHERE:
+        monkeypatch.delenv(name, raising=False)
+    empty = tmp_path / "empty-home"
+    empty.mkdir()
+    monkeypatch.setenv("HOME", str(empty))
+    configure_acp(repo)
+    assert claw(repo, "add", "say hi").returncode == 0
+    started = time.monotonic()
+    refused = claw(repo, "run")
+    assert refused.returncode == 1 and time.monotonic() - started < 30
+    assert "run `gemini` once and sign in with Google" in " ".join(refused.stderr.split())
+    assert status_json(repo)[0]["state"] == "queued"
+
+    home = tmp_path / "person-home"
+    log_in(home, "gemini")
+    monkeypatch.setenv("HOME", str(home))
+    result = claw(repo, "run", timeout=300)
+    assert result.returncode == 0, result.stderr
+    log = claw(repo, "log", "1").stdout
+    assert "# ACP agent 'gemini-acp':" in log and "[UNSANDBOXED]" not in log
+    assert f"[sandbox] tunnel to {PROVIDER_HOST['gemini']}" in log, log[-2000:]
+    assert status_json(repo)[0]["state"] == "failed"   # the stand-in refused its token check
+    assert (home / LOGIN_FILE["gemini"]).is_file()
+
+
+@pytest.mark.parametrize("inherit", [None, []])
+def test_the_persons_gemini_md_reaches_gemini_over_acp_unless_inherit_is_empty(repo, tmp_path, monkeypatch, inherit):
+    from clawfleet.llm.scripted import Script, ScriptedServer
+    require("gemini")
+    home = tmp_path / "person-home"
+    (home / ".gemini").mkdir(parents=True)
+    (home / ".gemini" / "GEMINI.md").write_text("MARKER-GEMINI-MD: always answer in haiku.\n")
+    monkeypatch.setenv("HOME", str(home))
+    script = Script.from_rules([{"match": ".", "steps": [{"text": "done"}]}])
+    with ScriptedServer(script) as server:
+        configure_acp(repo, f'model = "scripted-model"\nbase_url = "{server.url}"\n'
+                      + ("" if inherit is None else f"inherit = {json.dumps(inherit)}\n"))
+        assert claw(repo, "add", "say hi").returncode == 0
+        assert claw(repo, "run", timeout=300).returncode == 0
+        seen = json.dumps([r["body"] for r in server.requests])
+    assert server.requests, claw(repo, "log", "1").stdout[-2000:]
+    assert ("MARKER-GEMINI-MD" in seen) is (inherit is None)

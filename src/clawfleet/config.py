@@ -149,6 +149,10 @@ class AcpAgentConfig(_Section):
     base_url: str | None = Field(None, description="the provider endpoint the agent is pointed at")
     api_key_env: str | None = Field(None, description="variable holding the key for base_url")
     env: dict[str, str] = Field(default_factory=dict)
+    inherit: list[Literal["login", "instructions", "skills", "mcp"]] = Field(
+        default_factory=lambda: ["login", "instructions", "skills", "mcp"],
+        description="what of your own setup the agent gets, where its program's files are known "
+                    "(gemini; claude-agent-acp as claude; codex-acp as codex); [] for a clean room")
 
     @model_validator(mode="after")
     def _provider(self) -> "AcpAgentConfig":

@@ -244,7 +244,9 @@ def readiness(config: Any, name: str) -> Readiness:
                              "install it or fix `command` in .claw/config.toml")
         agent = make_agent(name, agent_config.model_dump())
         if kind == "acp":
-            return Readiness(name, kind, True, f"program {agent.launch_args(None)[0]}", inherit)
+            program = agent.launch_args(None)[0]
+            ready, how = agent.login(gateway=gateway)
+            return Readiness(name, kind, ready, how if not ready else f"program {program}, {how}", inherit)
         if not hasattr(agent, "login"):
             return Readiness(name, kind, True, "its own settings", inherit)
         agent.program.require(name, agent_config.binary)

@@ -20,7 +20,9 @@ the agent log. base_url, the key and the model reach the agent by its provider's
 (gemini: GOOGLE_GEMINI_BASE_URL, GEMINI_API_KEY, GEMINI_MODEL; anthropic: ANTHROPIC_BASE_URL,
 ANTHROPIC_API_KEY, ANTHROPIC_MODEL; openai: OPENAI_BASE_URL, OPENAI_API_KEY, and a CODEX_HOME
 whose config.toml names that provider). It gets a HOME of its own in the attempt folder, the same
-for every round, where it keeps its sessions.
+for every round, where it keeps its sessions; `inherit` shows it there what its program's own
+kind is shown of the person's (OWN_KIND: gemini, claude-agent-acp, codex-acp), and nothing to
+any other program.
 
 Permission requests are answered by one rule: a tool call that reads, searches, edits, deletes
 or moves files is allowed when every path it names resolves inside the worktree (and not into
@@ -62,6 +64,10 @@ KEY_VARIABLE = "CLAW_CODEX_API_KEY"  # the variable a written Codex provider's e
 # ACP error never is, so it would refuse to create any file through clawfleet.
 EMPTY_FOR_MISSING = {"gemini-cli"}
 REPLAY_QUIET_S, REPLAY_WAIT_S = 0.3, 5.0   # a loaded session's replay is over after this much quiet
+# The agent CLI kind whose files (login, instructions...) a program of the command keeps in HOME,
+# as that kind's own CLI does: what `inherit` shows it. Another program is shown none of them.
+OWN_KIND = {"gemini": ("gemini", "gemini"), "claude-agent-acp": ("claude", "anthropic"),
+            "claude-code-acp": ("claude", "anthropic"), "codex-acp": ("codex", "openai")}
 
 
 def sdk_version() -> str | None:
@@ -80,6 +86,23 @@ class AcpAgent:
         self.config = config
         self.session_id: str | None = None  # kept from round to round: a fix round resumes it
 
+    def own_cli(self) -> Any:
+        """The agent CLI kind its program is (OWN_KIND), configured as this agent: whose login,
+        login hosts and inherited files it has. None for any other program."""
+        config = self.config
+        kind, provider = OWN_KIND.get(Path(config.command[0]).name, (None, None))
+        if kind is None or provider != config.provider:   # its files are where that provider's HOME is
+            return None
+        from . import make_agent
+        return make_agent(self.name, {"kind": kind, "base_url": config.base_url, "api_key_env": config.api_key_env,
+                                      "inherit": list(config.inherit)})
+
+    def login(self, gateway: bool = False) -> tuple[bool, str]:
+        """As its program's own kind sees it (claw run's check before starting); unknown
+        programs keep their own settings."""
+        own = self.own_cli()
+        return own.login(gateway) if own is not None else (True, "its own settings")
+
     # -- how the process starts: the one argv and environment the sandbox wraps ------------
 
     def launch_args(self, job: AgentJob) -> list[str]:
@@ -95,12 +118,16 @@ class AcpAgent:
         env = {**os.environ, "HOME": str(home)}
         key = api_key(self.name, config.api_key_env, config.base_url)
         if config.provider == "gemini":
-            from .gemini import prepare_home
-            prepare_home(home)
+            from .gemini import auth_type, prepare_home
+            prepare_home(home, auth_type(config.base_url, config.api_key_env,
+                                         config.inherit if self.own_cli() is not None else ()))
             env.update(_set(GOOGLE_GEMINI_BASE_URL=config.base_url, GEMINI_API_KEY=key,
                             GEMINI_MODEL=config.model))
         elif config.provider == "anthropic":
             env.pop("CLAUDE_CONFIG_DIR", None)  # it would point it back at the person's settings
+            own = self.own_cli()
+            if own is not None:
+                own._write_account(home)   # its ~/.claude.json: the account entries of the login
             env.update({"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_TELEMETRY": "1",
                         "DISABLE_AUTOUPDATER": "1"})
             env.update(_set(ANTHROPIC_BASE_URL=config.base_url, ANTHROPIC_API_KEY=key,
@@ -128,21 +155,25 @@ class AcpAgent:
     def reach(self, job: AgentJob, args: list[str], env: dict[str, str]) -> Reach:
         """What the agent process may touch (containment.py), like an agent CLI's: its worktree
         and private folders (its HOME), its program and the files its command names read-only,
-        its model's address, the credentials clawfleet set for it; without base_url, its
-        provider's own login hosts and key variables (those of the gemini, claude, codex kinds)."""
+        its model's address, the credentials clawfleet set for it, what `inherit` shows it of
+        the person's (as its program's own kind: own_cli); without base_url, its provider's own
+        login hosts and key variables (those of the gemini, claude, codex kinds)."""
         from .claude import ClaudeAgent
         from .codex import CodexAgent
         from .gemini import GeminiAgent
         own = {"gemini": GeminiAgent, "anthropic": ClaudeAgent, "openai": CodexAgent}.get(self.config.provider or "")
         shown = [program_root(part) for part in args if os.path.isabs(part) and os.path.isfile(part)]
+        cli = self.own_cli()
+        binds, programs = cli.inherited(job, env) if cli is not None else ([], [])
         base_url = self.config.base_url
         keep = [name for name, value in env.items() if os.environ.get(name) != value]
         if not base_url and own is not None:
             keep += own.own_key_variables
         return Reach(worktree=job.workspace, project_root=job.project_root, common_dir=job.common_dir,
-                     git_dir=job.git_dir, private=private_dirs(job, env), read_only=shown,
-                     urls=[base_url] if base_url else [],
-                     hosts=list(own.login_hosts) if own is not None and not base_url else [], keep=keep)
+                     git_dir=job.git_dir, private=private_dirs(job, env), read_only=[*shown, *programs],
+                     binds=binds, urls=[base_url] if base_url else [],
+                     hosts=list(own.login_hosts) if own is not None and not base_url else [], keep=keep,
+                     log=job.log)   # the sandbox proxy's tunnels and refusals in its log
 
     def run(self, job: AgentJob) -> AgentOutcome:
         try:
