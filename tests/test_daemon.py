@@ -112,6 +112,24 @@ def test_one_daemon_per_repository_and_claw_run_is_told_why(repo):
     assert "no claw daemon runs" in claw(repo, "down").stdout
 
 
+def test_up_while_claw_run_drives_the_repository_says_only_the_refusal(repo):
+    stamp = repo.parent / "started"
+    configure(repo, {"slow": agent_script(repo, "slow", f"touch {stamp}; sleep 30\n")})
+    claw(repo, "add", "take a while")
+    run = subprocess.Popen([sys.executable, "-m", "clawfleet", "run"], cwd=repo,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(stamp.exists)
+        up = claw(repo, "up")
+        assert up.returncode == 1
+        assert f"another claw orchestrator (pid {run.pid}) is running" in up.stderr, up.stderr
+        assert "daemon up" not in up.stdout + up.stderr and "daemon down" not in up.stdout + up.stderr, up.stdout
+    finally:
+        run.send_signal(signal.SIGINT)
+        run.wait(30)
+        claw(repo, "cancel", "1")
+
+
 def test_down_leaves_attempts_running_and_down_wait_lets_them_finish(repo):
     gates = repo.parent / "gates"
     gates.mkdir()

@@ -124,6 +124,9 @@ class Daemon:
             apprise_sender(self.config.notify.urls)  # a URL apprise cannot use fails here, not later
         run_dir = self.project.run_dir
         with DaemonLock(run_dir):
+            from .orchestrator import OrchestratorLock
+            with OrchestratorLock(run_dir):
+                pass  # a `claw run` that drives the repository: refuse before saying "up"
             self._install_signals()
             self.orchestrator = Orchestrator(self.project, on_event=self.log, clock=self.clock)
             duties = self._duty_threads()
