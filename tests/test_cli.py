@@ -110,7 +110,7 @@ def test_init_keeps_an_existing_agents_md_and_is_idempotent(repo):
     first = claw(repo, "init")
     assert first.returncode == 0, first.stderr
     assert (repo / "AGENTS.md").read_text() == "# our own rules\n"
-    assert "AGENTS.md" not in first.stdout and "SOUL.md" in first.stdout
+    assert "wrote AGENTS.md" not in first.stdout and "wrote SOUL.md" in first.stdout
     config = (repo / ".claw" / "config.toml").read_text()
     (repo / ".claw" / "config.toml").write_text(config + "\n# my note\n")
     exclude = (repo / ".git" / "info" / "exclude").read_text()
@@ -121,6 +121,31 @@ def test_init_keeps_an_existing_agents_md_and_is_idempotent(repo):
     assert (repo / ".claw" / "config.toml").read_text() == config + "\n# my note\n"
     assert (repo / ".git" / "info" / "exclude").read_text() == exclude
     assert exclude.splitlines().count("/.claw/run/") == 1
+
+
+def test_init_says_what_to_commit_and_which_agent_it_will_use(repo):
+    result = claw(repo, "init")
+    assert result.returncode == 0, result.stderr
+    assert "commit .claw/config.toml, AGENTS.md, SOUL.md and USER.md" in result.stdout
+    assert ".claw/run/ (database, worktrees, logs) never is" in result.stdout
+    assert "agent: builtin (builtin), not ready: no model configured" in result.stdout, result.stdout
+    assert "change it with `default_agent` under [fleet] in .claw/config.toml" in result.stdout
+
+
+def test_init_refuses_a_target_branch_that_does_not_exist(repo):
+    result = claw(repo, "init", "--target", "nosuch")
+    assert_clean_error(result, "there is no branch 'nosuch'")
+    assert "git branch nosuch" in result.stderr and "one of: main" in result.stderr
+    assert not (repo / ".claw").exists()
+
+
+def test_init_again_says_which_flags_it_did_not_apply(repo):
+    assert claw(repo, "init").returncode == 0
+    again = claw(repo, "init", "--target", "nosuch", "--check", "pytest -q")
+    assert again.returncode == 0, again.stderr
+    assert "not applied: --target and --check (.claw/config.toml exists" in again.stdout, again.stdout
+    assert "`target` under [fleet] and `commands` under [checks]" in again.stdout
+    assert "nosuch" not in (repo / ".claw" / "config.toml").read_text()
 
 
 def test_init_outside_a_repository_is_a_clear_error(tmp_path):

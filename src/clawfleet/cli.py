@@ -73,11 +73,26 @@ def init(
     check: Annotated[Optional[list[str]], typer.Option("--check", help="A check command, e.g. 'pytest -q'. Repeatable.")] = None,
 ) -> None:
     """Set up clawfleet in this git repository: config, AGENTS.md, SOUL.md, USER.md, git exclude."""
+    from .agents import readiness
+
     written = initialize(Path.cwd(), target=target, checks=check)
     for path in written:
         console.print(f"[green]wrote[/] {escape(path)}")
     if not written:
         console.print("already initialised: nothing to write")
+    ignored = [flag for flag, given in (("--target", target), ("--check", check)) if given]
+    if ignored and ".claw/config.toml" not in written:
+        console.print(f"[yellow]not applied:[/] {' and '.join(ignored)} (.claw/config.toml exists and is never "
+                      "overwritten): set `target` under \\[fleet] and `commands` under \\[checks] in it")
+    console.print("commit .claw/config.toml, AGENTS.md, SOUL.md and USER.md: they are this project's setup, "
+                  "for everyone who runs agents on it; .claw/run/ (database, worktrees, logs) never is "
+                  "(git ignores it)")
+    project = Project.find()
+    agent = readiness(project.config, project.config.fleet.default_agent)
+    console.print(f"agent: {escape(agent.name)} ({agent.kind}), " + (escape(agent.how) if agent.ready else
+                  f"[red]not ready[/]: {escape(agent.how)}"))
+    console.print("change it with `default_agent` under \\[fleet] in .claw/config.toml; "
+                  "`claw agents` shows which agents can run here")
     console.print("next: `claw add \"TITLE\"` to queue a task, then `claw run`")
 
 

@@ -121,9 +121,15 @@ def initialize(root: Path, *, target: str | None = None, checks: list[str] | Non
     from .config import DEFAULT_CONFIG
 
     top = git.toplevel(root)
-    target = target or git.current_branch(top) or "main"
-    written = []
+    current = git.current_branch(top) or "main"
     config_path = top / ".claw" / "config.toml"
+    if target and target != current and not config_path.exists() and git.branch_tip(top, target) is None:
+        branches = git.all_branches(top)
+        raise ClawError(f"there is no branch '{target}' to land work on",
+                        hint=f"create it first (git branch {target}), or pick one of: {', '.join(branches)}"
+                        if branches else "make a first commit, then `claw init` again")
+    target = target or current
+    written = []
     if not config_path.exists():
         config_path.parent.mkdir(parents=True, exist_ok=True)
         # json.dumps gives valid TOML basic strings, whatever quotes or backslashes they hold
