@@ -533,3 +533,47 @@ def test_claude_not_logged_in_is_a_failure_never_a_success(tmp_path, monkeypatch
                                  children=ChildGroups(attempt / "children")))
     assert outcome.error and "not logged in" in outcome.error.lower(), outcome
     assert "success" not in outcome.error and outcome.exit_code != 0 and not outcome.summary
+
+
+def claude_acp_program() -> str:
+    """claude-agent-acp, Zed's ACP adapter of Claude Code (the Claude Agent SDK's own Claude Code)."""
+    found = shutil.which("claude-agent-acp", path=os.environ.get("CLAW_AGENT_BIN_DIR") or os.environ.get("PATH"))
+    if found is None:
+        pytest.skip("claude-agent-acp is not installed: run .ci/run, or "
+                    "`npm install -g @zed-industries/claude-agent-acp`")
+    return found
+
+
+@pytest.mark.real_cli
+@pytest.mark.slow
+def test_claude_code_over_acp_edits_a_file_with_its_own_tools_and_reaches_review(repo):
+    """`kind = "acp"` with `claude-agent-acp` pointed at the scripted model (provider anthropic:
+    ANTHROPIC_BASE_URL), sandboxed: its Bash tool asks permission (allowed: a command in its
+    worktree), edits calc.py; the checks pass and the task reaches review."""
+    claude_acp_program()
+    calculator_repo(repo)
+    script = Script.from_rules([{"name": "multiply", "match": "Add multiply", "steps": [
+        shell_tool("claude", "printf '\\n\\ndef multiply(a, b):\\n    return a * b\\n' >> calc.py"),
+        {"text": "Added multiply(a, b)."},
+    ]}])
+    with ScriptedServer(script) as server:
+        configure(repo, "claude", server)
+        config = repo / ".claw" / "config.toml"
+        config.write_text(config.read_text()
+                          .replace('[agents.claude]\nkind = "claude"',
+                                   '[agents.claude]\nkind = "acp"\ncommand = ["claude-agent-acp"]')
+                          .replace('effort = "low"', ""))
+        assert claw(repo, "add", "Add multiply(a, b) to calc.py").returncode == 0
+        result = claw(repo, "run", timeout=600)
+        requests = list(server.requests)
+    assert result.returncode == 0, result.stderr
+    task = status_json(repo)[0]
+    attempt = task["latest_attempt"]
+    log = claw(repo, "log", "1").stdout
+    assert task["state"] == "review", (task["reason"], log[-3000:])
+    assert "return a * b" in git.out("show", f"{attempt['branch']}:calc.py", cwd=repo)
+    assert attempt["summary"] == "Added multiply(a, b)."
+    assert requests and {r["path"] for r in requests} == {"/v1/messages"}
+    assert "# ACP agent 'claude':" in log and "[UNSANDBOXED]" not in log
+    assert "[acp @zed-industries/claude-agent-acp " in log, log[-3000:]
+    assert "?  [execute]" in log and "allowed (a command the agent runs in its worktree)" in log

@@ -130,6 +130,10 @@ class AcpAgent:
                 own._write_account(home)   # its ~/.claude.json: the account entries of the login
             env.update({"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_TELEMETRY": "1",
                         "DISABLE_AUTOUPDATER": "1"})
+            if job.sandbox is not None:
+                # claude-agent-acp starts Claude Code able to skip permissions, which it refuses
+                # as root ("cannot be used with root/sudo privileges") unless told it is sandboxed.
+                env["IS_SANDBOX"] = "1"
             env.update(_set(ANTHROPIC_BASE_URL=config.base_url, ANTHROPIC_API_KEY=key,
                             ANTHROPIC_MODEL=config.model))
         elif config.provider == "openai":
