@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from clawfleet import git
 from clawfleet.config import BuiltinAgentConfig, CommandAgentConfig, Config, load_config
 from clawfleet.errors import ConfigError
 from clawfleet.models import Importance
@@ -31,6 +32,7 @@ def test_defaults_when_there_is_no_file(tmp_path):
 
 
 def test_the_file_claw_init_writes_is_the_defaults(repo):
+    git.out("branch", "develop", cwd=repo)  # init refuses a target that does not exist
     initialize(repo, target="develop", checks=["pytest -q", "ruff check ."])
     config = load_config(repo / ".claw" / "config.toml")
     defaults = Config()
