@@ -12,7 +12,7 @@ from clawfleet.models import Attempt, AttemptState, Task, TaskState
 from clawfleet.project import Project, initialize
 from clawfleet.scheduler import for_project
 
-from conftest import agent_script, claw
+from conftest import agent_script, claw, write_config
 from test_run import configure, status_json
 
 CHECK = "grep -q good value.txt"
@@ -128,7 +128,8 @@ def test_the_same_change_twice_lands_once_and_the_second_claims_no_commit(repo):
     assert tasks[1]["latest_attempt"]["head_commit"] != first
 
 
-def approved_attempt(project: Project, title: str, files: dict[str, str], footprint=()) -> tuple[Task, Attempt]:
+def approved_attempt(project: Project, title: str, files: dict[str, str], footprint=(),
+                     checks_passed: bool = True) -> tuple[Task, Attempt]:
     """A task whose attempt changed `files` on the target's tip and was approved."""
     root = project.root
     base = git.branch_tip(root, "main")
@@ -143,7 +144,7 @@ def approved_attempt(project: Project, title: str, files: dict[str, str], footpr
     git.remove_worktree(root, scratch)
     git.git("branch", attempt.branch, head, cwd=root)
     project.store.finish_attempt(attempt.id, AttemptState.ready, "attempt.ready", task_state=TaskState.approved,
-                                 head_commit=head, checks_passed=True)
+                                 head_commit=head, checks_passed=checks_passed)
     return task, project.store.finish_attempt(attempt.id, AttemptState.approved, "attempt.approved")
 
 
@@ -167,3 +168,38 @@ def test_a_commit_message_never_carries_terminal_escapes_or_control_characters()
     message = landing_message(task, attempt, "claude/sonnet\x1b[0m")
     assert message == ("fix theparser\n\ndone here\nok\n\n"
                        "Claw-Task: 7\nClaw-Attempt: 2\nClaw-Agent: claude/sonnet\n")
+
+
+def test_a_batch_is_checked_at_its_top_only_when_each_commit_is_known_green(repo):
+    # needs.txt alone is red; with provides.txt (the next task) the top of a batch of both is green.
+    check = "test ! -f needs.txt || test -f provides.txt"
+    write_config(repo, f"""
+        [checks]
+        commands = ["{check}"]
+        [merge]
+        batch_size = 2
+        """)
+    initialize(repo)
+    project = Project(repo)
+    before = git.branch_tip(repo, "main")
+    red, _ = approved_attempt(project, "needs a file", {"needs.txt": "x\n"}, checks_passed=False)  # a person's call
+    green, _ = approved_attempt(project, "provides the file", {"provides.txt": "y\n"})
+    results = {r.task_id: r for r in MergeQueue(project).land_all()}
+    assert results[red.id].outcome == "bounced" and "checks failed after rebase" in results[red.id].reason
+    assert results[green.id].outcome == "merged"
+    assert red_commits(repo, before, check) == [] and len(git.commits_between(repo, before, "main")) == 1
+
+
+def test_a_rewritten_target_still_gets_one_commit_per_attempt(repo):
+    initialize(repo)
+    project = Project(repo)
+    task, _ = approved_attempt(project, "add a feature", {"feature.txt": "f\n"})
+    # The person rewrites the commit the attempt started from: its base is no longer on main.
+    (repo / "app.txt").write_text("one, amended\n")
+    git.git("commit", "-q", "--amend", "-am", "initial, amended", cwd=repo)
+    before = git.branch_tip(repo, "main")
+    assert MergeQueue(project).land_all()[0].outcome == "merged"
+    assert len(git.commits_between(repo, before, "main")) == 1
+    assert git.out("log", "-1", "--format=%s%n%(trailers:only,unfold)", "main", cwd=repo).splitlines() == \
+        ["add a feature", "Claw-Task: 1", "Claw-Attempt: 1", "Claw-Agent: builtin/default"]
+    assert (repo / "feature.txt").read_text() == "f\n" and (repo / "app.txt").read_text() == "one, amended\n"

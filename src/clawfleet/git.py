@@ -809,6 +809,26 @@ def squash_commit(repo: Path, base: str, head: str, message: str) -> str:
     return git("commit-tree", tree, "-p", base, cwd=repo, input=text, identity=True).stdout.strip()
 
 
+def replay_as_one(repo: Path, base: str, head: str, onto: str, message: str) -> tuple[str | None, list[str]] | None:
+    """base..head's net change as one commit on `onto`, by `git merge-tree` (no worktree, a few
+    git calls instead of a rebase's many): (the commit, or None when nothing of it is left on
+    `onto`; the conflicted files, [] when clean). None when `base` is not an ancestor of `onto`
+    (the target was rewritten): the merge base would not be `base`, so the caller rebases."""
+    if not is_ancestor(repo, base, onto):
+        return None
+    result = git("merge-tree", "--write-tree", "--name-only", "--no-messages", onto, head, cwd=repo, check=False)
+    if result.returncode not in (0, 1):
+        raise GitError(f"`git merge-tree` failed: {result.stderr.strip()}")
+    tree, *conflicted = result.stdout.splitlines()
+    if result.returncode == 1:
+        return None, sorted(set(conflicted) - {""})
+    if tree == out("rev-parse", "--verify", f"{onto}^{{tree}}", cwd=repo):
+        return None, []
+    text = _clean_message(message)
+    commit = git("commit-tree", tree, "-p", onto, cwd=repo, input=text, identity=True).stdout.strip()
+    return commit, []
+
+
 def untracked_in_the_way(checkout: Path, paths: Sequence[str], repo: Path | None = None) -> list[str]:
     """Of `paths` (what a landing writes), the untracked, not ignored files in `checkout` that
     `git merge --ff-only` would refuse to overwrite (ignored ones it replaces)."""

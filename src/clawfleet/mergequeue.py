@@ -175,12 +175,9 @@ class MergeQueue:
                     "changes: commit or stash them, then run `claw merge`")
         return None
 
-    def _in_the_way(self, attempt: Attempt) -> str | None:
+    def _in_the_way(self, attempt: Attempt, checkout: Path) -> str | None:
         """Why this attempt alone cannot land in the person's checkout of the target now: an
         untracked file of theirs where it writes one (`git merge --ff-only` would refuse)."""
-        checkout = git.worktree_of_branch(self.project.root, self.config.fleet.target)
-        if checkout is None:
-            return None
         paths = git.changed_paths(self.project.root, attempt.base_commit, attempt.head_commit)
         found = git.untracked_in_the_way(checkout, paths, repo=self.project.root)
         if not found:
@@ -211,8 +208,12 @@ class MergeQueue:
         head = attempt.head_commit
         if self.config.merge.squash:
             task = self.store.get_task(attempt.task_id)
-            head = git.squash_commit(self.project.root, attempt.base_commit, head,
-                                     landing_message(task, attempt, self._agent_label(task, attempt)))
+            message = landing_message(task, attempt, self._agent_label(task, attempt))
+            landed = git.replay_as_one(self.project.root, attempt.base_commit, head, top, message)
+            if landed is not None:
+                commit, conflicts = landed
+                return [commit] if commit else [], conflicts
+            head = git.squash_commit(self.project.root, attempt.base_commit, head, message)
         conflicts = git.rebase_onto(integration, head, attempt.base_commit, top, repo=self.project.root)
         if conflicts:
             return [], conflicts
@@ -249,8 +250,9 @@ class MergeQueue:
             if blocked:
                 return [LandResult(a.task_id, "waiting", blocked) for a in attempts]
             results: list[LandResult] = []
-            for attempt in attempts:
-                if (in_the_way := self._in_the_way(attempt)) is not None:
+            checkout = git.worktree_of_branch(self.project.root, target)
+            for attempt in attempts if checkout is not None else ():
+                if (in_the_way := self._in_the_way(attempt, checkout)) is not None:
                     results.append(LandResult(attempt.task_id, "waiting", in_the_way, own=True))
             waits = {r.task_id for r in results}
             tip = self.project.target_tip()
