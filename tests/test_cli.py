@@ -339,3 +339,74 @@ def test_a_corrupt_database_is_a_clear_error(repo):
     (repo / ".claw" / "run").mkdir(parents=True)
     (repo / ".claw" / "run" / "claw.db").write_text("this is not sqlite\n")
     assert_clean_error(claw(repo, "status"), "claw.db")
+
+
+# -- input that cannot be stored or shown as it is -------------------------------------------------
+
+def test_a_title_that_is_not_utf8_is_a_usage_error(repo):
+    # Python hands undecodable argv bytes over as lone surrogates, which SQLite cannot store.
+    result = claw(repo, "add", "fix \udcff\udcfe")
+    assert_clean_error(result, "argument 2 is not UTF-8 text", "fix \\xff\\xfe", code=2)
+    assert_clean_error(claw(repo, "reject", "1", "--feedback", "\udce9"), "argument 4", code=2)
+    assert tasks(repo) == []
+
+
+TOO_BIG = str(2**63)  # one past SQLite's largest integer
+
+
+@pytest.mark.parametrize("argv", [
+    ["show", TOO_BIG], ["show", TOO_BIG, "--json"], ["approve", TOO_BIG], ["reject", TOO_BIG],
+    ["reject", TOO_BIG, "--feedback", "smaller"], ["retry", TOO_BIG], ["cancel", TOO_BIG],
+    ["log", TOO_BIG], ["diff", TOO_BIG], ["add", "child", "--depends", TOO_BIG],
+    ["gateway", "token", TOO_BIG], ["skill", "learn", TOO_BIG], ["memory", "forget", TOO_BIG],
+    ["memory", "add", "a note", "--task", TOO_BIG], ["memory", "add", "a note", "--attempt", TOO_BIG],
+    ["memory", "list", "--task", TOO_BIG], ["memory", "list", "--limit", TOO_BIG],
+    ["show", "99999999999999999999999999"],
+])
+def test_an_id_too_large_for_the_store_is_a_usage_error(repo, argv):
+    result = claw(repo, *argv)
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout and "OverflowError" not in result.stderr
+    assert "9223372036854775807" in result.stderr, result.stderr  # the largest id there can be
+
+
+def test_every_command_taking_an_id_bounds_it():
+    """The list above is every one: a new command with an id argument must bound it too."""
+    import typer.main
+
+    def id_params(command, path=()):
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from id_params(sub, (*path, name))
+        for param in getattr(command, "params", []):
+            if param.name.endswith("_id") or param.name in ("task", "attempt", "depends"):
+                yield " ".join(path), param.name, param.max
+
+    found = list(id_params(typer.main.get_command(app)))
+    assert [f for f in found if f[2] != 2**63 - 1] == []
+    assert {"show", "approve", "reject", "retry", "cancel", "log", "diff", "add", "gateway token",
+            "skill learn", "memory forget", "memory add", "memory list"} <= {f[0] for f in found}, found
+
+
+def test_claw_in_a_folder_that_was_deleted_says_so(repo):
+    gone = repo.parent / "gone"
+    gone.mkdir()
+    # A shell whose current folder is removed under it, as when a worktree is deleted elsewhere.
+    script = f'cd "{gone}" && rmdir "{gone}" && exec "{sys.executable}" -m clawfleet.cli status'
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "COLUMNS": "200"})
+    assert_clean_error(result, "the current folder no longer exists")
+    assert "git is not installed" not in result.stderr
+
+
+def test_a_deleted_checkout_of_the_target_is_named_as_such(reviewed):
+    """A linked worktree of main deleted without `git worktree remove`: git still lists it, and
+    clawfleet called it an agent's tampering."""
+    repo = reviewed
+    git.git("switch", "--quiet", "-c", "dev", cwd=repo)
+    checkout = repo.parent / "main-checkout"
+    git.git("worktree", "add", "--quiet", str(checkout), "main", cwd=repo)
+    subprocess.run(["rm", "-rf", str(checkout)], check=True)
+    assert claw(repo, "approve", "1").returncode == 0
+    result = claw(repo, "merge")
+    assert_clean_error(result, f"your checkout at {checkout} no longer exists")
+    assert "git worktree prune" in result.stderr and "tampered" not in result.stderr

@@ -133,3 +133,17 @@ def test_broken_config_is_a_one_line_error_in_the_cli(repo):
     lines = result.stderr.strip().splitlines()
     assert lines[0].startswith("error: ") and "config.toml" in lines[0] and "fleet.slots" in lines[0]
     assert lines[1:] == [] or (len(lines) == 2 and lines[1].startswith("hint: "))
+
+
+@pytest.mark.parametrize("value", [
+    "[" * 5000 + "]" * 5000,                                   # deeper than tomllib's recursion
+    "{ a = " * 3000 + "1" + " }" * 3000,
+    "[" * 300 + "]" * 300,                                     # read, then refused by the schema
+], ids=["arrays-5000-deep", "tables-3000-deep", "arrays-300-deep"])
+def test_a_config_nested_thousands_deep_is_a_one_line_error(repo, value):
+    write_config(repo, f"[fleet]\nslots = {value}\n")
+    result = claw(repo, "status", env={"COLUMNS": "1000"})  # a line, not a line wrapped
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("error: ") and "config.toml" in lines[0] and len(lines[0]) < 400, lines
+    assert lines[1:] == [] or (len(lines) == 2 and lines[1].startswith("hint: "))

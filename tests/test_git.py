@@ -393,3 +393,12 @@ def test_a_snapshot_reads_no_config_of_the_worktree_even_one_written_after_the_c
     assert not marks.exists()
     assert sorted(git.tracked_paths(repo, snapshot)) == [".gitattributes", "README.md", "a.txt", "app.txt"]
     assert head(repo, f"{snapshot}~1") == head(repo, "claw/1-x")
+
+
+def test_git_in_a_folder_that_no_longer_exists_says_so(tmp_path):
+    """subprocess raises the same FileNotFoundError for a missing working folder as for a
+    missing program: a deleted folder was reported as "git is not installed"."""
+    with pytest.raises(GitError) as caught:
+        git.git("status", cwd=tmp_path / "deleted")
+    assert f"{tmp_path / 'deleted'} no longer exists" in caught.value.message
+    assert "not installed" not in str(caught.value)

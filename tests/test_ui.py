@@ -79,3 +79,15 @@ def test_claw_ui_outside_a_terminal_says_what_to_use(repo):
     configure(repo, {"w": agent_script(repo, "w", "true\n")})
     result = claw(repo, "ui")
     assert result.returncode == 2 and "claw ui needs a terminal" in result.stderr and "claw status" in result.stderr
+
+
+def test_the_board_shows_titles_with_escape_sequences_escaped(repo):
+    configure(repo, {"w": agent_script(repo, "w", "true\n")})
+    assert claw(repo, "add", "fix \x1b]0;pwned\x07 [bold]it", "-b", "\x1b[2J").returncode == 0
+    project = Project(repo)
+    [row] = snapshot(project).rows
+    cells = FleetApp._cells(row)
+    title = cells[1]
+    assert getattr(title, "plain", title) == "fix \\x1b]0;pwned\\x07 [bold]it"  # neither obeyed nor markup
+    detail = FleetApp(project)._detail_text(row.id)
+    assert "\x1b" not in detail and "\\x1b]0;pwned\\x07" in detail

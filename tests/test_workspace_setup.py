@@ -399,3 +399,26 @@ def test_an_agent_that_commits_the_copied_env_itself_lands_nothing(app_repo):
     assert "fixtures/big.bin (a copy of big.bin" in reason
     assert git.out("log", "main", "--format=%H", "--", ".env", cwd=app_repo) == ""
     assert ".env" in git.out("show", "--name-only", "--format=", task["latest_attempt"]["branch"], cwd=app_repo)
+
+
+def test_an_included_file_that_gitignore_ignores_lands_the_work_without_it(app_repo):
+    """The README's own advice: `.env` in .gitignore and in [workspace] include. git refuses a
+    literal pathspec naming an ignored file (exit 1: "The following paths are ignored"), so a
+    commit that excluded it that way failed every attempt."""
+    (app_repo / ".gitignore").write_text(".deps/\n__pycache__/\n.env\nfixtures/\n")
+    git.git("commit", "--quiet", "-m", "ignore the secrets and fixtures", ".gitignore", cwd=app_repo, identity=True)
+    seen = app_repo.parent / "seen-env.txt"
+    agent = app_repo.parent / "writer.sh"
+    agent.write_text(f"#!/usr/bin/env bash\ncp .env {seen}\necho feature > feature.txt\n")
+    agent.chmod(0o755)
+    configure(app_repo, setup="true", fleet='default_agent = "writer"')
+    with open(app_repo / ".claw" / "config.toml", "a") as config:
+        config.write(f'\n[agents.writer]\nkind = "command"\ncommand = ["{agent}"]\n')
+    assert claw(app_repo, "add", "a feature").returncode == 0
+    result = claw(app_repo, "run", timeout=120)
+    assert result.returncode == 0, result.stderr
+    [task] = json.loads(claw(app_repo, "status", "--all", "--json").stdout)
+    assert task["state"] == "merged", task["latest_attempt"]["reason"]
+    assert seen.read_text() == "SECRET_TOKEN=swordfish\n"  # the agent had its copy
+    assert git.out("show", "main:feature.txt", cwd=app_repo) == "feature"
+    assert git.out("ls-tree", "-r", "--name-only", "main", cwd=app_repo).split().count(".env") == 0

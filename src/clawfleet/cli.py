@@ -10,12 +10,12 @@ from typing import Annotated, Optional
 
 import typer
 from rich.live import Live
-from rich.markup import escape
 from rich.table import Table
 
 from . import __version__, git
 from .commands import daemon as daemon_commands
 from .commands._common import (
+    ID_RANGE,
     JsonOption,
     ago,
     console,
@@ -29,13 +29,14 @@ from .commands.skill import app as skill_app
 from .commands.workspace import app as workspace_app
 from .errors import ClawError, UsageError
 from .models import AttemptState, Importance, Task, TaskState
+from .printable import escape, printable
 from .project import Project, initialize
 from .runner import AttemptStatus
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Run a fleet of coding agents on one git repository, in parallel, and land "
                        "their work on the target branch through checks, review and a merge queue.")
-TaskId = Annotated[int, typer.Argument(help="Task id, as printed by `claw add` and `claw status`.")]
+TaskId = Annotated[int, typer.Argument(help="Task id, as printed by `claw add` and `claw status`.", **ID_RANGE)]
 
 STATE_STYLE = {
     "queued": "dim", "running": "cyan", "review": "yellow", "approved": "green",
@@ -112,7 +113,7 @@ def add(
     importance: Annotated[Importance, typer.Option(help="Drives review: low tasks can be auto-approved.")] = Importance.normal,
     kind: Annotated[str, typer.Option(help="feature, fix, research, plan or experiment.")] = "feature",
     footprint: Annotated[Optional[list[str]], typer.Option("--footprint", help="Path glob the task expects to touch. Repeatable.")] = None,
-    depends: Annotated[Optional[list[int]], typer.Option("--depends", help="Task id that must land first. Repeatable.")] = None,
+    depends: Annotated[Optional[list[int]], typer.Option("--depends", help="Task id that must land first. Repeatable.", **ID_RANGE)] = None,
     check: Annotated[Optional[list[str]], typer.Option("--check", help="Extra check command for this task. Repeatable.")] = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -295,14 +296,14 @@ def show(task_id: TaskId, as_json: JsonOption = False) -> None:
     if policy:
         console.print(f"[bold red]warning: {escape(changes_policy(policy))}: a person must approve it[/]")
     console.print(f"[bold]task {task.id}[/]: {escape(task.title)}  {_styled(task.state)}")
-    console.print(f"kind {task.kind} · importance {task.importance} · priority {task.priority}"
+    console.print(f"kind {escape(task.kind)} · importance {task.importance} · priority {task.priority}"
                   + (f" · depends on {', '.join(map(str, task.depends_on))}" if task.depends_on else ""))
     if task.reason:
         console.print(f"reason: {escape(task.reason)}")
     if task.body:
         console.print(escape(task.body.strip()))
     for attempt in attempts:
-        console.print(f"\n[bold]attempt {attempt.number}[/] (#{attempt.id}) {attempt.agent} "
+        console.print(f"\n[bold]attempt {attempt.number}[/] (#{attempt.id}) {escape(attempt.agent)} "
                       f"{_styled(attempt.state)} on {escape(attempt.branch)}"
                       f" from {attempt.base_commit[:10]}")
         if attempt.summary:
@@ -341,7 +342,9 @@ def log(
                 handle.seek(position)
                 chunk = handle.read()
                 position = handle.tell()
-            sys.stdout.write(project.redactor.text(chunk))  # a running attempt's log is redacted at its end
+            # A running attempt's log is redacted at its end; the agent's colours are kept, and
+            # no other escape sequence of its reaches the terminal.
+            sys.stdout.write(printable(project.redactor.text(chunk), colour=True))
             sys.stdout.flush()
         if not follow or project.store.get_attempt(attempt.id).state != AttemptState.running:
             break
@@ -368,7 +371,9 @@ def diff(
     for entry in stats:
         console.print(f"{entry.added:>6} [green]+[/] {entry.deleted:>6} [red]-[/]  {escape(entry.path)}")
     if not stat:
-        sys.stdout.write(git.diff(project.root, attempt.base_commit, head, color=console.is_terminal))
+        # What the agent wrote, its escape sequences shown, git's colours kept.
+        sys.stdout.write(printable(git.diff(project.root, attempt.base_commit, head, color=console.is_terminal),
+                                   colour=True))
 
 
 @app.command()
@@ -755,7 +760,7 @@ def gateway(
 
 @gateway_app.command("token")
 def gateway_token(
-    attempt_id: Annotated[int, typer.Argument(help="Attempt id (`claw show TASK` lists them).")],
+    attempt_id: Annotated[int, typer.Argument(help="Attempt id (`claw show TASK` lists them).", **ID_RANGE)],
     port: Annotated[Optional[int], typer.Option(help="The gateway's port (default: gateway.port).")] = None,
 ) -> None:
     """Print an attempt's gateway key and base URL, as environment variables."""
@@ -870,8 +875,18 @@ def _help_as_written(command) -> None:
         _help_as_written(sub)
 
 
+def _refuse_undecodable_arguments(argv: list[str]) -> None:
+    """Arguments are text that goes into the store, prompts and commit messages: bytes that are
+    not UTF-8 (which Python keeps as lone surrogates) can be none of these."""
+    for number, argument in enumerate(argv, 1):
+        if any("\udc80" <= c <= "\udcff" for c in argument):
+            raise UsageError(f"argument {number} is not UTF-8 text: {printable(argument)}",
+                             hint="give it as UTF-8 (e.g. convert it with `iconv -t UTF-8`)")
+
+
 def main() -> None:
     try:
+        _refuse_undecodable_arguments(sys.argv[1:])
         command = typer.main.get_command(app)
         _help_as_written(command)
         command()

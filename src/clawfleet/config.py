@@ -550,11 +550,19 @@ def load_config(path: Path) -> Config:
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}",
                           hint="fix the syntax, or move the file away and run `claw init`") from error
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to read", hint=_TOO_DEEP) from None
     try:
         return Config.model_validate(data)
     except ValidationError as error:
         raise ConfigError(f"{path}: {_describe(error)}",
                           hint="see the commented defaults that `claw init` writes") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: a value is nested too deeply", hint=_TOO_DEEP) from None
+
+
+# tomllib and pydantic descend one Python frame per level of arrays and tables.
+_TOO_DEEP = "no setting takes more than a few levels of arrays or tables; see the defaults `claw init` writes"
 
 
 def _describe(error: ValidationError) -> str:
@@ -569,7 +577,8 @@ def _describe(error: ValidationError) -> str:
         elif item["type"] == "union_tag_invalid":
             problems.append(f"`{key}.kind` must be one of {', '.join(repr(k) for k in AGENT_KINDS)}")
         else:
-            problems.append(f"`{key}`: {item['msg']} (got {item.get('input')!r})")
+            got = repr(item.get("input"))
+            problems.append(f"`{key}`: {item['msg']} (got {got[:60] + '...' if len(got) > 60 else got})")
     return "; ".join(problems)
 
 

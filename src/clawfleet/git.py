@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ClawError, GitError
+from .printable import printable
 
 GIT_TIMEOUT_S = 300.0
 # Commits made by clawfleet must not depend on the person's global git identity being set.
@@ -64,6 +65,11 @@ def git(*args: str, cwd: Path, check: bool = True, input: str | None = None,
         result = subprocess.run(["git", *prefix, *args], cwd=cwd, capture_output=True, text=True,
                                 input=input, timeout=timeout, env=full_env, errors=errors)
     except FileNotFoundError as error:
+        # subprocess says the same of a missing program and of a missing working folder.
+        if not os.path.isdir(cwd):
+            raise GitError(f"{cwd} no longer exists: no git can run there",
+                           hint="it was deleted or moved; for one of clawfleet's workspaces, "
+                                "`claw workspace prune` clears its record") from None
         raise ClawError("git is not installed", hint="install git (apt-get install git)") from error
     except subprocess.TimeoutExpired as error:
         raise GitError(f"`git {' '.join(args[:3])}` took more than {timeout:.0f} s in {cwd}") from error
@@ -233,6 +239,10 @@ def _verify(work_tree: Path, admin: Path, common: Path, ours: bool = True) -> No
             raise tampered("the worktree folder is now a symbolic link")
         info = os.lstat(work_tree / ".git")
     except FileNotFoundError:
+        if not ours and not os.path.lexists(work_tree):  # the person deleted their checkout
+            raise GitError(f"your checkout at {work_tree} no longer exists, but git still lists it",
+                           hint="`git worktree prune` makes git forget it (nothing of yours is lost: "
+                                "its branch stays)") from None
         raise tampered(".git is gone") from None
     if stat.S_ISLNK(info.st_mode):
         raise tampered(f".git is now a symbolic link to {os.readlink(work_tree / '.git')}")
@@ -590,20 +600,28 @@ def _add_all_args(kept_out: Sequence[str], exclude: Sequence[str] = ()) -> list[
     if not kept_out and not exclude:
         return ["add", "--all"]
     return ["add", "--all", "--", ":/", *(spec for p in kept_out for spec in _exclude_exactly(p)),
-            *(f":(top,exclude,glob){pattern}" for pattern in exclude)]
+            *(f":(top,exclude,glob){_no_literal_start(pattern)}" for pattern in exclude)]
 
 
 def _exclude_exactly(path: str) -> list[str]:
-    """Pathspecs that exclude `path` (and what is under it) from `git add`.
+    """Pathspecs that exclude `path` (and what is under it) from `git add`, as globs that
+    match only it (see `_no_literal_start`)."""
+    escaped = "".join(f"[{c}]" if c in "*?[]" else "\\\\" if c == "\\" else c for c in path.rstrip("/"))
+    glob = _no_literal_start(escaped)
+    return [f":(top,exclude,glob){glob}", f":(top,exclude,glob){glob}/**"]
 
-    As a glob whose last character is a one-letter class (`.en[v]`): git refuses a literal
-    pathspec that names an ignored file ("paths are ignored by one of your .gitignore files",
-    exit 1), which a gitignored `.env` copied by [workspace] include always is.
+
+def _no_literal_start(glob: str) -> str:
+    """`glob` with its first character made a one-letter class (`[.]env`, `[f]ixtures/big.bin`).
+
+    git refuses (exit 1, "The following paths are ignored by one of your .gitignore files") a
+    pathspec whose literal leading part names an ignored path: a gitignored `.env` copied by
+    [workspace] include, or a file linked into an ignored folder, always is. A glob that starts
+    with a wildcard has no literal leading part.
     """
-    escaped = re.sub(r"([*?\[\]\\])", r"[\1]", path.rstrip("/"))
-    if not escaped.endswith("]"):
-        escaped = escaped[:-1] + f"[{escaped[-1]}]"
-    return [f":(top,exclude,glob){escaped}", f":(top,exclude,glob){escaped}/**"]
+    if not glob or glob[0] in "*?[\\":
+        return glob
+    return f"[{glob[0]}]{glob[1:]}"
 
 
 def is_dirty(worktree: Path, repo: Path | None = None) -> bool:
@@ -656,9 +674,10 @@ def commit_all(worktree: Path, message: str, exclude: Sequence[str] = (), *,
 
 def _clean_message(message: str) -> str:
     """What `git commit -m` keeps of a message: no trailing spaces, no blank lines at either
-    end nor two in a row."""
+    end nor two in a row; and no terminal control characters, which `git log` would replay on
+    the person's terminal (titles and summaries come from outside: printable.py)."""
     lines: list[str] = []
-    for line in message.splitlines():
+    for line in printable(message).splitlines():
         line = line.rstrip()
         if line or (lines and lines[-1]):
             lines.append(line)

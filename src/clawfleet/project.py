@@ -27,7 +27,13 @@ class Project:
 
         Inside one of clawfleet's own worktrees this still finds the person's main checkout.
         """
-        top = git.toplevel(start or Path.cwd())
+        if start is None:
+            try:
+                start = Path.cwd()
+            except FileNotFoundError:
+                raise ClawError("the current folder no longer exists (deleted, or a removed worktree)",
+                                hint="cd into your repository and run claw again") from None
+        top = git.toplevel(start)
         main_checkout = git.common_dir(top).parent
         return cls(main_checkout if (main_checkout / ".git").exists() else top)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.markup import escape
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -20,6 +19,7 @@ from textual.widgets import DataTable, Footer, Input, Label, Static
 from .board import Board, TaskRow, snapshot
 from .commands._common import ago
 from .errors import ClawError
+from .printable import escape, printable
 from .project import Project
 
 STATE_STYLE = {"running": "cyan", "review": "yellow", "approved": "green", "merged": "green",
@@ -117,10 +117,11 @@ class FleetApp(App):
             state.append(f" {row.phase}", style="dim")
         if row.ai_review == "running":
             state.append(" AI reading", style="dim")
-        return [str(row.id), row.title[:60], row.agent, state,
+        # Text, not str: a title is shown as it is, never read as markup or sent to the terminal raw.
+        return [str(row.id), Text(printable(row.title[:60])), Text(printable(row.agent)), state,
                 ago(row.elapsed_s) if row.elapsed_s is not None else "",
                 f"{row.tokens:,}" if row.tokens else "", f"${row.cost:.4f}" if row.cost is not None else "",
-                (row.note.splitlines() or [""])[0][:80]]
+                Text(printable((row.note.splitlines() or [""])[0][:80]))]
 
     def selected_id(self) -> int | None:
         table = self.query_one("#tasks", DataTable)

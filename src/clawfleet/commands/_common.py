@@ -28,6 +28,8 @@ console = _console(sys.stdout)
 err_console = _console(sys.stderr)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+# Ids are SQLite integers: a larger number is a usage error, not an OverflowError from the store.
+ID_RANGE = {"min": 1, "max": 2**63 - 1}
 
 
 def open_project() -> Project:

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from .. import redact
+from ..printable import escape
 from ._common import JsonOption, ago, console, err_console, open_project, print_json
 
 

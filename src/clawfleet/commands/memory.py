@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from .. import memory
 from ..errors import ClawError, UsageError
 from ..models import Note
-from ._common import JsonOption, ago, console, open_project, print_json
+from ..printable import escape
+from ._common import ID_RANGE, JsonOption, ago, console, open_project, print_json
 
 app = typer.Typer(no_args_is_help=True, help="The fleet's memory: notes with provenance (who, which task "
                   "and attempt, when), searched with SQLite FTS5; the most relevant go into every prompt.")
@@ -27,8 +27,8 @@ TagOption = Annotated[Optional[list[str]], typer.Option("--tag", "-t", help="A t
 def add(
     text: Annotated[str, typer.Argument(help="What to remember; '-' reads it from standard input.")],
     tag: TagOption = None,
-    task: Annotated[Optional[int], typer.Option(help="The task it is about (inside an attempt: always the attempt's).")] = None,
-    attempt: Annotated[Optional[int], typer.Option(help="The attempt it came from (inside an attempt: always that one).")] = None,
+    task: Annotated[Optional[int], typer.Option(help="The task it is about (inside an attempt: always the attempt's).", **ID_RANGE)] = None,
+    attempt: Annotated[Optional[int], typer.Option(help="The attempt it came from (inside an attempt: always that one).", **ID_RANGE)] = None,
     source: Annotated[Optional[str], typer.Option(help=f"Who wrote it: {', '.join(memory.SOURCES)} (default: person; inside an attempt: agent).")] = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -88,9 +88,9 @@ def search(
 
 @app.command("list")
 def list_notes(
-    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.", **ID_RANGE)] = 50,
     tag: Annotated[Optional[str], typer.Option("--tag", "-t", help="Only notes with this tag.")] = None,
-    task: Annotated[Optional[int], typer.Option(help="Only notes about this task.")] = None,
+    task: Annotated[Optional[int], typer.Option(help="Only notes about this task.", **ID_RANGE)] = None,
     as_json: JsonOption = False,
 ) -> None:
     """List notes, newest first."""
@@ -99,7 +99,7 @@ def list_notes(
 
 
 @app.command("forget")
-def forget(note_id: Annotated[int, typer.Argument(help="Note id, from `claw memory list`.")]) -> None:
+def forget(note_id: Annotated[int, typer.Argument(help="Note id, from `claw memory list`.", **ID_RANGE)]) -> None:
     """Delete a note (the event log keeps that it existed)."""
     note = open_project().store.forget_note(note_id)
     console.print(f"forgot note {note.id}: {escape(note.body.splitlines()[0][:80])}")

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.markup import escape
 
+from ..printable import escape
 from ._common import JsonOption, ago, console, open_project, print_json
 
 app = typer.Typer(no_args_is_help=True, help="Research mode: an agent changes the code, the experiment runs "

@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from .. import skills
-from ._common import JsonOption, console, err_console, open_project, print_json
+from ..printable import escape
+from ._common import ID_RANGE, JsonOption, console, err_console, open_project, print_json
 
 app = typer.Typer(no_args_is_help=True, help="Skills in the Agent Skills format (skills/NAME/SKILL.md): "
                   "every prompt lists them, and agents that read skills find them in their worktree.")
@@ -78,7 +78,7 @@ def show(name: NameArgument, as_json: JsonOption = False) -> None:
 
 @app.command("learn")
 def learn(
-    attempt_id: Annotated[int, typer.Argument(help="A successful attempt's id (`claw show TASK` lists them).")],
+    attempt_id: Annotated[int, typer.Argument(help="A successful attempt's id (`claw show TASK` lists them).", **ID_RANGE)],
     name: Annotated[Optional[str], typer.Option(help="The skill's name (default: from the task's title).")] = None,
     no_model: Annotated[bool, typer.Option("--no-model", help="Fill the template; do not ask the built-in agent's model.")] = False,
 ) -> None:

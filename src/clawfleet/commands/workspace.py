@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
+from ..printable import escape
 from ..workspace import WorkspacePool, doctor_report
 from ._common import JsonOption, ago, console, open_project, print_json
 
