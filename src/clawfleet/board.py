@@ -17,7 +17,7 @@ from .models import AttemptState, Task, TaskState
 from .project import Project
 from .runner import read_progress
 
-CLOSED = (TaskState.merged, TaskState.cancelled, TaskState.rejected)
+CLOSED = (TaskState.merged, TaskState.resolved, TaskState.cancelled, TaskState.rejected)
 
 
 @dataclass
@@ -72,6 +72,22 @@ def waiting_reasons(project: Project) -> dict[int, str]:
     return for_project(project).plan(project.config.fleet.slots).waiting
 
 
+def still_waiting(project: Project) -> list[str]:
+    """One line per task that could not start (blocked, or waiting for a dependency), and why:
+    what a run that ends says, so nothing waits silently. (A waiting merge says so as it waits.)"""
+    tasks = project.store.list_tasks([TaskState.queued, TaskState.blocked])
+    waiting = waiting_reasons(project) if any(t.state == TaskState.queued for t in tasks) else {}
+    lines = []
+    for task in tasks:
+        if task.state == TaskState.blocked:
+            deps = task.reason or ""
+            retry = " ".join(f"`claw retry {d}`" for d in task.depends_on if f"task {d} " in deps)
+            lines.append(f"task {task.id} is blocked: {deps}" + (f" ({retry} unblocks it)" if retry else ""))
+        elif task.state == TaskState.queued and waiting.get(task.id):
+            lines.append(f"task {task.id} {waiting[task.id]}")
+    return lines
+
+
 def task_rows(project: Project, tasks: list[Task], now: float | None = None) -> list[TaskRow]:
     now = time.time() if now is None else now
     waiting = waiting_reasons(project) if any(t.state == TaskState.queued for t in tasks) else {}
@@ -82,6 +98,10 @@ def task_rows(project: Project, tasks: list[Task], now: float | None = None) -> 
                       str(task.state), note=task.reason or "")
         if task.state == TaskState.queued:
             row.note = waiting.get(task.id) or row.note
+        elif task.state == TaskState.approved and task.merge_wait:
+            row.note = f"merge waits: {task.merge_wait}"
+        if task.resolves:
+            row.note = f"resolves task {task.resolves}" + (f" · {row.note}" if row.note else "")
         if task.best_of > 1:
             row.agent = f"{'+'.join(dict.fromkeys(task.agents)) or row.agent} ×{task.best_of}"
         if attempt:

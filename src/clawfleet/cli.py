@@ -27,6 +27,7 @@ from .commands.memory import app as memory_app
 from .commands.research import app as research_app
 from .commands.skill import app as skill_app
 from .commands.workspace import app as workspace_app
+from .board import CLOSED
 from .errors import ClawError, UsageError
 from .models import AttemptState, Importance, Task, TaskState
 from .printable import escape, printable
@@ -40,7 +41,8 @@ TaskId = Annotated[int, typer.Argument(help="Task id, as printed by `claw add` a
 
 STATE_STYLE = {
     "queued": "dim", "running": "cyan", "review": "yellow", "approved": "green",
-    "merged": "bold green", "failed": "red", "rejected": "red", "cancelled": "dim",
+    "merged": "bold green", "resolved": "green", "failed": "red", "rejected": "red", "cancelled": "dim",
+    "blocked": "magenta",
 }
 
 
@@ -202,7 +204,7 @@ def status(
     project = open_project()
     tasks = project.store.list_tasks()
     if not all_tasks:
-        tasks = [t for t in tasks if t.state not in (TaskState.merged, TaskState.cancelled, TaskState.rejected)]
+        tasks = [t for t in tasks if t.state not in CLOSED]
     if as_json:
         waiting = _waiting(project)
         print_json([_task_json(project, t, waiting) for t in tasks])
@@ -300,6 +302,12 @@ def show(task_id: TaskId, as_json: JsonOption = False) -> None:
                   + (f" · depends on {', '.join(map(str, task.depends_on))}" if task.depends_on else ""))
     if task.reason:
         console.print(f"reason: {escape(task.reason)}")
+    if task.resolves:
+        console.print(f"resolves task {task.resolves}")
+    if task.resolved_by:
+        console.print(f"resolved by task {task.resolved_by}")
+    if task.merge_wait and task.state == TaskState.approved:
+        console.print(f"merge waits: {escape(task.merge_wait)}")
     if task.body:
         console.print(escape(task.body.strip()))
     for attempt in attempts:
@@ -481,7 +489,13 @@ def _print_run_summary(project: Project, started: float) -> None:
     for task in tasks:
         counts[task.state] = counts.get(task.state, 0) + 1
     summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
-    console.print(f"done in {ago(time.time() - started)}: {summary or 'nothing to run'}")
+    from .board import still_waiting
+
+    waits = still_waiting(project)
+    console.print(f"done in {ago(time.time() - started)}: "
+                  f"{summary or ('nothing could run' if waits else 'nothing to run')}")
+    for line in waits:
+        console.print(f"  {escape(line)}")
     if counts.get("review"):
         console.print("`claw review` to decide on what waits for you")
 

@@ -374,7 +374,8 @@ class WatcherConfig(_Section):
 class NotifyConfig(_Section):
     urls: list[str] = Field(default_factory=list, description="apprise URLs: tgram://, slack://, ntfy://, mailto://, json://...")
     events: list[str] = Field(
-        default_factory=lambda: ["review", "merged", "failed", "budget", "bounced", "watcher", "heartbeat"],
+        default_factory=lambda: ["review", "merged", "failed", "budget", "bounced", "blocked", "watcher",
+                                 "heartbeat"],
         description="which happenings are sent")
     quiet_hours: str | None = Field(None, description="local 'HH:MM-HH:MM'; held until it ends, then sent as a digest")
     digest_minutes: float = Field(0, ge=0, description="batch low-importance notifications this often; 0 = send each")
@@ -780,7 +781,7 @@ learn = true              # after each attempt, keep its summary and check resul
 # task = {{ title = "CI status changed: look into it", importance = "high" }}
 # [notify]
 # urls = ["ntfy://my-topic", "tgram://BOT_TOKEN/CHAT_ID"]   # any apprise URL
-# events = ["review", "merged", "failed", "budget", "bounced", "watcher", "heartbeat"]
+# events = ["review", "merged", "failed", "budget", "bounced", "blocked", "watcher", "heartbeat"]
 # quiet_hours = "22:00-07:00"  # held, then sent as one digest
 # digest_minutes = 60          # low-importance news batched this often; 0 = one by one
 # [webhook]

@@ -626,7 +626,14 @@ def _no_literal_start(glob: str) -> str:
 
 def is_dirty(worktree: Path, repo: Path | None = None) -> bool:
     """Tracked files changed (untracked files are the person's business and never block)."""
-    return bool(out("status", "--porcelain", "--untracked-files=no", cwd=worktree, repo=repo))
+    return bool(dirty_files(worktree, repo))
+
+
+def dirty_files(worktree: Path, repo: Path | None = None) -> list[str]:
+    """The tracked files changed in the worktree (untracked ones never block a landing)."""
+    entries = git("status", "--porcelain", "-z", "--untracked-files=no", "--ignore-submodules=all",
+                  cwd=worktree, repo=repo).stdout.split("\0")
+    return [entry[3:] for entry in entries if len(entry) > 3]
 
 
 def commit_all(worktree: Path, message: str, exclude: Sequence[str] = (), *,

@@ -141,14 +141,29 @@ class MergeQueue:
         while True:
             batch = self._next_batch([a for a in self.approved() if a.id not in passed_over])
             if not batch:
-                return results
+                break
             landed = self.land_batch(batch)
             results += landed
             for result in landed:
                 self.on_event(result)
             if any(r.outcome == "waiting" and not r.own for r in landed):
-                return results
+                break
             passed_over |= {a.id for a in batch if any(r.own and r.task_id == a.task_id for r in landed)}
+        self._keep_wait_reasons(results)
+        return results
+
+    def _keep_wait_reasons(self, results: list[LandResult]) -> None:
+        """Each approved task keeps why it waits (for `claw status`), or loses a reason gone."""
+        waiting = {r.task_id: r.reason for r in results if r.outcome == "waiting"}
+        tried = {r.task_id for r in results}
+        held_all = next((r.reason for r in results if r.outcome == "waiting" and not r.own), None)
+        if held_all:  # what holds the queue holds those behind it too
+            waiting |= {t.id: held_all for t in self.store.list_tasks([TaskState.approved]) if t.id not in tried}
+        for reason in dict.fromkeys(waiting.values()):
+            self.store.set_merge_wait([t for t, why in waiting.items() if why == reason], reason)
+        held = [t.id for t in self.store.list_tasks([TaskState.approved]) if t.merge_wait]
+        if gone := [t for t in held if t not in waiting]:
+            self.store.set_merge_wait(gone, None)
 
     def _next_batch(self, attempts: list[Attempt]) -> list[Attempt]:
         """The first attempts, up to `batch_size`, that may be checked as one (see the class)."""
@@ -170,9 +185,11 @@ class MergeQueue:
 
     def _target_checkout_blocked(self, target: str) -> str | None:
         checkout = git.worktree_of_branch(self.project.root, target)
-        if checkout is not None and git.is_dirty(checkout, repo=self.project.root):
-            return (f"the target branch '{target}' is checked out at {checkout} with uncommitted "
-                    "changes: commit or stash them, then run `claw merge`")
+        dirty = git.dirty_files(checkout, repo=self.project.root) if checkout is not None else []
+        if dirty:
+            shown = ", ".join(dirty[:3]) + (f" and {len(dirty) - 3} more" if len(dirty) > 3 else "")
+            return (f"your checkout of '{target}' at {checkout} has uncommitted changes ({shown}): "
+                    "commit or stash them, then run `claw merge`")
         return None
 
     def _in_the_way(self, attempt: Attempt, checkout: Path) -> str | None:
@@ -390,7 +407,7 @@ class MergeQueue:
         resolve = self.store.add_task(
             f"Resolve conflict: {task.title}"[:200], kind="fix", agent=task.agent,
             priority=task.priority + 1, importance=task.importance, footprint=files,
-            checks=task.checks, body=RESOLVE_BODY.format(
+            checks=task.checks, resolves=task.id, body=RESOLVE_BODY.format(
                 task=task, files="\n".join(f"- `{f}`" for f in files), branch=attempt.branch,
                 base=attempt.base_commit, head=attempt.head_commit))
         return self._bounce(attempt, f"{reason}; task {resolve.id} queued to resolve it")

@@ -19,10 +19,12 @@ class Importance(StrEnum):
 
 class TaskState(StrEnum):
     queued = "queued"        # waiting for a slot (or for its dependencies)
+    blocked = "blocked"      # a dependency failed, was rejected or cancelled: see `reason`
     running = "running"      # an attempt is under way
     review = "review"        # an attempt waits for a person's decision
     approved = "approved"    # waits for the merge step
     merged = "merged"        # landed on the target branch
+    resolved = "resolved"    # bounced on a conflict, then landed by the task that resolved it
     failed = "failed"        # gave up: see `reason`; `claw retry` queues it again
     rejected = "rejected"    # a person said no
     cancelled = "cancelled"
@@ -48,16 +50,23 @@ class AttemptState(StrEnum):
 
 
 TASK_TRANSITIONS: dict[TaskState, set[TaskState]] = {
-    TaskState.queued: {TaskState.running, TaskState.failed, TaskState.cancelled},
+    TaskState.queued: {TaskState.running, TaskState.failed, TaskState.cancelled, TaskState.blocked},
+    TaskState.blocked: {TaskState.queued, TaskState.cancelled},
     TaskState.running: {TaskState.review, TaskState.approved, TaskState.failed,
                         TaskState.queued, TaskState.cancelled},
     TaskState.review: {TaskState.approved, TaskState.rejected, TaskState.queued, TaskState.cancelled},
     TaskState.approved: {TaskState.merged, TaskState.failed, TaskState.cancelled},
     TaskState.merged: set(),
-    TaskState.failed: {TaskState.queued, TaskState.cancelled},
+    TaskState.resolved: set(),
+    TaskState.failed: {TaskState.queued, TaskState.cancelled, TaskState.resolved},
     TaskState.rejected: {TaskState.queued, TaskState.cancelled},
     TaskState.cancelled: {TaskState.queued},
 }
+
+# Landed on the target: by its own attempt, or by the task that resolved its conflict.
+LANDED = frozenset({TaskState.merged, TaskState.resolved})
+# What blocks the tasks that depend on it until it is queued again (`claw retry`).
+GAVE_UP = frozenset({TaskState.failed, TaskState.rejected, TaskState.cancelled})
 
 # The outcomes a run itself ends with (what follows, approval to merge, is a decision on it).
 RUN_OUTCOMES = frozenset({AttemptState.ready, AttemptState.checks_failed, AttemptState.no_change,
@@ -90,6 +99,9 @@ class Task:
     model: str | None = None             # over the agent's configured model
     effort: str | None = None            # over the agent's configured reasoning effort
     agents: list[str] = field(default_factory=list)   # best-of agents, in turn (else `agent`)
+    resolves: int | None = None          # the bounced task whose conflict this one resolves
+    resolved_by: int | None = None       # the task that resolves this one's conflict
+    merge_wait: str | None = None        # why this approved task is not landing now
 
     def attempt_agents(self, default: str) -> list[str]:
         """The agent of each attempt a start makes: one, or `best_of` taking `agents` in turn."""

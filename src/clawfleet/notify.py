@@ -79,7 +79,8 @@ def category_of(kind: str) -> str | None:
     if kind.startswith("security.") or kind == "workspace.quarantined":
         return "security"  # an agent reached past what a task allows (refwatch.py, git.py)
     return {"task.review": "review", "review.ai": "review", "review.ai_failed": "review",
-            "task.merged": "merged", "task.failed": "failed", "attempt.bounced": "bounced"}.get(kind)
+            "task.merged": "merged", "task.resolved": "merged", "task.failed": "failed",
+            "attempt.bounced": "bounced", "task.blocked": "blocked"}.get(kind)
 
 
 def notification_for(event: dict, store: Store) -> Notification | None:
@@ -110,6 +111,8 @@ def notification_for(event: dict, store: Store) -> Notification | None:
     elif category == "failed":
         summary = f"{name} failed" + (f": {reason}" if reason else "")
         importance = max(importance, Importance.normal, key=lambda i: i.rank)
+    elif category == "blocked":
+        summary = f"{name} is blocked" + (f": {reason}" if reason else "")
     elif category == "bounced":
         summary = f"{name} could not land" + (f": {reason}" if reason else "")
     else:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from .config import Config
 from .footprint import overlap
-from .models import AttemptState, Task, TaskState
+from .models import LANDED, AttemptState, Task, TaskState
 from .store import Store
 
 
@@ -101,7 +101,7 @@ class Scheduler:
         return None
 
     def _dependency_wait(self, task: Task) -> str | None:
-        unmet = [dep for dep in task.depends_on if self.store.get_task(dep).state != TaskState.merged]
+        unmet = [dep for dep in task.depends_on if self.store.get_task(dep).state not in LANDED]
         if unmet:
             return "waits for task " + ", ".join(str(d) for d in unmet) + " to land"
         return None

@@ -21,6 +21,8 @@ from typing import Any
 
 from .errors import ClawError, NotFound, StoreBusy
 from .models import (
+    GAVE_UP,
+    LANDED,
     RUN_OUTCOMES,
     Attempt,
     AttemptState,
@@ -192,13 +194,18 @@ class Store:
                  priority: int = 0, importance: Importance = Importance.normal,
                  footprint: Sequence[str] = (), checks: Sequence[str] = (),
                  depends_on: Sequence[int] = (), best_of: int = 1, agents: Sequence[str] = (),
-                 model: str | None = None, effort: str | None = None, **data: Any) -> Task:
-        """Queue a task; `data` goes into its `task.added` event (e.g. who asked: source="webhook")."""
+                 model: str | None = None, effort: str | None = None, resolves: int | None = None,
+                 **data: Any) -> Task:
+        """Queue a task; `data` goes into its `task.added` event (e.g. who asked: source="webhook").
+
+        `resolves`: the bounced task whose conflict this one resolves (it closes when this lands)."""
         with self.transaction() as db:
             task_id = self._insert_task(db, title, body=body, kind=kind, agent=agent, priority=priority,
                                         importance=importance, footprint=footprint, checks=checks,
                                         depends_on=depends_on, best_of=best_of, agents=agents,
                                         model=model, effort=effort, **data)
+            if resolves is not None:
+                db.execute("UPDATE tasks SET resolves = ? WHERE id = ?", (resolves, task_id))
         return self.get_task(task_id)
 
     def _insert_task(self, db: sqlite3.Connection, title: str, *, body: str = "", kind: str = "feature",
@@ -222,6 +229,7 @@ class Store:
         db.executemany("INSERT INTO task_deps (task_id, depends_on) VALUES (?, ?)",
                        [(task_id, dep) for dep in dict.fromkeys(depends_on)])
         self._event(db, "task.added", task_id=task_id, title=title, **data)
+        self._follow_dependencies(db, task_id)  # a dependency that already gave up blocks it now
         return task_id
 
     def get_task(self, task_id: int) -> Task:
@@ -249,7 +257,10 @@ class Store:
                     depends_on=deps, feedback=row["feedback"], reason=row["reason"],
                     created_at=row["created_at"], updated_at=row["updated_at"],
                     best_of=row["best_of"], agents=json.loads(row["agents"]),
-                    model=row["model"], effort=row["effort"])
+                    model=row["model"], effort=row["effort"], resolves=row["resolves"],
+                    resolved_by=self._db.execute("SELECT MAX(id) FROM tasks WHERE resolves = ?",
+                                                 (row["id"],)).fetchone()[0],
+                    merge_wait=row["merge_wait"])
 
     def move_task(self, task_id: int, new: TaskState, event: str, *, reason: str | None = None,
                   feedback: str | None = None, expect: Sequence[TaskState] | None = None,
@@ -275,9 +286,45 @@ class Store:
             raise ClawError(f"task {task_id} is {current}; it cannot become {new}",
                             hint=_transition_hint(current))
         db.execute("UPDATE tasks SET state = ?, reason = ?, feedback = COALESCE(?, feedback),"
-                   " updated_at = ? WHERE id = ?",
-                   (str(new), reason, feedback, time.time(), task_id))
+                   " merge_wait = CASE WHEN ? = 'approved' THEN merge_wait END, updated_at = ? WHERE id = ?",
+                   (str(new), reason, feedback, str(new), time.time(), task_id))
         self._event(db, event, task_id=task_id, old=str(current), new=str(new), reason=reason, **data)
+        if new == TaskState.merged:
+            self._close_resolved(db, task_id)
+        if new == TaskState.queued:
+            self._follow_dependencies(db, task_id)  # retried while a dependency still gave up
+        if new in GAVE_UP or new in LANDED or new in (TaskState.queued, TaskState.blocked):
+            for (dependent,) in db.execute("SELECT task_id FROM task_deps WHERE depends_on = ?",
+                                           (task_id,)).fetchall():
+                self._follow_dependencies(db, dependent)
+
+    def _close_resolved(self, db: sqlite3.Connection, task_id: int) -> None:
+        """A resolve task landed: the bounced task it resolves closes, linked both ways."""
+        row = db.execute("SELECT t.id, t.state FROM tasks t JOIN tasks r ON r.resolves = t.id"
+                         " WHERE r.id = ?", (task_id,)).fetchone()
+        if row is not None and row["state"] == TaskState.failed:
+            self._move_task(db, row["id"], TaskState.resolved, "task.resolved",
+                            reason=f"resolved by task {task_id}", resolved_by=task_id)
+
+    def _follow_dependencies(self, db: sqlite3.Connection, task_id: int) -> None:
+        """Block a queued task whose dependency failed, was rejected or cancelled (or is blocked
+        itself), saying which; queue it again once none is. Dependents follow in turn."""
+        row = db.execute("SELECT state FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        if row is None or row["state"] not in (TaskState.queued, TaskState.blocked):
+            return
+        deps = db.execute("SELECT t.id, t.state FROM task_deps d JOIN tasks t ON t.id = d.depends_on"
+                          " WHERE d.task_id = ? ORDER BY t.id", (task_id,)).fetchall()
+        stuck = [(dep["id"], TaskState(dep["state"])) for dep in deps
+                 if dep["state"] in GAVE_UP or dep["state"] == TaskState.blocked]
+        if stuck and row["state"] == TaskState.queued:
+            why = {TaskState.failed: "failed", TaskState.rejected: "was rejected",
+                   TaskState.cancelled: "was cancelled", TaskState.blocked: "is blocked"}
+            reason = "; ".join(f"task {dep} {why[state]}" for dep, state in stuck)
+            self._move_task(db, task_id, TaskState.blocked, "task.blocked", reason=reason,
+                            by=[dep for dep, _ in stuck])
+        elif not stuck and row["state"] == TaskState.blocked:
+            self._move_task(db, task_id, TaskState.queued, "task.unblocked",
+                            reason="its dependencies are back in play")
 
     def note_task(self, task_id: int, reason: str, event: str, **data: Any) -> None:
         """Change why a task is where it is, without moving it (e.g. a reviewer's comments)."""
@@ -285,6 +332,13 @@ class Store:
             db.execute("UPDATE tasks SET reason = ?, updated_at = ? WHERE id = ?",
                        (reason, time.time(), task_id))
             self._event(db, event, task_id=task_id, reason=reason, **data)
+
+    def set_merge_wait(self, task_ids: Sequence[int], reason: str | None) -> None:
+        """Why these approved tasks are not landing now (None: nothing holds them)."""
+        marks = ",".join("?" * len(task_ids))
+        with self.transaction() as db:
+            db.execute(f"UPDATE tasks SET merge_wait = ? WHERE state = 'approved' AND id IN ({marks})",
+                       [reason, *task_ids])
 
     def clear_feedback(self, task_id: int) -> None:
         with self.transaction() as db:
@@ -294,8 +348,8 @@ class Store:
         if not task.depends_on:
             return True
         marks = ",".join("?" * len(task.depends_on))
-        merged = self._db.execute(f"SELECT COUNT(*) FROM tasks WHERE id IN ({marks}) AND state = ?",
-                                  [*task.depends_on, str(TaskState.merged)]).fetchone()[0]
+        merged = self._db.execute(f"SELECT COUNT(*) FROM tasks WHERE id IN ({marks}) AND state IN (?, ?)",
+                                  [*task.depends_on, *map(str, LANDED)]).fetchone()[0]
         return merged == len(task.depends_on)
 
     # -- attempts -------------------------------------------------------------------------
@@ -886,6 +940,8 @@ def _note(row: sqlite3.Row) -> Note:
 def _transition_hint(current: TaskState) -> str:
     return {
         TaskState.merged: "it has landed; add a new task for more work",
+        TaskState.resolved: "the task that resolved its conflict landed it; add a new task for more work",
+        TaskState.blocked: "it waits for the dependency its reason names: `claw retry` that one",
         TaskState.running: "wait for its attempt to finish, or `claw cancel` it",
         TaskState.queued: "it has not run yet",
         TaskState.failed: "`claw retry` queues it again",
