@@ -203,3 +203,30 @@ def test_a_rewritten_target_still_gets_one_commit_per_attempt(repo):
     assert git.out("log", "-1", "--format=%s%n%(trailers:only,unfold)", "main", cwd=repo).splitlines() == \
         ["add a feature", "Claw-Task: 1", "Claw-Attempt: 1", "Claw-Agent: builtin/default"]
     assert (repo / "feature.txt").read_text() == "f\n" and (repo / "app.txt").read_text() == "one, amended\n"
+
+
+def test_a_bounce_is_not_repeated_when_the_target_moves_during_the_checks(repo, tmp_path):
+    # The check commits to main the first time it runs, as a person would meanwhile.
+    mover = tmp_path / "mover.sh"
+    mover.write_text(f"#!/usr/bin/env bash\nset -e\n[ -e {tmp_path}/moved ] && exit 0\ntouch {tmp_path}/moved\n"
+                     f"echo meanwhile > {repo}/person.txt\ngit -C {repo} add person.txt\n"
+                     f"git -C {repo} commit -qm 'the person, meanwhile'\n")
+    mover.chmod(0o755)
+    write_config(repo, f"""
+        [checks]
+        commands = ["{mover}"]
+        [merge]
+        batch_size = 2
+        """)
+    initialize(repo)
+    project = Project(repo)
+    first, _ = approved_attempt(project, "edit one", {"app.txt": "one\ntwo\n"})
+    second, _ = approved_attempt(project, "edit two", {"app.txt": "one\nthree\n"})
+    (repo / "other.txt").write_text("moves the tip past their base\n")
+    git.git("add", "other.txt", cwd=repo)
+    git.git("commit", "-qm", "other", cwd=repo)
+    results = MergeQueue(project).land_all()
+    assert sorted((r.task_id, r.outcome) for r in results) == [(first.id, "merged"), (second.id, "bounced")]
+    resolving = [t for t in project.store.list_tasks() if t.title.startswith("Resolve conflict")]
+    assert [t.title for t in resolving] == ["Resolve conflict: edit two"]
+    assert (repo / "person.txt").read_text() == "meanwhile\n" and (repo / "app.txt").read_text() == "one\ntwo\n"

@@ -262,11 +262,12 @@ class MergeQueue:
         if len(attempts) > 1 and not all(map(self._batchable, attempts)):
             return self._land_in_turn(attempts)
         target = self.config.fleet.target
+        settled: list[LandResult] = []  # bounced in a round the target's move made void
         for _ in range(CAS_RETRIES):
             blocked = self._target_checkout_blocked(target)
             if blocked:
-                return [LandResult(a.task_id, "waiting", blocked) for a in attempts]
-            results: list[LandResult] = []
+                return settled + [LandResult(a.task_id, "waiting", blocked) for a in attempts]
+            results: list[LandResult] = list(settled)
             checkout = git.worktree_of_branch(self.project.root, target)
             for attempt in attempts if checkout is not None else ():
                 if (in_the_way := self._in_the_way(attempt, checkout)) is not None:
@@ -300,13 +301,15 @@ class MergeQueue:
                     return results + first
                 return results + first + self.land_batch([s.attempt for s in stacked[half:]])
             moved = self._move_target(tip, top, [(s.attempt, top) for s in stacked])
-            if moved is None:
-                continue  # the target moved while we checked: stack again on the new tip
+            if moved is None:  # the target moved while we checked: stack again on the new tip
+                settled = [r for r in results if r.outcome == "bounced"]
+                attempts = [a for a in attempts if a.task_id not in {r.task_id for r in settled}]
+                continue
             if moved:
                 return results + [LandResult(s.attempt.task_id, "waiting", moved) for s in stacked]
             return results + [self._merged(s.attempt, s.commits[-1] if s.commits else None) for s in stacked]
-        return [LandResult(a.task_id, "waiting", f"the target branch kept moving; tried {CAS_RETRIES} times")
-                for a in attempts]
+        return settled + [LandResult(a.task_id, "waiting", f"the target branch kept moving; tried "
+                                                           f"{CAS_RETRIES} times") for a in attempts]
 
     def _land_in_turn(self, attempts: list[Attempt]) -> list[LandResult]:
         results: list[LandResult] = []
