@@ -912,6 +912,16 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted: running attempts go on; `claw run` again reattaches to them")
         sys.exit(130)
+    except Exception as error:
+        from . import disk
+
+        where = disk.full_disk_of(error, Path.cwd())
+        if where is None:
+            raise
+        full = disk.DiskFull(where)  # anywhere a write failed: one line, never a traceback
+        err_console.print(f"[red]error:[/] {escape(full.message)}")
+        err_console.print(f"[dim]hint:[/] {escape(full.hint)}")
+        sys.exit(full.exit_code)
 
 
 if __name__ == "__main__":

@@ -870,8 +870,46 @@ LANDING = "claw: land"
 
 
 def fast_forward_checkout(worktree: Path, commit: str, repo: Path | None = None) -> None:
-    git("merge", "--ff-only", "--quiet", commit, cwd=worktree, repo=repo,
-        env={"GIT_REFLOG_ACTION": LANDING})
+    """`git merge --ff-only` in the person's clean checkout. When git fails midway (the disk
+    fills) it leaves files half written: those are undone, so the checkout is as it was."""
+    head = out("rev-parse", "HEAD", cwd=worktree, repo=repo)
+    landing = changed_files(repo or worktree, head, commit)
+    theirs = {p for p in landing if os.path.lexists(worktree / p)}  # before: tracked, or the person's
+    try:
+        git("merge", "--ff-only", "--quiet", commit, cwd=worktree, repo=repo,
+            env={"GIT_REFLOG_ACTION": LANDING})
+    except GitError:
+        if out("rev-parse", "HEAD", cwd=worktree, repo=repo) == head:
+            _undo_checkout(worktree, head, landing, theirs, repo)
+        raise
+
+
+def _undo_checkout(worktree: Path, head: str, landing: list[str], theirs: set[str],
+                   repo: Path | None) -> None:
+    """Put back what a failed fast-forward wrote: files new to the checkout go (first: that
+    frees room), files tracked at `head` come back from it. The person's own are never touched."""
+    tracked = set(tracked_paths(repo or worktree, head, landing)) if landing else set()
+    for path in sorted(set(landing) - theirs - tracked, reverse=True):
+        if any((worktree / folder).is_symlink() for folder in Path(path).parents):
+            continue  # never through a link: git wrote nothing past one
+        (worktree / path).unlink(missing_ok=True)
+        for folder in Path(path).parents:
+            if str(folder) == "." or (worktree / folder).is_symlink():
+                break
+            try:
+                (worktree / folder).rmdir()  # only the empty ones the landing made
+            except OSError:
+                break
+    if tracked:
+        git("checkout", "--quiet", head, "--", *sorted(tracked), cwd=worktree, repo=repo)
+
+
+def blob_sizes(repo: Path, commit: str, paths: Sequence[str]) -> list[int]:
+    """The sizes of these files at `commit` (those it has), as a checkout would write them."""
+    if not paths:
+        return []
+    listing = out("ls-tree", "-r", "-l", "-z", commit, "--", *paths, cwd=repo).split("\0")
+    return [int(entry.split()[3]) for entry in listing if entry and entry.split()[3].isdigit()]
 
 
 def init_repo(path: Path, files: dict[str, str], message: str = "initial commit",

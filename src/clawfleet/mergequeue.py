@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import git, private, redact
+from . import disk, git, private, redact
 from .checks import all_passed, describe_failure, run_checks
 from .containment import contain, workspace_reach
 from .sandbox import SandboxPolicy
@@ -392,9 +392,13 @@ class MergeQueue:
                 landing = git.changed_files(self.project.root, tip, top)
                 folders = {str(parent) for p in landing for parent in Path(p).parents} - {"."}
                 new_folders = sorted(f for f in folders if not (checkout / f).exists())
+                if not disk.room_for(checkout, git.blob_sizes(self.project.root, top, landing)):
+                    return disk.DiskFull(checkout).message + ": free space; the landing waits"
                 try:
                     git.fast_forward_checkout(checkout, top, repo=self.project.root)
                 except git.GitError as error:  # e.g. an untracked file of theirs is in the way
+                    if disk.is_full_error(error):  # what it wrote is undone (fast_forward_checkout)
+                        return disk.DiskFull(checkout).message + ": free space; the landing waits"
                     return f"cannot update your checkout of '{target}' at {checkout}: {error}"
                 private.as_the_person_would(checkout, landing, new_folders)
             else:

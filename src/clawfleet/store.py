@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from . import disk
 from .errors import ClawError, NotFound, StoreBusy
 from .models import (
     GAVE_UP,
@@ -116,6 +117,7 @@ class Store:
         if busy_timeout is None:
             busy_timeout = _env_busy_timeout()
         self.path = path
+        self.full = False   # the disk is full: opened read-only, every write says so
         _private_file(path)
         self._db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None,
                                    check_same_thread=False)
@@ -129,10 +131,21 @@ class Store:
             if _is_busy(error):
                 raise StoreBusy(f"the database {path} stayed locked for {busy_timeout:g} s",
                                 hint="another claw process holds it; retry when it is done") from error
-            raise
+            if disk.full_disk_of(error, path) is None or not path.exists():
+                raise
+            self._open_read_only()
         except sqlite3.DatabaseError as error:
             raise ClawError(f"{path} is not a clawfleet database ({error})",
                             hint="move it away; clawfleet makes a new one") from None
+
+    def _open_read_only(self) -> None:
+        """On a full disk SQLite cannot make the WAL's index file, so nothing could even be read:
+        read the database file as it is (what a writer has not checkpointed yet is not seen)."""
+        self._db.close()
+        self.full = True
+        self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro&immutable=1", uri=True,
+                                   isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
 
     def close(self) -> None:
         self._db.close()
@@ -142,20 +155,33 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction, taken up front so writers queue instead of deadlocking."""
+        if self.full:
+            raise disk.DiskFull(self.path.parent)
         try:
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as error:
             if _is_busy(error):
                 raise StoreBusy(f"the database {self.path} is busy",
                                 hint="another claw process is writing; retry in a moment") from error
-            raise
+            raise self._full_or(error) from None
         try:
             yield _Redacting(self._db)
-        except BaseException:
-            self._db.execute("ROLLBACK")
+        except BaseException as error:
+            if self._db.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
+                self._db.execute("ROLLBACK")
+            if disk.full_disk_of(error, self.path):
+                raise disk.DiskFull(self.path.parent) from None
             raise
         else:
-            self._db.execute("COMMIT")
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.OperationalError as error:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise self._full_or(error) from None
+
+    def _full_or(self, error: BaseException) -> BaseException:
+        return disk.DiskFull(self.path.parent) if disk.full_disk_of(error, self.path) else error
 
     def _migrate(self) -> None:
         migrations = _migrations()
