@@ -147,3 +147,17 @@ def test_a_config_nested_thousands_deep_is_a_one_line_error(repo, value):
     lines = result.stderr.strip().splitlines()
     assert lines[0].startswith("error: ") and "config.toml" in lines[0] and len(lines[0]) < 400, lines
     assert lines[1:] == [] or (len(lines) == 2 and lines[1].startswith("hint: "))
+
+
+@pytest.mark.parametrize("text, key", [
+    ('[fleet]\ndefault_agent = "mybot"\n', "fleet.default_agent"),
+    ('[review]\nai_reviewer = "mybot"\n', "review.ai_reviewer"),
+    ('[research]\ncommand = "true"\nmetric_key = "score"\nscope = ["*.py"]\nagent = "mybot"\n', "research.agent"),
+])
+def test_an_unknown_agent_name_is_caught_when_the_config_is_read(repo, text, key):
+    """Not only at `claw add`: `claw status` refuses the config, naming the key."""
+    write_config(repo, text)
+    result = claw(repo, "status")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"`{key}` names an unknown agent 'mybot' (known: builtin" in result.stderr, result.stderr
+    assert "hint: add it under [agents.mybot]" in result.stderr

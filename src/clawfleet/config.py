@@ -554,16 +554,40 @@ def load_config(path: Path) -> Config:
     except RecursionError:
         raise ConfigError(f"{path}: nested too deeply to read", hint=_TOO_DEEP) from None
     try:
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except ValidationError as error:
         raise ConfigError(f"{path}: {_describe(error)}",
                           hint="see the commented defaults that `claw init` writes") from None
     except RecursionError:
         raise ConfigError(f"{path}: a value is nested too deeply", hint=_TOO_DEEP) from None
+    for key, name, known in _agent_names(config):
+        if name not in known:
+            raise ConfigError(f"{path}: `{key}` names an unknown agent '{name}' (known: {', '.join(sorted(known))})",
+                              hint=f"add it under [agents.{name}], or name a known one")
+    return config
 
 
 # tomllib and pydantic descend one Python frame per level of arrays and tables.
 _TOO_DEEP = "no setting takes more than a few levels of arrays or tables; see the defaults `claw init` writes"
+
+
+def _agent_names(config: Config) -> list[tuple[str, str, set[str]]]:
+    """Every key that names an agent, with the names it may take: caught when the config is
+    read, not when the first task (or review, or schedule) reaches for it."""
+    known = {"builtin", *config.agents}
+    names = [("fleet.default_agent", config.fleet.default_agent, known),
+             ("review.ai_reviewer", config.review.ai_reviewer, known),
+             ("daemon.heartbeat_agent", config.daemon.heartbeat_agent, known),
+             ("research.agent", config.research and config.research.agent, known | {"hillclimb"})]
+    names += [(f"fleet.agent_slots.{name}", name, known) for name in config.fleet.agent_slots]
+    for table, entries in (("schedule", config.schedule), ("watcher", config.watcher)):
+        for entry in entries:
+            if entry.task is not None:
+                names.append((f"{table} '{entry.name}' task.agent", entry.task.agent, known))
+            research = getattr(entry, "research", None)
+            if research is not None:
+                names.append((f"{table} '{entry.name}' research.agent", research.agent, known | {"hillclimb"}))
+    return [(key, name, allowed) for key, name, allowed in names if name]
 
 
 def _describe(error: ValidationError) -> str:
