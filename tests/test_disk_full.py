@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,7 @@ def no_traceback(result) -> None:
     assert "Traceback" not in result.stderr + result.stdout, result.stderr
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_clear_line_and_read_only_commands_still_work(full_repo, small_disk):
     agent = agent_script(full_repo, "w", "echo feature > feature.txt\n")
     configure(full_repo, {"w": agent})
@@ -83,7 +85,7 @@ def test_a_full_disk_is_one_clear_line_and_read_only_commands_still_work(full_re
 def fill_inodes_when_landing(disk: Path) -> str:
     """A check that, run by the merge queue (in its integration worktree), takes all but a few
     of the disk's files: as if another program filled the disk between the check and landing."""
-    return ('case "$PWD" in */integration) python3 -c "'
+    return (f'case "$PWD" in */integration) {sys.executable} -c "'
             "import os, sys; d = sys.argv[1]; os.makedirs(d, exist_ok=True); n = 0\n"
             "while os.statvfs(d).f_ffree > 40: open(os.path.join(d, str(n)), 'w').close(); n += 1"
             f'" {disk}/inodes ;; esac')
@@ -99,6 +101,7 @@ def snapshot(checkout: Path) -> dict[str, bytes]:
     return found
 
 
+@pytest.mark.slow
 def test_a_landing_that_fails_midway_leaves_the_checkout_exactly_as_it_was(full_repo, small_disk):
     agent = agent_script(full_repo, "w", """
         mkdir -p data/deep
