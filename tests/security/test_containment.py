@@ -46,14 +46,15 @@ def person(tmp_path, monkeypatch):
 
 
 def probe(repo: Path, person: dict) -> str:
-    """One shell command: what the agent can reach, into probe.txt (counts and yes/no only)."""
+    """One shell command: what the agent can reach, into probe.txt (counts and yes/no only).
+    No command substitution: Gemini CLI's shell tool refuses `$(...)`."""
     return textwrap.dedent(f"""\
-        {{ echo "planted-in-env=$(env | grep -c {PLANTED})";
+        {{ printf planted-in-env=; env | grep -c {PLANTED};
           cat {person['home']}/.ssh/id_ed25519 >/dev/null 2>&1 && echo home=read || echo home=hidden;
           cat {repo}/.claw/run/gateway.secret >/dev/null 2>&1 && echo gateway-secret=read || echo gateway-secret=hidden;
           ls {repo}/.claw/run/claw.db >/dev/null 2>&1 && echo store=visible || echo store=hidden;
           {sys.executable} -c "import socket; s = socket.socket(socket.AF_UNIX); s.connect('{person['socket']}')" 2>/dev/null && echo socket=open || echo socket=closed;
-          echo "shadow-bytes=$(cat /etc/shadow 2>/dev/null | wc -c)";
+          printf shadow-bytes=; cat /etc/shadow 2>/dev/null | wc -c;
         }} > probe.txt""").replace("\n", " ")
 
 
@@ -118,7 +119,7 @@ def test_the_builtin_agents_commands_are_contained(repo, person):
 
 @pytest.mark.real_cli
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["claude", "codex"])
+@pytest.mark.parametrize("kind", ["claude", "codex", "gemini", "opencode"])
 def test_a_real_cli_is_contained_and_reaches_only_its_gateway(repo, person, kind):
     """The CLI's own process in the sandbox, through the gateway: its model calls work (the
     attempt completes and its checks run), and nothing else of the person's is in reach."""
