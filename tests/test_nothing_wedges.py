@@ -11,6 +11,7 @@ from test_run import configure, status_json
 
 from clawfleet import git
 from clawfleet.config import NotifyConfig
+from clawfleet.models import TaskState
 from clawfleet.notify import Notifier
 from clawfleet.project import Project
 
@@ -57,7 +58,7 @@ def test_dependents_of_a_cancelled_task_are_blocked_told_once_and_retry_unblocks
         assert claw(repo, "cancel", "1").returncode == 0
         tasks = by_id(repo)
         assert [tasks[2]["state"], tasks[3]["state"]] == ["blocked", "blocked"]
-        assert tasks[2]["reason"] == "task 1 was cancelled"
+        assert tasks[2]["reason"] == tasks[2]["waiting"] == "task 1 was cancelled"
         assert tasks[3]["reason"] == "task 2 is blocked"
         result = claw(repo, "run")
         assert result.returncode == 0, result.stderr
@@ -107,3 +108,22 @@ def test_status_says_on_the_tasks_line_why_approved_work_is_not_landing(repo):
     [task] = status_json(repo)
     assert task["state"] == "merged" and task["merge_wait"] is None
     assert json.loads(claw(repo, "show", "1", "--json").stdout)["merge_wait"] is None
+
+
+def test_a_dependent_of_a_bounced_task_waits_for_its_resolve_task_and_goes_on_when_it_lands(project):
+    store = project.store
+    first = store.add_task("edit one")
+    dependent = store.add_task("builds on edit one", depends_on=[first.id])
+    resolve = store.add_task("Resolve conflict: edit one", resolves=first.id)   # as the merge queue does
+    store.move_task(first.id, TaskState.failed, "task.failed", reason="conflicts with the target branch")
+    blocked = store.get_task(dependent.id)
+    assert blocked.state == TaskState.blocked
+    assert blocked.reason == f"task {first.id} failed (task {resolve.id} resolves its conflict)"
+    for state in (TaskState.running, TaskState.approved, TaskState.merged):
+        store.move_task(resolve.id, state, f"task.{state}")
+    closed = store.get_task(first.id)
+    assert (closed.state, closed.resolved_by, closed.reason) == (TaskState.resolved, resolve.id,
+                                                                  f"resolved by task {resolve.id}")
+    assert store.get_task(dependent.id).state == TaskState.queued
+    assert store.dependencies_met(store.get_task(dependent.id))
+    assert [e["kind"] for e in store.events(task_id=dependent.id)] == ["task.added", "task.blocked", "task.unblocked"]

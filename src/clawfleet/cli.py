@@ -65,6 +65,8 @@ def _task_json(project: Project, task: Task, waiting: dict[int, str]) -> dict:
         data["latest_attempt"].update(metered_tokens=metered_tokens, cost_usd=round(cost, 6))
     if task.state == TaskState.queued:
         data["waiting"] = waiting.get(task.id)
+    elif task.state == TaskState.blocked:
+        data["waiting"] = task.reason
     return data
 
 

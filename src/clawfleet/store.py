@@ -332,6 +332,12 @@ class Store:
             self._move_task(db, row["id"], TaskState.resolved, "task.resolved",
                             reason=f"resolved by task {task_id}", resolved_by=task_id)
 
+    def _resolving(self, db: sqlite3.Connection, task_id: int, state: TaskState) -> str:
+        if state != TaskState.failed:
+            return ""
+        row = db.execute("SELECT MAX(id) FROM tasks WHERE resolves = ?", (task_id,)).fetchone()
+        return f" (task {row[0]} resolves its conflict)" if row[0] else ""
+
     def _follow_dependencies(self, db: sqlite3.Connection, task_id: int) -> None:
         """Block a queued task whose dependency failed, was rejected or cancelled (or is blocked
         itself), saying which; queue it again once none is. Dependents follow in turn."""
@@ -345,7 +351,8 @@ class Store:
         if stuck and row["state"] == TaskState.queued:
             why = {TaskState.failed: "failed", TaskState.rejected: "was rejected",
                    TaskState.cancelled: "was cancelled", TaskState.blocked: "is blocked"}
-            reason = "; ".join(f"task {dep} {why[state]}" for dep, state in stuck)
+            reason = "; ".join(f"task {dep} {why[state]}" + self._resolving(db, dep, state)
+                               for dep, state in stuck)
             self._move_task(db, task_id, TaskState.blocked, "task.blocked", reason=reason,
                             by=[dep for dep, _ in stuck])
         elif not stuck and row["state"] == TaskState.blocked:
