@@ -200,3 +200,57 @@ def test_a_session_is_copied_without_following_links(tmp_path):
     assert not (target / "p" / "linked.jsonl").exists() and not (target / "q").exists()
     assert not any("the person's key" in p.read_text() for p in target.rglob("*") if p.is_file())
     assert os.listdir(target) == ["p"]
+
+
+@pytest.mark.slow
+def test_an_attempt_whose_runner_died_mid_turn_is_resumed_from_its_session(repo):
+    """A crash or a reboot mid-turn: the retry takes up the agent's session where it was cut off,
+    with a 'you were interrupted' turn, in a workspace at the work it had left (committed when
+    the crashed attempt was released), rather than starting over."""
+    import signal
+    import subprocess
+    import sys
+
+    from clawfleet.procs import pid_alive
+    from test_recovery import wait_for
+
+    script = Script.from_rules([{"match": "Write part.txt", "steps": [
+        {"command": "echo partial > part.txt && sleep 300"},      # cut off here
+        {"command": "echo done >> part.txt"},                     # reached only in the same conversation
+        {"done": "finished part.txt after the interruption"},
+    ]}])
+    with ScriptedServer(script) as server:
+        configure_builtin(repo, server, ["grep -q done part.txt"])
+        (repo / ".claw" / "config.toml").write_text(
+            (repo / ".claw" / "config.toml").read_text().replace("max_attempts = 3", "max_attempts = 2"))
+        claw(repo, "add", "Write part.txt")
+        orchestrator = subprocess.Popen([sys.executable, "-m", "clawfleet.cli", "run"], cwd=repo,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: any((repo / ".claw" / "run" / "worktrees").glob("*/part.txt")), timeout=60)
+        orchestrator.send_signal(signal.SIGKILL)
+        orchestrator.wait()
+        runner_pid = status_json(repo)[0]["latest_attempt"]["pid"]
+        os.killpg(runner_pid, signal.SIGKILL)   # the runner dies mid-turn, writing no status
+        wait_for(lambda: not pid_alive(runner_pid))
+
+        result = claw(repo, "run", timeout=200)
+        requests = list(server.requests)
+    assert result.returncode == 0, result.stderr
+    task = status_json(repo)[0]
+    shown = json.loads(claw(repo, "show", "1", "--json").stdout)
+    assert [a["state"] for a in shown["attempts"]] == ["crashed", "ready"], (task, claw(repo, "log", "1").stdout[-2000:])
+    two = task["latest_attempt"]
+    assert task["state"] == "review" and two["summary"] == "finished part.txt after the interruption"
+
+    # Three model turns in all: the retry's first request is the crashed turn's conversation
+    # with the interruption as its next turn, not the task from the start.
+    assert len(requests) == 3
+    resumed = transcript_of(requests[1])
+    assert "echo partial > part.txt" in resumed and "# You were interrupted" in resumed
+    assert (attempt_dir(repo, two["id"]) / "prompt-0.md").read_text().startswith("# You were interrupted")
+    assert "attempt 2 continues interrupted attempt 1's work" in result.stdout
+    # The work it had left uncommitted went on into the retry's branch.
+    assert git.out("show", f"{two['branch']}:part.txt", cwd=repo) == "partial\ndone"
+    events = Store(repo / ".claw" / "run" / "claw.db").events(task_id=1, kinds=["attempt.continued"])
+    assert len(events) == 1 and events[0]["data"]["interrupted"] is True
+    assert events[0]["data"]["session"] == "trajectory-0.json"

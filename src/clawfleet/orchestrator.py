@@ -197,14 +197,17 @@ class Orchestrator:
 
     def _sent_back(self, task: Task, before: Attempt | None = None) -> Attempt | None:
         """The attempt a new one continues: the task's latest (before `before`, one started
-        again), when a person or the AI reviewer sent it back with feedback (a retry after a
-        crash or a `claw retry` starts over)."""
+        again), when a person or the AI reviewer sent it back with feedback, or when its runner
+        died mid-turn (a crash, a reboot) after its agent's session began: the retry takes up
+        that session where the kind can. A `claw retry` starts over."""
         if before is None:
             latest = self.store.latest_attempt(task.id)
         else:
             earlier = [a for a in self.store.attempts(task_id=task.id) if a.number < before.number]
             latest = earlier[-1] if earlier else None
         if latest and latest.state == AttemptState.sent_back and task.feedback and latest.head_commit:
+            return latest
+        if latest and latest.state == AttemptState.crashed and latest.session:
             return latest
         return None
 
@@ -217,17 +220,20 @@ class Orchestrator:
         When the commits no longer apply on the tip, the attempt starts from the tip, with the
         earlier diff in its prompt, and says so (event `attempt.fresh_start`, the task's reason)."""
         target, base = self.config.fleet.target, attempt.base_commit
+        interrupted = earlier.state == AttemptState.crashed
+        # A crashed attempt's work is what was committed of it when it was released.
+        head = earlier.head_commit or git.branch_tip(self.project.root, earlier.branch) or earlier.base_commit
         info: dict[str, Any] = {"number": earlier.number, "branch": earlier.branch, "target": target,
                                 "replayed": False, "rebased": earlier.base_commit != base,
-                                "conflicts": [], "diff": None}
+                                "conflicts": [], "diff": None, "interrupted": interrupted}
         try:
-            conflicts = git.rebase_onto(workspace.path, earlier.head_commit, earlier.base_commit, base,
+            conflicts = git.rebase_onto(workspace.path, head, earlier.base_commit, base,
                                         repo=self.project.root)
         except ClawError as error:
             conflicts = [f"(it could not be replayed: {error})"]
         if conflicts:
             git.start_branch(workspace.path, attempt.branch, base, repo=self.project.root)   # back at the tip
-            diff = git.diff(self.project.root, earlier.base_commit, earlier.head_commit)
+            diff = git.diff(self.project.root, earlier.base_commit, head)
             info.update(conflicts=conflicts, diff=diff if len(diff) <= DIFF_LIMIT else
                         diff[:DIFF_LIMIT] + f"\n[... {len(diff) - DIFF_LIMIT} more characters of the diff left out]")
             reason = (f"attempt {earlier.number}'s branch no longer rebases cleanly on {target} "
@@ -246,8 +252,9 @@ class Orchestrator:
             resume = {"attempt_dir": str(self.project.attempt_dir(earlier.id)), "session": earlier.session}
         self.store.record_event("attempt.continued", task_id=task.id, attempt_id=attempt.id,
                                 from_attempt=earlier.id, head=head, rebased=info["rebased"],
-                                session=earlier.session if resume else None)
-        self.on_event(f"task {task.id}: attempt {attempt.number} continues attempt {earlier.number}'s work"
+                                session=earlier.session if resume else None, interrupted=interrupted)
+        self.on_event(f"task {task.id}: attempt {attempt.number} continues "
+                      f"{'interrupted ' if interrupted else ''}attempt {earlier.number}'s work"
                       + (f", rebased onto {target}" if info["rebased"] else "")
                       + (f", in its session {earlier.session}" if resume else ""))
         return info, resume
@@ -383,9 +390,15 @@ class Orchestrator:
                 continue
             if result is None:
                 self.executor.stop(attempt.id, attempt_dir, attempt.pid)  # orphans it left
+                # What its progress said last: the tokens it used, and its session for the retry to take up.
+                progress = read_progress(attempt_dir)
+                session = progress.get("session")
                 result = AttemptStatus(AttemptState.crashed,
                                        "the runner died without writing its status",
-                                       finished_at=self.clock())
+                                       finished_at=self.clock(),
+                                       input_tokens=int(progress.get("input_tokens") or 0),
+                                       output_tokens=int(progress.get("output_tokens") or 0),
+                                       session=session if isinstance(session, str) else None)
             try:
                 self._finish(attempt, result)
             except ClawError as error:

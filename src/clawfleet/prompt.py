@@ -63,7 +63,8 @@ def render_next_turn(*, workspace: Path, branch: str, checks: Sequence[str],
                      failure: str | None = None, fix_round: int = 0, feedback: str | None = None,
                      previous: dict | None = None) -> str:
     """The next turn of an agent's own session, continued: the failing checks of a fix round,
-    or a reviewer's feedback when its work was sent back. The task and the project's context are
+    a reviewer's feedback when its work was sent back, or that its turn was cut off (a crashed
+    runner's retry: `previous["interrupted"]`). The task and the project's context are
     in the conversation already."""
     return _environment().get_template("next_turn.md.j2").render(
         workspace=workspace, branch=branch, checks=list(checks), failure=failure,
