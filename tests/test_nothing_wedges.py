@@ -127,3 +127,24 @@ def test_a_dependent_of_a_bounced_task_waits_for_its_resolve_task_and_goes_on_wh
     assert store.get_task(dependent.id).state == TaskState.queued
     assert store.dependencies_met(store.get_task(dependent.id))
     assert [e["kind"] for e in store.events(task_id=dependent.id)] == ["task.added", "task.blocked", "task.unblocked"]
+
+
+def test_claw_depends_drops_a_cancelled_dependency_and_the_task_goes_on(repo):
+    agent = agent_script(repo, "w", 'echo "task $CLAW_TASK_ID" > "file-$CLAW_TASK_ID.txt"\n')
+    configure(repo, {"w": agent})
+    claw(repo, "add", "the base")
+    claw(repo, "add", "other base")
+    claw(repo, "add", "needs the base", "--depends", "1")
+    claw(repo, "cancel", "1")
+    assert by_id(repo)[3]["state"] == "blocked"
+    refused = claw(repo, "depends", "1", "--on", "3")
+    assert refused.returncode == 1 and "task 1 is cancelled" in refused.stderr
+    claw(repo, "retry", "1")
+    refused = claw(repo, "depends", "1", "--on", "3")
+    assert refused.returncode == 1 and "task 1 cannot wait for task 3: task 3 waits for it" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    claw(repo, "cancel", "1")
+    result = claw(repo, "depends", "3", "--on", "2")
+    assert result.returncode == 0 and "task 3 depends on 2; queued" in result.stdout
+    assert claw(repo, "run").returncode == 0
+    assert [t["state"] for t in status_json(repo)] == ["cancelled", "merged", "merged"]

@@ -408,6 +408,17 @@ def retry(
     console.print(f"task {task_id} queued again")
 
 
+@app.command()
+def depends(
+    task_id: TaskId,
+    on: Annotated[Optional[list[int]], typer.Option("--on", help="Task id that must land first. Repeatable; none: it waits for nothing.")] = None,
+) -> None:
+    """Change what a queued or blocked task waits for (dropping one that gave up unblocks it)."""
+    task = open_project().store.set_dependencies(task_id, on or [])
+    waits = f"depends on {', '.join(map(str, task.depends_on))}" if task.depends_on else "depends on nothing"
+    console.print(f"task {task.id} {waits}; {task.state}" + (f": {escape(task.reason)}" if task.state == TaskState.blocked else ""))
+
+
 # -- running ------------------------------------------------------------------------------
 
 @app.command()

@@ -366,6 +366,40 @@ class Store:
                        (reason, time.time(), task_id))
             self._event(db, event, task_id=task_id, reason=reason, **data)
 
+    def set_dependencies(self, task_id: int, depends_on: Sequence[int]) -> Task:
+        """Replace what a task that has not started waits for; a dependency dropped that had
+        given up unblocks it."""
+        with self.transaction() as db:
+            row = db.execute("SELECT state FROM tasks WHERE id = ?", (task_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"there is no task {task_id}", hint="`claw status` lists the task ids")
+            if row["state"] not in (TaskState.queued, TaskState.blocked):
+                raise ClawError(f"task {task_id} is {row['state']}; only a queued or blocked task's "
+                                "dependencies can change", hint=_transition_hint(TaskState(row["state"])))
+            for dep in dict.fromkeys(depends_on):
+                if db.execute("SELECT 1 FROM tasks WHERE id = ?", (dep,)).fetchone() is None:
+                    raise NotFound(f"task {dep} does not exist (given to --on)",
+                                   hint="`claw status --all` lists the task ids")
+                if dep == task_id or task_id in self._upstream(db, dep):
+                    raise ClawError(f"task {task_id} cannot wait for task {dep}: task {dep} waits for it",
+                                    hint="a task can only wait for tasks that do not wait for it")
+            db.execute("DELETE FROM task_deps WHERE task_id = ?", (task_id,))
+            db.executemany("INSERT INTO task_deps (task_id, depends_on) VALUES (?, ?)",
+                           [(task_id, dep) for dep in dict.fromkeys(depends_on)])
+            self._event(db, "task.dependencies", task_id=task_id, depends_on=list(dict.fromkeys(depends_on)))
+            self._follow_dependencies(db, task_id)
+        return self.get_task(task_id)
+
+    def _upstream(self, db: sqlite3.Connection, task_id: int) -> set[int]:
+        """Every task `task_id` waits for, directly or through others."""
+        found, todo = set(), [task_id]
+        while todo:
+            for (dep,) in db.execute("SELECT depends_on FROM task_deps WHERE task_id = ?", (todo.pop(),)):
+                if dep not in found:
+                    found.add(dep)
+                    todo.append(dep)
+        return found
+
     def set_merge_wait(self, task_ids: Sequence[int], reason: str | None) -> None:
         """Why these approved tasks are not landing now (None: nothing holds them)."""
         marks = ",".join("?" * len(task_ids))
