@@ -410,3 +410,47 @@ def test_a_deleted_checkout_of_the_target_is_named_as_such(reviewed):
     result = claw(repo, "merge")
     assert_clean_error(result, f"your checkout at {checkout} no longer exists")
     assert "git worktree prune" in result.stderr and "tampered" not in result.stderr
+
+
+def _on_a_terminal(repo: Path, *args: str, columns: int = 80) -> str:
+    """`claw ARGS` with a real terminal (a pty) of `columns` columns; its output, colours stripped."""
+    import pty
+    import re
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "clawfleet.cli", *args], cwd=repo, stdout=follower,
+                            stderr=follower, env={**os.environ, "COLUMNS": str(columns), "TERM": "xterm"})
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    proc.wait(60)
+    os.close(leader)
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode()).replace("\r\n", "\n")
+
+
+def test_status_puts_a_long_note_under_its_row_cut_visibly_with_the_full_text_one_command_away(repo):
+    from clawfleet.models import TaskState
+    from clawfleet.project import Project
+
+    write_config(repo, "")
+    claw(repo, "add", "A task whose title is long enough to need cutting at eighty columns, surely")
+    reason = ("checks failed after 1 fix round(s): `pytest -q tests/test_everything.py` exited 1: "
+              "1 failed, 3 passed in 0.21s, and the end of this reason is the part worth reading")
+    Project(repo).store.move_task(1, TaskState.failed, "task.failed", reason=reason)
+    out = _on_a_terminal(repo, "status")
+    lines = out.splitlines()
+    assert all(len(line.rstrip()) <= 80 for line in lines), out
+    row = next(i for i, line in enumerate(lines) if line.lstrip().startswith("1 "))
+    assert "A task whose title" in lines[row] and "…" in lines[row] and "failed" in lines[row], out
+    assert lines[row + 1].startswith("   └ checks failed after 1 fix round(s)") and lines[row + 1].rstrip().endswith("…"), out
+    assert "`claw show 1`" in out
+    assert reason in claw(repo, "show", "1").stdout.replace("\n", " ")
+    # Without a terminal (a log, a pipe) nothing is cut.
+    assert f"   └ {reason}" in claw(repo, "status", env={"COLUMNS": ""}).stdout

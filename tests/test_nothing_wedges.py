@@ -99,8 +99,9 @@ def test_status_says_on_the_tasks_line_why_approved_work_is_not_landing(repo):
     [task] = status_json(repo)
     assert task["state"] == "approved"
     assert task["merge_wait"].startswith(f"your checkout of 'main' at {repo} has uncommitted changes (app.txt)")
-    line = next(line for line in claw(repo, "status").stdout.splitlines() if "a feature" in line)
-    assert "merge waits: your checkout of 'main'" in line
+    lines = claw(repo, "status").stdout.splitlines()
+    row = next(i for i, line in enumerate(lines) if "a feature" in line)
+    assert lines[row + 1].startswith("   └ merge waits: your checkout of 'main'")  # its note, under it
     assert "merge waits: your checkout" in claw(repo, "show", "1").stdout
     # Once the person commits, the merge lands and the reason is gone.
     git.git("commit", "-qam", "my work", cwd=repo)

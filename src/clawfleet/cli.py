@@ -249,21 +249,57 @@ def _print_collisions(project: Project) -> None:
         console.print(f"[yellow]conflict ahead:[/] {escape(line)}")
 
 
-def _task_table(project: Project, tasks: list[Task]) -> Table:
+def _task_table(project: Project, tasks: list[Task]) -> "_TaskBoard":
     from .board import task_rows
 
     table = Table(box=None, pad_edge=False)
-    for column in ("id", "task", "agent", "state", "elapsed", "tokens", "cost", "note"):
-        table.add_column(column, no_wrap=column != "task" and column != "note",
+    for column in ("id", "task", "agent", "state", "elapsed", "tokens", "cost"):
+        # One line per task (a long title ends in "…"), so its note can go on the line under it.
+        table.add_column(column, no_wrap=True, overflow="ellipsis",
                          justify="right" if column in ("id", "tokens", "cost", "elapsed") else "left")
     # Tokens as the agent counts them, live; cost as the gateway metered it (blank without it).
-    for row in task_rows(project, tasks):
+    rows = task_rows(project, tasks)
+    for row in rows:
         state = _styled(TaskState(row.state)) + (f" [dim]{row.phase}[/]" if row.phase else "")
-        table.add_row(str(row.id), escape(row.title[:60]), escape(row.agent), state,
+        table.add_row(str(row.id), escape(row.title), escape(row.agent), state,
                       ago(row.elapsed_s) if row.elapsed_s is not None else "",
-                      f"{row.tokens:,}" if row.tokens else "", f"${row.cost:.4f}" if row.cost is not None else "",
-                      escape(row.note.splitlines()[0][:70] if row.note else ""))
-    return table
+                      f"{row.tokens:,}" if row.tokens else "", f"${row.cost:.4f}" if row.cost is not None else "")
+    return _TaskBoard(table, [(row.id, row.note) for row in rows])
+
+
+class _TaskBoard:
+    """The task table with each task's note on a line of its own under its row, as wide as the
+    screen: cut with "…" where it does not fit (never mid-cell, six lines deep), and a pointer
+    to `claw show ID`, which prints it in full."""
+
+    def __init__(self, table: Table, notes: list[tuple[int, str]]) -> None:
+        self.table, self.notes = table, notes
+
+    def __rich_console__(self, console, options):
+        from rich.segment import Segment
+        from rich.text import Text
+
+        # The title gives way: every other column keeps its width, the title gets what is left.
+        task = self.table.columns[1]
+        others = sum(max(Text.from_markup(str(cell)).cell_len for cell in [column.header, *column.cells])
+                     for column in self.table.columns if column is not task)
+        task.max_width = max(12, options.max_width - others - 2 * (len(self.table.columns) - 1))
+        lines = console.render_lines(self.table, options, pad=False)
+        whole = options.overflow == "ignore"  # no terminal: nothing is cut, a log keeps it all
+        cut = None
+        for index, line in enumerate(lines):
+            yield from line
+            yield Segment.line()
+            task_id, note = self.notes[index - 1] if 0 < index <= len(self.notes) else (0, "")
+            if note:
+                first = note.strip().splitlines()[0]
+                text = Text(f"   └ {first}", style="dim", no_wrap=True, overflow="ignore" if whole else "ellipsis")
+                if len(note.strip().splitlines()) > 1 or (not whole and text.cell_len > options.max_width):
+                    cut = task_id
+                yield from console.render(text, options)
+        if cut is not None:
+            yield from console.render(Text(f"(a note in full: `claw show ID`, e.g. `claw show {cut}`)",
+                                           style="dim"), options)
 
 
 @app.command()
