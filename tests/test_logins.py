@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import threading
@@ -280,10 +281,14 @@ def test_the_persons_claude_md_skills_and_mcp_servers_reach_the_model_unless_inh
         assert not any(marker in seen for marker in markers) and "marker" not in servers
 
 
-def configure_acp(repo: Path, extra: str = "") -> None:
-    write_config(repo, """
+ACP_COMMAND = {"gemini": ["gemini", "--acp"], "claude": ["claude-agent-acp"]}
+LOGIN_HINT = {"claude": "run `claude` once and `/login`", "gemini": "run `gemini` once and sign in with Google"}
+
+
+def configure_acp(repo: Path, extra: str = "", kind: str = "gemini") -> None:
+    write_config(repo, f"""
         [fleet]
-        default_agent = "gemini-acp"
+        default_agent = "{kind}-acp"
         attempt_timeout = 120
         stall_timeout = 20
         max_attempts = 1
@@ -291,40 +296,46 @@ def configure_acp(repo: Path, extra: str = "") -> None:
         auto_approve = []
         [sandbox]
         enabled = true
-        [agents.gemini-acp]
+        [agents.{kind}-acp]
         kind = "acp"
-        command = ["gemini", "--acp"]
+        command = {json.dumps(ACP_COMMAND[kind])}
         """ + extra)
 
 
-def test_gemini_over_acp_has_its_google_login_as_the_gemini_kind_does_and_none_is_refused(repo, tmp_path, monkeypatch):
-    """`kind = "acp"` running Gemini CLI inherits Gemini CLI's login: its settings select it and
-    its oauth_creds.json is shown, so it checks its token with Google (through the sandbox's
-    proxy) as it does run directly. With no login, claw run refuses it up front."""
-    require("gemini")
+@pytest.mark.parametrize("kind", ["gemini", "claude"])
+def test_an_acp_agent_has_its_programs_login_as_that_kind_does_and_none_is_refused(repo, tmp_path, monkeypatch, kind):
+    """`kind = "acp"` running Gemini CLI (`gemini --acp`) or Claude Code (`claude-agent-acp`)
+    inherits that CLI's login: its login files are shown (and Gemini CLI's settings select its
+    Google login), so it goes to its provider through the sandbox's proxy as the CLI does run
+    directly. With no login, claw run refuses it up front with how to log in."""
+    if kind == "gemini":
+        require("gemini")
+    elif shutil.which("claude-agent-acp", path=os.environ.get("CLAW_AGENT_BIN_DIR") or os.environ.get("PATH")) is None:
+        pytest.skip("claude-agent-acp is not installed: run .ci/run")
     for name in ELSEWHERE:
         monkeypatch.delenv(name, raising=False)
     empty = tmp_path / "empty-home"
     empty.mkdir()
     monkeypatch.setenv("HOME", str(empty))
-    configure_acp(repo)
+    configure_acp(repo, kind=kind)
     assert claw(repo, "add", "say hi").returncode == 0
     started = time.monotonic()
     refused = claw(repo, "run")
     assert refused.returncode == 1 and time.monotonic() - started < 30
-    assert "run `gemini` once and sign in with Google" in " ".join(refused.stderr.split())
+    assert LOGIN_HINT[kind] in " ".join(refused.stderr.split())
     assert status_json(repo)[0]["state"] == "queued"
 
     home = tmp_path / "person-home"
-    log_in(home, "gemini")
+    log_in(home, kind)
     monkeypatch.setenv("HOME", str(home))
     result = claw(repo, "run", timeout=300)
     assert result.returncode == 0, result.stderr
     log = claw(repo, "log", "1").stdout
-    assert "# ACP agent 'gemini-acp':" in log and "[UNSANDBOXED]" not in log
-    assert f"[sandbox] tunnel to {PROVIDER_HOST['gemini']}" in log, log[-2000:]
-    assert status_json(repo)[0]["state"] == "failed"   # the stand-in refused its token check
-    assert (home / LOGIN_FILE["gemini"]).is_file()
+    assert f"# ACP agent '{kind}-acp':" in log and "[UNSANDBOXED]" not in log
+    assert f"[sandbox] tunnel to {PROVIDER_HOST[kind]}" in log, log[-2000:]
+    assert "Not logged in" not in log
+    assert status_json(repo)[0]["state"] == "failed"   # the stand-in refused it
+    assert (home / LOGIN_FILE[kind]).is_file()
 
 
 @pytest.mark.parametrize("inherit", [None, []])
