@@ -189,6 +189,32 @@ def test_match_not_match_and_rule_order():
         assert client.chat.completions.create(model="m", messages=later).choices[0].message.content == "adding"
 
 
+def test_match_title_and_match_task_see_only_the_task_of_a_real_attempt_prompt(tmp_path):
+    """`match` searches the whole prompt, where AGENTS.md and memory notes name other tasks: a rule
+    for "Add greet" also answered "Write docs for greet". match_title / match_task do not."""
+    from clawfleet.models import Note, Task
+    from clawfleet.prompt import render_prompt
+
+    (tmp_path / "AGENTS.md").write_text("Every change like 'Add greet' needs docs.\n")
+    note = Note(id=1, body="Add greet landed in greet.py", tags=[], source="agent", task_id=1,
+                attempt_id=1, created_at=0.0)
+
+    def prompt(title: str, body: str = "") -> str:
+        task = Task(id=2, title=title, body=body, kind="feature")
+        return render_prompt(task, project_root=tmp_path, branch="claw/2", checks=["pytest -q"], notes=[note])
+
+    script = Script.from_rules([
+        {"name": "greet", "match_title": "^Add greet", "steps": [{"text": "adding greet"}]},
+        {"name": "body", "match_task": "in French", "steps": [{"text": "en français"}]},
+        {"steps": [{"text": "docs"}]},
+    ])
+    assert "Add greet" in prompt("Write docs for greet")  # what `match` would have found
+    assert script.step_for(prompt("Write docs for greet"), 0).value == "docs"
+    assert script.step_for(prompt("Add greet", "a function"), 0).value == "adding greet"
+    assert script.step_for(prompt("Say hello", "in French, please"), 0).value == "en français"
+    assert script.step_for("no task heading at all, in French", 0).value == "docs"
+
+
 def test_error_steps_answer_that_status_in_each_api_format():
     script = Script.from_rules([{"steps": [{"error": 500, "message": "overloaded"}]},
                                 {"steps": [{"done": "never"}]}])

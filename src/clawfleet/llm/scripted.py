@@ -67,11 +67,34 @@ class Rule:
     steps: tuple[Step, ...]
     match: re.Pattern[str] | None = None
     not_match: re.Pattern[str] | None = None
+    match_title: re.Pattern[str] | None = None   # searched in the task's title only
+    match_task: re.Pattern[str] | None = None    # in its title and body only
 
     def matches(self, first_user: str) -> bool:
         if self.match is not None and not self.match.search(first_user):
             return False
+        if self.match_title is not None or self.match_task is not None:
+            title, task = task_of(first_user)
+            if self.match_title is not None and not self.match_title.search(title):
+                return False
+            if self.match_task is not None and not self.match_task.search(task):
+                return False
         return self.not_match is None or not self.not_match.search(first_user)
+
+
+# An attempt's prompt (templates/attempt.md.j2) holds the task under this heading, its title on
+# the next line; the body runs to the template's next paragraph. The rest of the prompt (SOUL.md,
+# AGENTS.md, memory notes) names other tasks too, so `match` on it answers the wrong ones.
+_TASK = re.compile(r"^# Your task \(task \d+[^)\n]*\)\n(?P<title>[^\n]*)\n(?P<body>.*?)"
+                   r"(?=^This is a \w+ task: its result|^You work in a git worktree|\Z)", re.M | re.S)
+
+
+def task_of(prompt: str) -> tuple[str, str]:
+    """The task's title, and its title and body, from an attempt's prompt ("" when it has none)."""
+    found = _TASK.search(prompt)
+    if found is None:
+        return "", ""
+    return found["title"], f"{found['title']}\n{found['body'].strip()}"
 
 
 class ScriptError(ClawError):
@@ -111,7 +134,8 @@ class Script:
         else the first rule whose `match` finds a later user message, at the turns after it."""
         found = next(((rule, turn) for rule in self.rules if rule.matches(first_user)), None)
         if found is None:
-            found = next(((rule, turns) for rule in self.rules if rule.match is not None
+            found = next(((rule, turns) for rule in self.rules
+                          if (rule.match or rule.match_title or rule.match_task) is not None
                           for text, turns in later if rule.matches(text)), None)
         if found is None:
             raise ScriptError("scripted model: no rule matches this conversation; first user message "
@@ -127,15 +151,16 @@ def _rule(index: int, raw: Any, source: str) -> Rule:
         raise ClawError(f"{source}: rule {index} is not a table", hint="each rule is a [[rule]] table")
     name = str(raw.get("name") or f"rule-{index}")
     where = f"{source}: rule '{name}'"
-    unknown = set(raw) - {"name", "match", "not_match", "steps"}
+    unknown = set(raw) - {"name", "match", "not_match", "match_title", "match_task", "steps"}
     if unknown:
         raise ClawError(f"{where}: unknown key(s) {sorted(unknown)}",
-                        hint="a rule has name, match, not_match and steps")
+                        hint="a rule has name, match, match_title, match_task, not_match and steps")
     steps = raw.get("steps")
     if not isinstance(steps, list) or not steps:
         raise ClawError(f"{where}: needs a non-empty `steps` list", hint="add [[rule.steps]] tables")
     return Rule(name, tuple(_step(s, where, n) for n, s in enumerate(steps)),
-                _regex(raw.get("match"), where), _regex(raw.get("not_match"), where))
+                _regex(raw.get("match"), where), _regex(raw.get("not_match"), where),
+                _regex(raw.get("match_title"), where), _regex(raw.get("match_task"), where))
 
 
 def _regex(pattern: Any, where: str) -> re.Pattern[str] | None:
