@@ -365,9 +365,21 @@ TOO_BIG = str(2**63)  # one past SQLite's largest integer
 ])
 def test_an_id_too_large_for_the_store_is_a_usage_error(repo, argv):
     result = claw(repo, *argv)
-    assert result.returncode == 2, (result.returncode, result.stderr)
-    assert "Traceback" not in result.stderr + result.stdout and "OverflowError" not in result.stderr
-    assert "9223372036854775807" in result.stderr, result.stderr  # the largest id there can be
+    assert_clean_error(result, "9223372036854775807", code=2)  # the largest id there can be
+    assert "--help` says what it takes" in result.stderr
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["show"], "Missing argument 'task_id'"), (["show", "one"], "Invalid value for 'task_id'"),
+    (["show", "1", "--bogus"], "No such option: --bogus"), (["nope"], "No such command 'nope'"),
+    (["add", "x", "--priority", "1e99"], "Invalid value for '--priority'"),
+    (["memory", "forget"], "Missing argument 'note_id'"),
+])
+def test_a_usage_error_is_one_line_and_says_where_help_is(repo, argv, said):
+    """typer's own usage errors (a box under the usage line) are said like every other error."""
+    result = claw(repo, *argv)
+    assert_clean_error(result, said, code=2)
+    assert "--help` says what it takes" in result.stderr.splitlines()[1]
 
 
 def test_every_command_taking_an_id_bounds_it():

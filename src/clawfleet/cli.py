@@ -9,6 +9,13 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+try:  # typer vendors click since 0.16
+    from typer._click.exceptions import ClickException
+    from typer._click.exceptions import UsageError as ClickUsageError
+except ImportError:
+    from click.exceptions import ClickException
+    from click.exceptions import UsageError as ClickUsageError
 from rich.live import Live
 from rich.table import Table
 
@@ -947,12 +954,28 @@ def _refuse_undecodable_arguments(argv: list[str]) -> None:
                              hint="give it as UTF-8 (e.g. convert it with `iconv -t UTF-8`)")
 
 
+def _usage_error(error: ClickException) -> UsageError:
+    """typer's boxed usage error as one of ours: one line, and where the command's help is."""
+    ctx = getattr(error, "ctx", None)
+    where = f"`{ctx.command_path} --help`" if ctx is not None else "`claw --help`"
+    return UsageError(error.format_message(), hint=f"{where} says what it takes")
+
+
 def main() -> None:
     try:
         _refuse_undecodable_arguments(sys.argv[1:])
         command = typer.main.get_command(app)
         _help_as_written(command)
-        command()
+        try:
+            code = command(standalone_mode=False)  # errors come back to be said in one line
+        except typer.Abort:
+            err_console.print("[red]aborted[/]")
+            sys.exit(1)
+        except ClickException as error:
+            if type(error).__name__ == "NoArgsIsHelpError":
+                sys.exit(error.exit_code)  # the help is printed already
+            raise _usage_error(error) if isinstance(error, ClickUsageError) else ClawError(error.format_message())
+        sys.exit(code if isinstance(code, int) else 0)  # typer.Exit(n) comes back as n
     except ClawError as error:
         err_console.print(f"[red]error:[/] {escape(error.message)}")
         if error.hint:
