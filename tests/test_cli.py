@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -361,7 +362,7 @@ TOO_BIG = str(2**63)  # one past SQLite's largest integer
     ["gateway", "token", TOO_BIG], ["skill", "learn", TOO_BIG], ["memory", "forget", TOO_BIG],
     ["memory", "add", "a note", "--task", TOO_BIG], ["memory", "add", "a note", "--attempt", TOO_BIG],
     ["memory", "list", "--task", TOO_BIG], ["memory", "list", "--limit", TOO_BIG],
-    ["show", "99999999999999999999999999"],
+    ["depends", TOO_BIG], ["depends", "1", "--on", TOO_BIG], ["show", "99999999999999999999999999"],
 ])
 def test_an_id_too_large_for_the_store_is_a_usage_error(repo, argv):
     result = claw(repo, *argv)
@@ -384,18 +385,30 @@ def test_a_usage_error_is_one_line_and_says_where_help_is(repo, argv, said):
 
 def test_every_command_taking_an_id_bounds_it():
     """The list above is every one: a new command with an id argument must bound it too."""
-    import typer.main
+    import typing
 
-    def id_params(command, path=()):
-        for name, sub in getattr(command, "commands", {}).items():
-            yield from id_params(sub, (*path, name))
-        for param in getattr(command, "params", []):
-            if param.name.endswith("_id") or param.name in ("task", "attempt", "depends"):
-                yield " ".join(path), param.name, param.max
+    import typer
 
-    found = list(id_params(typer.main.get_command(app)))
+    def types(hint):
+        yield hint
+        for arg in typing.get_args(hint):
+            yield from types(arg)
+
+    def id_params(group: typer.Typer, path=()):
+        for sub in group.registered_groups:
+            yield from id_params(sub.typer_instance, (*path, sub.name))
+        for command in group.registered_commands:
+            name = " ".join((*path, command.name or command.callback.__name__))
+            for param, hint in typing.get_type_hints(command.callback, include_extras=True).items():
+                info = next((m for m in getattr(hint, "__metadata__", ()) if hasattr(m, "max")), None)
+                about_ids = info is not None and (param.endswith("_id") or param in ("task", "attempt")
+                                                 or re.search(r"\bid\b", (info.help or "").lower()))
+                if about_ids and any(t is int for t in types(hint)):
+                    yield name, param, info.max
+
+    found = list(id_params(app))
     assert [f for f in found if f[2] != 2**63 - 1] == []
-    assert {"show", "approve", "reject", "retry", "cancel", "log", "diff", "add", "gateway token",
+    assert {"show", "approve", "reject", "retry", "cancel", "log", "diff", "add", "depends", "gateway token",
             "skill learn", "memory forget", "memory add", "memory list"} <= {f[0] for f in found}, found
 
 

@@ -454,7 +454,7 @@ def retry(
 @app.command()
 def depends(
     task_id: TaskId,
-    on: Annotated[Optional[list[int]], typer.Option("--on", help="Task id that must land first. Repeatable; none: it waits for nothing.")] = None,
+    on: Annotated[Optional[list[int]], typer.Option("--on", help="Task id that must land first. Repeatable; none: it waits for nothing.", **ID_RANGE)] = None,
 ) -> None:
     """Change what a queued or blocked task waits for (dropping one that gave up unblocks it)."""
     task = open_project().store.set_dependencies(task_id, on or [])
