@@ -402,3 +402,16 @@ def test_git_in_a_folder_that_no_longer_exists_says_so(tmp_path):
         git.git("status", cwd=tmp_path / "deleted")
     assert f"{tmp_path / 'deleted'} no longer exists" in caught.value.message
     assert "not installed" not in str(caught.value)
+
+
+def test_a_refused_fast_forward_leaves_a_file_where_a_folder_would_go(repo):
+    base = head(repo)
+    run_git("switch", "-q", "-c", "side", cwd=repo)
+    (repo / "docs").mkdir()
+    landing = commit_file(repo, "docs/guide.md", "guide\n", "docs")
+    run_git("switch", "-q", "main", cwd=repo)
+    assert head(repo) == base
+    (repo / "docs").write_text("the person's own file called docs\n")
+    with pytest.raises(GitError, match="untracked working tree files would be overwritten"):
+        git.fast_forward_checkout(repo, landing)
+    assert (repo / "docs").read_text() == "the person's own file called docs\n" and head(repo) == base

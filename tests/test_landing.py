@@ -139,6 +139,7 @@ def approved_attempt(project: Project, title: str, files: dict[str, str], footpr
     scratch = root.parent / f"scratch-{task.id}"
     git.add_detached_worktree(root, scratch, base, lock=False)
     for name, text in files.items():
+        (scratch / name).parent.mkdir(parents=True, exist_ok=True)
         (scratch / name).write_text(text)
     head = git.commit_all(scratch, title)
     git.remove_worktree(root, scratch)
@@ -230,3 +231,16 @@ def test_a_bounce_is_not_repeated_when_the_target_moves_during_the_checks(repo, 
     resolving = [t for t in project.store.list_tasks() if t.title.startswith("Resolve conflict")]
     assert [t.title for t in resolving] == ["Resolve conflict: edit two"]
     assert (repo / "person.txt").read_text() == "meanwhile\n" and (repo / "app.txt").read_text() == "one\ntwo\n"
+
+
+def test_an_untracked_file_where_a_landing_makes_a_folder_holds_back_only_that_landing(repo):
+    initialize(repo)
+    project = Project(repo)
+    docs, _ = approved_attempt(project, "write the docs", {"docs/guide.md": "guide\n"})
+    other, _ = approved_attempt(project, "something else", {"other.txt": "other\n"})
+    (repo / "docs").write_text("the person's own file called docs\n")
+    results = {r.task_id: r for r in MergeQueue(project).land_all()}
+    assert results[docs.id].outcome == "waiting" and results[docs.id].own
+    assert str(repo / "docs") in results[docs.id].reason
+    assert results[other.id].outcome == "merged" and (repo / "other.txt").exists()
+    assert (repo / "docs").read_text() == "the person's own file called docs\n"

@@ -857,11 +857,16 @@ def replay_as_one(repo: Path, base: str, head: str, onto: str, message: str) -> 
 
 def untracked_in_the_way(checkout: Path, paths: Sequence[str], repo: Path | None = None) -> list[str]:
     """Of `paths` (what a landing writes), the untracked, not ignored files in `checkout` that
-    `git merge --ff-only` would refuse to overwrite (ignored ones it replaces)."""
+    `git merge --ff-only` would refuse to overwrite (ignored ones it replaces): at those paths,
+    or where one of their folders would go (a file `docs` where the landing writes `docs/a.md`)."""
     if not paths:
         return []
+    # lexists and not a folder: a file or a link (never followed) standing where a folder goes
+    folders = {str(parent) for path in paths for parent in Path(path).parents if str(parent) != "."}
+    blocking = [f for f in sorted(folders) if os.path.lexists(checkout / f)
+                and ((checkout / f).is_symlink() or not (checkout / f).is_dir())]
     listed = git("--literal-pathspecs", "-c", "core.quotePath=true", "ls-files", "--others",
-                 "--exclude-standard", "--", *paths, cwd=checkout, repo=repo).stdout
+                 "--exclude-standard", "--", *paths, *blocking, cwd=checkout, repo=repo).stdout
     return sorted(_unquote(path) for path in listed.splitlines() if path)
 
 
@@ -890,8 +895,9 @@ def _undo_checkout(worktree: Path, head: str, landing: list[str], theirs: set[st
     frees room), files tracked at `head` come back from it. The person's own are never touched."""
     tracked = set(tracked_paths(repo or worktree, head, landing)) if landing else set()
     for path in sorted(set(landing) - theirs - tracked, reverse=True):
-        if any((worktree / folder).is_symlink() for folder in Path(path).parents):
-            continue  # never through a link: git wrote nothing past one
+        if any((worktree / folder).is_symlink() or (worktree / folder).is_file()
+               for folder in Path(path).parents):
+            continue  # never through a link, nor under a file of the person's: git wrote nothing there
         (worktree / path).unlink(missing_ok=True)
         for folder in Path(path).parents:
             if str(folder) == "." or (worktree / folder).is_symlink():
