@@ -1,14 +1,16 @@
 """The merge step: land approved attempts on the target branch, one way only.
 
-Rebase onto the target's tip in an integration worktree, re-run the checks there, then move the
-target with compare-and-swap (or fast-forward the person's checkout when the target is checked
-out and clean). A conflict or a red check leaves the target untouched and bounces the attempt.
+Replay each attempt onto the target's tip as one commit (or its own commits, rebased), re-run the
+checks in an integration worktree, then move the target with compare-and-swap (or fast-forward
+the person's checkout when the target is checked out and clean). A conflict or a red check
+leaves the target untouched and bounces the attempt; what waits for a reason of its own (a file
+of the person's in its way) waits alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,8 +92,9 @@ class _Stacked:
 class MergeQueue:
     """Lands approved attempts so that every commit on the target passes the checks.
 
-    Each attempt lands as one commit by default (`[merge] squash`): its work squashed onto its
-    base, then rebased, so a fix round's red first commit never reaches the target. With
+    Each attempt lands as one commit by default (`[merge] squash`): its net change (base..head)
+    replayed onto the stack's top by `git merge-tree`, so a fix round's red first commit never
+    reaches the target. With
     `squash = false` its own commits land, and each one is checked (a red one refuses the attempt).
 
     Batches (`[merge] batch_size = K`): K attempts are stacked, one commit each, and the checks
