@@ -479,3 +479,25 @@ def test_status_puts_a_long_note_under_its_row_cut_visibly_with_the_full_text_on
     assert reason in claw(repo, "show", "1").stdout.replace("\n", " ")
     # Without a terminal (a log, a pipe) nothing is cut.
     assert f"   └ {reason}" in claw(repo, "status", env={"COLUMNS": ""}).stdout
+
+
+def test_add_refuses_an_empty_footprint(repo):
+    write_config(repo, "")
+    assert_clean_error(claw(repo, "add", "a task", "--footprint", ""), "empty --footprint", code=2)
+    assert tasks(repo) == []
+
+
+def test_add_from_a_file_without_sections_says_it_made_one_task(repo):
+    write_config(repo, "")
+    (repo.parent / "notes.md").write_text("Make the parser faster\n\nIt is slow on big files.\n")
+    result = claw(repo, "add", "-f", str(repo.parent / "notes.md"))
+    assert result.returncode == 0 and result.stdout == "1\n", result.stderr
+    assert "has no `## ` sections: queued as one task, 'Make the parser faster'" in result.stderr
+
+
+def test_add_with_an_agent_that_cannot_run_warns_and_still_queues(repo):
+    write_config(repo, '[agents.mine]\nkind = "command"\ncommand = ["no-such-program-here"]\n')
+    result = claw(repo, "add", "a task", "--agent", "mine")
+    assert result.returncode == 0 and result.stdout == "1\n", result.stderr
+    assert "warning: agent 'mine' cannot run here yet: program 'no-such-program-here' not found" in result.stderr
+    assert [t["state"] for t in tasks(repo)] == ["queued"]

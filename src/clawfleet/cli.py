@@ -147,10 +147,15 @@ def add(
         drafts = [TaskDraft(title or "", body or "")]
     if any(not d.title.strip() for d in drafts):
         raise UsageError("a task needs a title", hint='claw add "Add a slugify helper" -b "details"')
+    if any(not glob.strip() for glob in footprint or []):
+        raise UsageError("an empty --footprint matches no file", hint="give a path glob, e.g. --footprint 'src/**'")
     project = open_project()
     agents = list(dict.fromkeys(agent or []))
     best_of = attempts or max(len(agents), 1)
-    for name in {*agents, *(d.agent for d in drafts)} - {None} or {project.config.fleet.default_agent}:
+    from .agents import readiness
+
+    names = sorted({*agents, *(d.agent for d in drafts)} - {None} or {project.config.fleet.default_agent})
+    for name in names:
         project.config.agent(name, model=model, effort=effort)
     if best_of > project.config.fleet.slots:
         raise UsageError(f"--attempts {best_of} needs {best_of} slots at once; the fleet has "
@@ -160,6 +165,12 @@ def add(
                        agent=agents[0] if agents else None, footprint=footprint or [], checks=check or [],
                        depends_on=depends or [], best_of=best_of, agents=agents if len(agents) > 1 else [],
                        model=model, effort=effort)
+    for ready in (readiness(project.config, name) for name in names):
+        if not ready.ready:  # queued all the same: it may be set up before `claw run`
+            err_console.print(f"[yellow]warning:[/] agent '{escape(ready.name)}' cannot run here yet: {escape(ready.how)}")
+    if file is not None and title is None and not sections:
+        err_console.print(f"{escape(str(file))} has no `## ` sections: queued as one task, "
+                          f"'{escape(drafts[0].title)}' (a `## ` heading per task makes one each)")
     if as_json:
         print_json({"ids": ids})
     else:
