@@ -99,3 +99,22 @@ def test_memory_added_from_inside_an_attempt_carries_its_provenance(project, tmp
     note = store.notes()[0]
     assert (note.body, note.source, note.task_id, note.attempt_id, note.tags) == \
         ("Cache TTLs are in seconds", "agent", task.id, attempt.id, ["cache"])
+
+
+def test_ids_and_priorities_past_sqlite_are_tool_errors_that_say_so(project):
+    """Each was an OverflowError from SQLite inside the tool ("Python int too large...")."""
+    async def calls(session: ClientSession):
+        return {
+            "status": await session.call_tool("task_status", {"task_id": 2**63}),
+            "priority": await session.call_tool("add_task", {"title": "x", "priority": 2**63}),
+            "note_task": await session.call_tool("add_memory", {"text": "a note", "task_id": 2**63}),
+        }
+
+    results = drive(project.root, calls)
+    said = {name: result.content[0].text for name, result in results.items()}
+    assert all(_is_error(result) for result in results.values()), said
+    assert f"there is no task {2**63}" in said["status"] and f"there is no task {2**63}" in said["note_task"]
+    assert "priority must be between" in said["priority"]
+    assert not any("too large" in text for text in said.values()), said
+    store = Project(project.root).store
+    assert store.list_tasks() == [] and store.notes() == []

@@ -57,6 +57,12 @@ def build_server(project: Project):
                                   "and read or add to its memory.", log_level="WARNING")
     inside = memory.inside_an_attempt()
 
+    def known_id(value: int | None, what: str) -> int | None:
+        """Ids are SQLite integers: past them there is no such row (not an OverflowError)."""
+        if value is not None and not 0 < value < 2**63:
+            raise ToolError(f"there is no {what} {value}")
+        return value
+
     @server.tool()
     def add_task(title: str, body: str = "", importance: str = "normal", priority: int = 0,
                  kind: str = "feature", agent: str | None = None) -> dict[str, Any]:
@@ -69,6 +75,8 @@ def build_server(project: Project):
             raise ToolError(f"importance must be one of {', '.join(i.value for i in Importance)}") from None
         if not title.strip():
             raise ToolError("a task needs a title")
+        if not -1_000_000 <= priority <= 1_000_000:  # as `claw add --priority`
+            raise ToolError("priority must be between -1000000 and 1000000")
         try:
             if agent is not None:
                 project.config.agent(agent)
@@ -92,7 +100,7 @@ def build_server(project: Project):
     def task_status(task_id: int) -> dict[str, Any]:
         """One task with its attempts: state, why, the agent's summary, tokens, check results."""
         try:
-            task = project.store.get_task(task_id)
+            task = project.store.get_task(known_id(task_id, "task"))
         except ClawError as error:
             raise ToolError(str(error)) from None
         attempts = [{"id": a.id, "number": a.number, "agent": a.agent, "state": str(a.state),
@@ -116,6 +124,7 @@ def build_server(project: Project):
         if not text.strip():
             raise ToolError("the note is empty")
         tags = [t for t in tags or [] if t.strip()]
+        known_id(task_id, "task")
         try:
             if inside:
                 outbox = os.environ.get(memory.OUTBOX_ENV, "")
