@@ -309,3 +309,26 @@ def test_log_follow_prints_the_agent_output_until_the_attempt_ends(repo):
     assert follow.returncode == 0
     assert [line for line in follow.stdout.splitlines() if line.startswith("line")] == \
         [f"line {i}" for i in range(1, 6)]
+
+
+def test_log_of_an_earlier_attempt_and_stats_tasks_by_id(repo):
+    counter = repo.parent / "runs"
+    agent = agent_script(repo, "counting", f"""
+        echo x >> {counter}
+        echo "run number $(wc -l < {counter}) of task $CLAW_TASK_ID"
+        [ "$CLAW_TASK_ID" = 1 ] && [ "$(wc -l < {counter})" -lt 3 ] && exit 3
+        echo "task $CLAW_TASK_ID" > "file-$CLAW_TASK_ID.txt"
+        """)
+    configure(repo, {"counting": agent}, slots=1)
+    claw(repo, "add", "first, runs last", "--priority", "0")
+    claw(repo, "add", "second, runs first", "--priority", "9")
+    claw(repo, "run")
+    assert claw(repo, "retry", "1").returncode == 0
+    claw(repo, "run")
+    assert claw(repo, "log", "1", "--attempt", "1").stdout.startswith("run number 2 of task 1")
+    assert claw(repo, "log", "1").stdout.startswith("run number 3 of task 1")
+    missing = claw(repo, "log", "1", "--attempt", "5")
+    assert missing.returncode == 2 and "task 1 has no attempt 5 (it has 2)" in missing.stderr
+    stats = claw(repo, "stats").stdout.splitlines()
+    header = next(i for i, line in enumerate(stats) if line.startswith("task (by id)"))
+    assert stats[header + 1].startswith("1 first") and stats[header + 2].startswith("2 second"), stats

@@ -394,10 +394,17 @@ def _latest_attempt(project: Project, task_id: int):
 def log(
     task_id: TaskId,
     follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing until the attempt ends.")] = False,
+    number: Annotated[Optional[int], typer.Option("--attempt", min=1, help="Attempt N of the task, as `claw show` numbers them (default: the latest).")] = None,
 ) -> None:
-    """Print the agent's log of the task's latest attempt."""
+    """Print the agent's log of the task's latest attempt (or of attempt N)."""
     project = open_project()
     attempt = _latest_attempt(project, task_id)
+    if number is not None:
+        attempts = project.store.attempts(task_id=task_id)
+        attempt = next((a for a in attempts if a.number == number), None)
+        if attempt is None:
+            raise UsageError(f"task {task_id} has no attempt {number} (it has {len(attempts)})",
+                             hint=f"`claw show {task_id}` lists its attempts")
     path = project.attempt_dir(attempt.id) / "agent.log"
     position = 0
     while True:
@@ -922,11 +929,12 @@ def stats(
         console.print(f"model calls: {data['calls']['total']} ("
                       + ", ".join(f"{n} {s}" for s, n in sorted(data["calls"]["by_status"].items()))
                       + (f"), latency p50 {p50:.0f} ms" if p50 is not None else ")"))
-    for title, key in (("agent", "per_agent"), ("task", "per_task")):
+    for title, key in (("agent", "per_agent"), ("task (by id)", "per_task")):
         table = Table(box=None, pad_edge=False)
         for column in (title, "attempts", "outcomes", "tokens", "cost", "busy"):
             table.add_column(column, justify="right" if column in ("attempts", "tokens", "cost", "busy") else "left")
-        for name, row in data[key].items():
+        entries = sorted(data[key].items(), key=lambda item: int(item[0]) if key == "per_task" else str(item[0]))
+        for name, row in entries:
             label = f"{name} {row['title'][:40]}" if key == "per_task" else str(name)
             table.add_row(escape(label), str(row["attempts"]),
                           ", ".join(f"{n} {s}" for s, n in sorted(row["outcomes"].items())),
