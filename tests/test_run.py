@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -311,7 +312,7 @@ def test_log_follow_prints_the_agent_output_until_the_attempt_ends(repo):
         [f"line {i}" for i in range(1, 6)]
 
 
-def test_log_of_an_earlier_attempt_and_stats_tasks_by_id(repo):
+def test_log_of_an_earlier_attempt_stats_by_id_and_a_requeued_task_shows_no_old_time(repo):
     counter = repo.parent / "runs"
     agent = agent_script(repo, "counting", f"""
         echo x >> {counter}
@@ -324,6 +325,8 @@ def test_log_of_an_earlier_attempt_and_stats_tasks_by_id(repo):
     claw(repo, "add", "second, runs first", "--priority", "9")
     claw(repo, "run")
     assert claw(repo, "retry", "1").returncode == 0
+    row = next(line for line in claw(repo, "status").stdout.splitlines() if "first, runs last" in line)
+    assert " queued " in row and not re.search(r"\d+s\b", row), row  # not the old attempt's time
     claw(repo, "run")
     assert claw(repo, "log", "1", "--attempt", "1").stdout.startswith("run number 2 of task 1")
     assert claw(repo, "log", "1").stdout.startswith("run number 3 of task 1")

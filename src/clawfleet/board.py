@@ -106,7 +106,8 @@ def task_rows(project: Project, tasks: list[Task], now: float | None = None) -> 
             row.agent = f"{'+'.join(dict.fromkeys(task.agents)) or row.agent} ×{task.best_of}"
         if attempt:
             row.attempt_id, row.ai_review = attempt.id, attempt.ai_review
-            row.elapsed_s = (attempt.finished_at or now) - attempt.started_at
+            if task.state != TaskState.queued:  # queued again: the old attempt's time is not this one's
+                row.elapsed_s = (attempt.finished_at or now) - attempt.started_at
             metered, dollars = project.store.llm_spend(attempt_id=attempt.id)
             row.tokens = max(attempt.tokens, metered)
             row.cost = dollars if metered or dollars else None
