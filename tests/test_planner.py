@@ -69,6 +69,16 @@ def test_without_a_terminal_the_plan_file_lines_are_not_wrapped(tmp_path):
     assert f"then queue it with: claw add -f {path}\n" in result.stdout, result.stdout
 
 
+def test_keys_a_plan_does_not_take_are_dropped_with_a_warning(repo):
+    plan = {"tasks": [{**PLAN["tasks"][0], "priority": 5, "owner": "me"}], "notes": "x"}
+    with ScriptedServer(Script.from_rules([{"steps": [{"text": json.dumps(plan)}]}])) as server:
+        planner_config(repo, server)
+        result = claw(repo, "plan", "Add an export feature", "--yes")
+    assert result.returncode == 0, result.stderr
+    assert "warning: the plan's `notes`, `owner`, `priority` are not a plan's key" in result.stderr, result.stderr
+    assert [t["title"] for t in status_json(repo)] == [PLAN["tasks"][0]["title"]]
+
+
 def test_edited_plan_file_queues_as_written(repo):
     drafts = parse_plan(json.dumps(PLAN))
     drafts[1].title = "Add the export command (edited)"

@@ -191,7 +191,8 @@ def plan(
 
     project = open_project()
     with err_console.status("planning..."):
-        drafts = propose(project, goal, agent)
+        drafts = propose(project, goal, agent,
+                         warn=lambda message: err_console.print(f"[yellow]warning:[/] {escape(message)}"))
     path = plan_path(project, goal)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_task_file(drafts, heading=goal))

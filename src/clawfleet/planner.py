@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
@@ -67,8 +67,9 @@ def plan_prompt(project: Project, goal: str, max_files: int = 300) -> str:
                               agents_md=agents_md.read_text().strip() if agents_md.exists() else "(none)")
 
 
-def parse_plan(text: str) -> list[TaskDraft]:
-    """Drafts from a model's reply (JSON, possibly fenced); a clear error when it is not a plan."""
+def parse_plan(text: str, warn: Callable[[str], None] = lambda message: None) -> list[TaskDraft]:
+    """Drafts from a model's reply (JSON, possibly fenced); a clear error when it is not a plan.
+    Keys a plan does not take are dropped, and `warn` is told which (a model may mean them)."""
     match = re.search(r"\{.*\}", text, re.S)
     if match is None:
         raise ClawError("the planner's model did not reply with JSON",
@@ -78,6 +79,13 @@ def parse_plan(text: str) -> list[TaskDraft]:
     except (ValueError, ValidationError) as error:
         raise ClawError(f"the planner's model replied with an invalid plan: {str(error)[:300]}",
                         hint="run `claw plan` again, or write the tasks file by hand") from None
+    raw = json.loads(match.group(0))
+    unknown = sorted({key for task in raw.get("tasks", []) if isinstance(task, dict) for key in task}
+                     - set(PlannedTask.model_fields))
+    if set(raw) - {"tasks"} or unknown:
+        warn("the plan's " + ", ".join(f"`{key}`" for key in [*sorted(set(raw) - {"tasks"}), *unknown])
+             + f" {'is' if len(unknown) + len(set(raw) - {'tasks'}) == 1 else 'are'} not a plan's key"
+             + f" (it takes {', '.join(PlannedTask.model_fields)}): dropped")
     drafts = []
     for number, task in enumerate(reply.tasks, 1):
         depends = sorted({n for n in task.depends_on if 1 <= n < number})  # earlier only: no cycles
@@ -87,13 +95,14 @@ def parse_plan(text: str) -> list[TaskDraft]:
     return drafts
 
 
-def propose(project: Project, goal: str, agent_name: str | None = None) -> list[TaskDraft]:
+def propose(project: Project, goal: str, agent_name: str | None = None,
+            warn: Callable[[str], None] = lambda message: None) -> list[TaskDraft]:
     """Ask the model of a built-in agent for a plan."""
     from .agents.builtin import model_for
 
     model = model_for(project.config, agent_name or "builtin", "planner")
     reply = model.complete([{"role": "user", "content": plan_prompt(project, goal)}])
-    return parse_plan(reply.text)
+    return parse_plan(reply.text, warn)
 
 
 def queue_drafts(store: Store, drafts: Sequence[TaskDraft], *, kind: str = "feature",
