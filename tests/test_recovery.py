@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
 import signal
 import subprocess
 import sys
 import time
+from contextlib import closing
 
 from clawfleet.procs import pid_alive
 
@@ -76,7 +79,6 @@ def test_runner_killed_with_its_agent_is_marked_crashed_and_retried(repo):
     task = status_json(repo)[0]
     runner_pid = task["latest_attempt"]["pid"]
     agent_pid = int((starts / "1").read_text().split()[0])
-    import os
     os.killpg(runner_pid, signal.SIGKILL)  # the runner dies without writing a status
     wait_for(lambda: not pid_alive(runner_pid))
     result = claw(repo, "run")
@@ -135,3 +137,74 @@ def test_a_kill_before_the_fork_then_a_cancel_frees_the_workspace_at_the_next_ru
     result = claw(repo, "run")
     assert result.returncode == 0, result.stderr
     assert in_use_workspaces(repo) == []
+
+
+def test_a_timeout_kills_a_daemon_the_agent_started_in_a_session_of_its_own(repo):
+    pidfile = repo.parent / "daemon.pid"
+    agent = agent_script(repo, "forker", f"""
+        setsid bash -c 'trap "" TERM; echo $$ > {pidfile}; exec sleep 317' &
+        sleep 60
+        """)
+    configure(repo, {"forker": agent}, timeout=3)
+    claw(repo, "add", "leave a daemon")
+    result = claw(repo, "run")
+    assert result.returncode == 0, result.stderr
+    assert status_json(repo)[0]["latest_attempt"]["state"] == "timed_out"
+    daemon = int(pidfile.read_text())
+    try:
+        wait_for(lambda: not pid_alive(daemon), timeout=5)
+    finally:
+        if pid_alive(daemon):
+            os.kill(daemon, signal.SIGKILL)  # not left running by a failed test
+
+
+def test_an_attempt_whose_head_commit_git_does_not_know_fails_alone_at_recovery(repo):
+    starts = repo.parent / "starts"
+    starts.mkdir()
+    agent = agent_script(repo, "writer", f"""
+        touch {starts}/$CLAW_TASK_ID
+        sleep 2
+        echo "work of $CLAW_TASK_ID" > "out-$CLAW_TASK_ID.txt"
+        """)
+    configure(repo, {"writer": agent}, slots=2)
+    for title in ("one", "two"):
+        claw(repo, "add", title)
+    orchestrator = subprocess.Popen([sys.executable, "-m", "clawfleet.cli", "run"], cwd=repo,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: len(list(starts.iterdir())) == 2)
+    orchestrator.send_signal(signal.SIGKILL)
+    orchestrator.wait()
+    attempts = {t["id"]: t["latest_attempt"]["id"] for t in status_json(repo)}
+    folders = {task: repo / ".claw" / "run" / "attempts" / str(attempt) for task, attempt in attempts.items()}
+    wait_for(lambda: all((folder / "status.json").exists() for folder in folders.values()))
+    # Task 1's runner reports a head commit the repository does not have (lost, or garbage).
+    status = json.loads((folders[1] / "status.json").read_text())
+    status["head_commit"] = "0123456789abcdef0123456789abcdef01234567"
+    (folders[1] / "status.json").write_text(json.dumps(status))
+
+    for _ in range(2):  # and the run after it is not stopped either
+        result = claw(repo, "run")
+        assert result.returncode == 0, result.stderr
+    tasks = {t["id"]: t for t in status_json(repo)}
+    assert tasks[2]["state"] == "merged"
+    assert tasks[1]["state"] == "failed"
+    shown = json.loads(claw(repo, "show", "1", "--json").stdout)
+    assert "0123456789abcdef0123456789abcdef01234567" in shown["attempts"][0]["reason"]
+
+
+def test_an_approved_attempt_whose_head_commit_is_lost_fails_alone_and_the_rest_land(repo):
+    configure(repo, {"writer": agent_script(repo, "writer", 'echo "$CLAW_TASK_ID" > "out-$CLAW_TASK_ID.txt"\n')},
+              slots=2)
+    claw(repo, "add", "one")
+    claw(repo, "add", "two")
+    # Killed right after task 1 was approved: it waits to land, task 2 is still running.
+    assert claw(repo, "run", env={"CLAW_FAULT": "decided"}).returncode == -signal.SIGKILL
+    lost = "0123456789abcdef0123456789abcdef01234567"
+    with closing(sqlite3.connect(repo / ".claw" / "run" / "claw.db")) as db, db:
+        db.execute("UPDATE attempts SET head_commit = ? WHERE task_id = 1", (lost,))  # gone from git
+    for _ in range(2):  # this run, and the one after it, go on
+        result = claw(repo, "run")
+        assert result.returncode == 0, result.stderr
+    tasks = {t["id"]: t for t in status_json(repo)}
+    assert tasks[2]["state"] == "merged"
+    assert tasks[1]["state"] == "failed" and lost in tasks[1]["reason"]

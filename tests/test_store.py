@@ -294,3 +294,51 @@ def test_opening_the_store_to_read_does_not_wait_for_a_writer(db_path):
         reader.close()
     finally:
         holder.execute("ROLLBACK")
+
+
+def _damage_pages(db: Path) -> None:
+    """Overwrite the middle third of the database file with garbage, as a bad disk would."""
+    size = db.stat().st_size
+    with open(db, "r+b") as handle:
+        handle.seek(size // 3)
+        handle.write(b"\xa5" * (size // 3))
+
+
+def test_a_damaged_store_after_an_unclean_stop_is_refused_and_read_in_one_line(repo):
+    from test_run import configure
+    from conftest import agent_script
+
+    configure(repo, {"writer": agent_script(repo, "writer", "echo hi > hi.txt\n")})
+    for n in range(30):
+        assert claw(repo, "add", f"task {n}", "--body", "words " * 300).returncode == 0
+    # Killed mid-run: the -wal file stays, the mark of an unclean stop.
+    assert claw(repo, "run", env={"CLAW_FAULT": "before-fork"}).returncode == -9
+    db = repo / ".claw" / "run" / "claw.db"
+    assert db.with_name("claw.db-wal").exists()
+    _damage_pages(db)
+
+    added = claw(repo, "add", "one more")
+    assert added.returncode == 1
+    assert "the store" in added.stderr and "is damaged" in added.stderr and ".recover" in added.stderr
+    written = db.read_bytes() + (db.with_name("claw.db-wal").read_bytes() if db.with_name("claw.db-wal").exists() else b"")
+    assert b"one more" not in written
+    shown = claw(repo, "status")
+    assert shown.returncode == 1
+    assert "Traceback" not in shown.stderr
+    assert "is damaged" in shown.stderr.splitlines()[0]
+
+
+def test_an_emptied_store_where_attempts_ran_is_not_a_new_store(repo):
+    from test_run import configure
+    from conftest import agent_script
+
+    configure(repo, {"writer": agent_script(repo, "writer", "echo hi > hi.txt\n")})
+    claw(repo, "add", "task")
+    assert claw(repo, "run").returncode == 0
+    db = repo / ".claw" / "run" / "claw.db"
+    db.write_bytes(b"")  # a full disk, a bad copy
+    for args in (("status",), ("add", "another")):
+        result = claw(repo, *args)
+        assert result.returncode == 1
+        assert "is empty, but attempts ran here" in result.stderr and "Traceback" not in result.stderr
+    assert db.stat().st_size == 0

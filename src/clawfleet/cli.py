@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 import time
 from dataclasses import asdict
@@ -40,6 +41,7 @@ from .models import AttemptState, Importance, Task, TaskState
 from .printable import escape, printable
 from .project import Project, initialize
 from .runner import AttemptStatus
+from .store import damaged
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Run a fleet of coding agents on one git repository, in parallel, and land "
@@ -981,6 +983,12 @@ def _usage_error(error: ClickException) -> UsageError:
     return UsageError(error.format_message(), hint=f"{where} says what it takes")
 
 
+def _print_error(error: ClawError) -> None:
+    err_console.print(f"[red]error:[/] {escape(error.message)}")
+    if error.hint:
+        err_console.print(f"[dim]hint:[/] {escape(error.hint)}")
+
+
 def main() -> None:
     try:
         _refuse_undecodable_arguments(sys.argv[1:])
@@ -997,9 +1005,7 @@ def main() -> None:
             raise _usage_error(error) if isinstance(error, ClickUsageError) else ClawError(error.format_message())
         sys.exit(code if isinstance(code, int) else 0)  # typer.Exit(n) comes back as n
     except ClawError as error:
-        err_console.print(f"[red]error:[/] {escape(error.message)}")
-        if error.hint:
-            err_console.print(f"[dim]hint:[/] {escape(error.hint)}")
+        _print_error(error)
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted: running attempts go on; `claw run` again reattaches to them")
@@ -1008,12 +1014,28 @@ def main() -> None:
         from . import disk
 
         where = disk.full_disk_of(error, Path.cwd())
+        if where is None and _is_damage(error):  # a page went bad after the store was opened
+            _print_error(_damaged_store(error))
+            sys.exit(1)
         if where is None:
             raise
         full = disk.DiskFull(where)  # anywhere a write failed: one line, never a traceback
         err_console.print(f"[red]error:[/] {escape(full.message)}")
         err_console.print(f"[dim]hint:[/] {escape(full.hint)}")
         sys.exit(full.exit_code)
+
+
+def _is_damage(error: Exception) -> bool:
+    return isinstance(error, sqlite3.DatabaseError) and \
+        any(words in str(error) for words in ("malformed", "not a database", "corrupt"))
+
+
+def _damaged_store(error: sqlite3.DatabaseError) -> ClawError:
+    try:
+        path = Project.find().run_dir / "claw.db"
+    except ClawError:
+        path = Path(".claw/run/claw.db")
+    return damaged(path, str(error))
 
 
 if __name__ == "__main__":

@@ -40,3 +40,7 @@ class NotFound(ClawError):
 
 class StoreBusy(ClawError):
     """The database stayed locked past the busy timeout."""
+
+
+class StoreDamaged(ClawError):
+    """The database file is corrupt (or was emptied): nothing more is written into it."""

@@ -110,6 +110,7 @@ class Orchestrator:
                 # Agents could move refs or plant hooks: watch what they could touch.
                 self.refs = refwatch.RefWatch(self.project, attempts_ran=bool(self.running()))
             self.collect()  # reattach or collect what a previous orchestrator left
+            self._fail_lost_heads()
             filling: Future | None = None
             while True:
                 ended = self.collect() + self.stop_over_budget() + self.collect_reviews()
@@ -408,6 +409,23 @@ class Orchestrator:
                 self._could_not_finish(attempt, error)
             ended += 1
         return ended
+
+    def _fail_lost_heads(self) -> None:
+        """Fail each waiting attempt whose head commit git no longer has (a branch deleted and
+        collected, a store copied from elsewhere): landing or reviewing it would stop this run
+        and every later one at the same git error, with the other tasks behind it."""
+        for attempt in self.store.attempts(states=[AttemptState.ready, AttemptState.approved]):
+            if attempt.head_commit and git.rev(self.project.root, attempt.head_commit) is None:
+                reason = (f"its head commit {attempt.head_commit} is not in the repository: "
+                          "there is nothing to review or land")
+                task = self.store.get_task(attempt.task_id)
+                waiting = task.state in (TaskState.review, TaskState.approved) and \
+                    self.store.latest_attempt(task.id).id == attempt.id
+                # (a task in review cannot fail, by the task model: no person can approve it)
+                moved = {TaskState.approved: TaskState.failed, TaskState.review: TaskState.rejected}
+                self.store.finish_attempt(attempt.id, AttemptState.failed, "attempt.failed", reason=reason,
+                                          task_state=moved[task.state] if waiting else None, task_reason=reason)
+                self.on_event(f"task {task.id}: attempt {attempt.number} failed: {reason}")
 
     def _restart(self, attempt: Attempt) -> None:
         """Start again an attempt whose runner never started (the orchestrator was killed

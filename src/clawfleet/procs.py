@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import os
 import re
 import select
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections import deque
@@ -65,6 +67,77 @@ def cmdline(pid: int) -> list[str]:
         return []
 
 
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Adopt every orphan among this process's descendants (Linux): a daemon an agent started
+    with `setsid`, outside every group we know, then stays below us, for `kill_descendants`."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _processes() -> list[tuple[int, int, int, str]]:
+    """(pid, ppid, pgid, state) of every process that can be read from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if len(fields) > 2:
+                found.append((int(entry), int(fields[1]), int(fields[2]), fields[0]))
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below `pid`, children first."""
+    children: dict[int, list[int]] = {}
+    for child, parent, _, state in _processes():
+        if state != "Z":
+            children.setdefault(parent, []).append(child)
+    found, queue = [], deque(children.get(pid, []))
+    while queue:
+        child = queue.popleft()
+        found.append(child)
+        queue.extend(children.get(child, []))
+    return found
+
+
+def kill_descendants(rounds: int = 5) -> int:
+    """SIGKILL everything below this process (a subreaper: the orphans it adopted too, whatever
+    session or group they moved to) and reap what were its own; return how many were killed."""
+    killed = 0
+    for _ in range(rounds):  # a process forking as it dies may leave a new child: look again
+        found = descendants(os.getpid())
+        if not found:
+            break
+        for pid in found:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except (ProcessLookupError, PermissionError):
+                pass
+        time.sleep(0.02)
+        _reap_adopted()
+    return killed
+
+
+def _reap_adopted(pgid: int | None = None) -> None:
+    """Collect zombies this process adopted as a subreaper (in group `pgid`, never its leader,
+    which is a child someone waits for): a zombie counts as a member of its group, and
+    `kill_group` would wait out its grace for it."""
+    me = os.getpid()
+    for pid, parent, group, state in _processes():
+        if state == "Z" and parent == me and pid != group and (pgid is None or group == pgid):
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+
+
 def kill_group(pgid: int, grace: float = KILL_GRACE_S, reap: Callable[[], object] | None = None) -> None:
     """SIGTERM a process group, then SIGKILL whatever is left after `grace` seconds.
 
@@ -83,6 +156,7 @@ def kill_group(pgid: int, grace: float = KILL_GRACE_S, reap: Callable[[], object
             os.killpg(pgid, 0)
         except ProcessLookupError:
             return
+        _reap_adopted(pgid)
         time.sleep(0.05)
     try:
         os.killpg(pgid, signal.SIGKILL)

@@ -35,7 +35,7 @@ from .containment import contain, workspace_reach
 from .errors import ClawError
 from .memory import OUTBOX_DIR, OUTBOX_ENV
 from .models import AttemptState, Importance, Task
-from .procs import ChildGroups
+from .procs import ChildGroups, become_subreaper, kill_descendants
 from .prompt import render_next_turn, render_prompt
 from .sandbox import SandboxPolicy
 
@@ -432,6 +432,9 @@ def main(argv: list[str]) -> int:
     attempt_dir = Path(argv[0])
     private.restrict_process()  # the runner's files, its agent's and its checks': 0600
     (attempt_dir / "runner.pid").write_text(str(os.getpid()))
+    # Whatever the agent starts stays below the runner, a daemon that left its session too:
+    # all of it is killed when the attempt ends (a timeout left one running, as an orphan).
+    become_subreaper()
     signal.signal(signal.SIGTERM, _stop)
     runner = None
     try:
@@ -453,6 +456,7 @@ def main(argv: list[str]) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if runner is not None:
             runner.children.kill_all()
+        kill_descendants()
     if runner is not None:
         status.input_tokens = status.input_tokens or runner.input_tokens
         status.output_tokens = status.output_tokens or runner.output_tokens

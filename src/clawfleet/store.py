@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import disk
-from .errors import ClawError, NotFound, StoreBusy
+from .errors import ClawError, NotFound, StoreBusy, StoreDamaged
 from .models import (
     GAVE_UP,
     LANDED,
@@ -76,6 +76,28 @@ def _private_file(path: Path) -> None:
         private.narrow(name)
 
 
+def damaged(path: Path, problem: str) -> StoreDamaged:
+    """The error for a corrupt store, with the way back: what SQLite can still read, recovered
+    into a new file that takes the damaged one's place (kept beside it)."""
+    return StoreDamaged(
+        f"the store {path} is damaged ({problem}); clawfleet writes nothing more into it",
+        hint=f"with no claw process running: sqlite3 {path} .recover | sqlite3 {path}.recovered "
+             f"&& mv {path} {path}.damaged && rm -f {path}-wal {path}-shm && mv {path}.recovered {path}")
+
+
+def _refuse_emptied(path: Path) -> None:
+    """A zero-length store in a folder where attempts ran was emptied (a full disk, a bad
+    copy), not never made: starting afresh there would forget every task silently."""
+    try:
+        empty = path.stat().st_size == 0
+    except OSError:
+        return
+    if empty and (path.parent / "attempts").is_dir() and not path.with_name(path.name + "-wal").exists():
+        raise StoreDamaged(f"the store {path} is empty, but attempts ran here ({path.parent / 'attempts'})",
+                           hint=f"put back a copy of {path} if you have one; to start afresh, "
+                                f"move {path} away (the attempt folders stay)")
+
+
 def _is_busy(error: sqlite3.OperationalError) -> bool:
     return "locked" in str(error) or "busy" in str(error)
 
@@ -118,6 +140,12 @@ class Store:
             busy_timeout = _env_busy_timeout()
         self.path = path
         self.full = False   # the disk is full: opened read-only, every write says so
+        _refuse_emptied(path)
+        # A -wal file left when no process has the store open means the last writer stopped
+        # uncleanly (a clean close checkpoints and removes it): check the pages before the first
+        # write, so a damaged store is not written deeper into. Another claw process may hold it
+        # open too; the check is then merely early (milliseconds on a store of this size).
+        self._check_before_writing = path.with_name(path.name + "-wal").exists()
         _private_file(path)
         self._db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None,
                                    check_same_thread=False)
@@ -135,6 +163,8 @@ class Store:
                 raise
             self._open_read_only()
         except sqlite3.DatabaseError as error:
+            if "malformed" in str(error):
+                raise damaged(path, str(error)) from None
             raise ClawError(f"{path} is not a clawfleet database ({error})",
                             hint="move it away; clawfleet makes a new one") from None
 
@@ -157,6 +187,8 @@ class Store:
         """One write transaction, taken up front so writers queue instead of deadlocking."""
         if self.full:
             raise disk.DiskFull(self.path.parent)
+        if self._check_before_writing:
+            self.check()
         try:
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as error:
@@ -182,6 +214,16 @@ class Store:
 
     def _full_or(self, error: BaseException) -> BaseException:
         return disk.DiskFull(self.path.parent) if disk.full_disk_of(error, self.path) else error
+
+    def check(self) -> None:
+        """Raise StoreDamaged unless SQLite's `quick_check` finds every page sound."""
+        try:
+            problems = [row[0] for row in self._db.execute("PRAGMA quick_check")]
+        except sqlite3.DatabaseError as error:
+            problems = [str(error)]
+        if problems != ["ok"]:
+            raise damaged(self.path, problems[0])
+        self._check_before_writing = False
 
     def _migrate(self) -> None:
         migrations = _migrations()
