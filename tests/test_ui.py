@@ -91,3 +91,14 @@ def test_the_board_shows_titles_with_escape_sequences_escaped(repo):
     assert getattr(title, "plain", title) == "fix \\x1b]0;pwned\\x07 [bold]it"  # neither obeyed nor markup
     detail = FleetApp(project)._detail_text(row.id)
     assert "\x1b" not in detail and "\\x1b]0;pwned\\x07" in detail
+
+
+def test_a_cut_title_or_note_ends_in_an_ellipsis(repo):
+    from clawfleet.board import TaskRow
+
+    row = TaskRow(1, "t" * 70, "builtin", "failed", note="n" * 100)
+    cells = FleetApp._cells(row)
+    title, note = str(cells[1]), str(cells[-1])
+    assert len(title) == 60 and title.endswith("…") and len(note) == 80 and note.endswith("…")
+    two_lines = FleetApp._cells(TaskRow(2, "short", "builtin", "failed", note="first line\nsecond"))
+    assert str(two_lines[1]) == "short" and str(two_lines[-1]) == "first line…"

@@ -118,10 +118,10 @@ class FleetApp(App):
         if row.ai_review == "running":
             state.append(" AI reading", style="dim")
         # Text, not str: a title is shown as it is, never read as markup or sent to the terminal raw.
-        return [str(row.id), Text(printable(row.title[:60])), Text(printable(row.agent)), state,
+        return [str(row.id), Text(_cut(printable(row.title), 60)), Text(printable(row.agent)), state,
                 ago(row.elapsed_s) if row.elapsed_s is not None else "",
                 f"{row.tokens:,}" if row.tokens else "", f"${row.cost:.4f}" if row.cost is not None else "",
-                Text(printable((row.note.splitlines() or [""])[0][:80]))]
+                Text(_cut(printable(row.note.strip()), 80))]
 
     def selected_id(self) -> int | None:
         table = self.query_one("#tasks", DataTable)
@@ -147,7 +147,7 @@ class FleetApp(App):
         attempt = store.latest_attempt(task_id)
         lines = [f"[bold]task {task.id}[/]: {escape(task.title)} ({task.state}, {task.importance})"]
         if task.reason:
-            lines.append(escape(task.reason.strip()[:400]))
+            lines.append(escape(_cut(task.reason.strip(), 400, f" (`claw show {task.id}` has it all)")))
         if attempt is not None:
             comments = ai_comments(store, attempt)
             if comments:
@@ -216,3 +216,12 @@ def _tail(path: Path, lines: int) -> str:
     except OSError:
         return ""
     return "\n".join(line[:200] for line in text.strip().splitlines()[-lines:])
+
+
+def _cut(text: str, limit: int, more: str = "") -> str:
+    """The first line of `text` within `limit` characters, ending in "…" (and `more`) where
+    anything was left out: a cut shows."""
+    lines = text.splitlines() or [""]
+    if len(lines) == 1 and len(lines[0]) <= limit:
+        return lines[0]
+    return lines[0][:limit - 1].rstrip() + "…" + more
