@@ -876,12 +876,20 @@ def gateway_script(
 
 
 @app.command("mcp")
-def mcp_server() -> None:
-    """Serve this repository's fleet over MCP on stdio (tools: add_task, list_tasks, task_status,
-    search_memory, add_memory), for any MCP client; e.g. `claude mcp add claw -- claw mcp`."""
-    from .mcp import serve
+def mcp_server(
+    http: Annotated[bool, typer.Option("--http", help="Serve streamable HTTP on 127.0.0.1 instead of stdio "
+                                                      "(bearer token: $CLAW_MCP_TOKEN or .claw/run/mcp.token).")] = False,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="The HTTP port (0: any free one).")] = 8766,
+) -> None:
+    """Serve this repository's fleet over MCP (protocol 2025-11-25 and 2026-07-28), for any MCP
+    client; e.g. `claude mcp add claw -- claw mcp`. Tools: add_task, list_tasks, task_status,
+    show_task, approve, reject, status, list_skills, search_memory, add_memory."""
+    from .mcp import serve, serve_http
 
-    serve(open_project())
+    if http:
+        serve_http(open_project(), port, announce=lambda line: err_console.print(line, highlight=False, soft_wrap=True))
+    else:
+        serve(open_project())
 
 
 @app.command()

@@ -1,11 +1,18 @@
-"""`claw mcp`: the fleet as an MCP server on stdio (the official `mcp` SDK).
+"""`claw mcp`: the fleet as an MCP server (the official `mcp` SDK), on stdio or streamable HTTP.
 
-Any MCP client (Claude Code, Codex, an agent inside the fleet) can queue tasks, read their
-status and use the fleet's memory. Tools return plain JSON-able data; a ClawError becomes a
-tool error carrying its message and hint.
+Any MCP client (Claude Code, Codex, an agent inside the fleet) can queue tasks, follow them,
+approve or reject them, and use the fleet's memory; a task's agent log and diff are resources
+(claw://task/{id}/log, claw://task/{id}/diff). Tools return plain JSON-able data; a ClawError
+becomes a tool error carrying its message.
 
-Started inside an attempt (an agent's own MCP client), it writes nothing to the store: a note
-goes to the attempt's outbox, as `claw memory add` does there, and queueing a task is refused.
+Both protocol eras are served, by the SDK: 2025-11-25 (an `initialize` handshake) and the
+stateless 2026-07-28 (`server/discover`, no session). Over HTTP (`--http`) the server is
+stateless, on 127.0.0.1 only, behind a bearer token checked, with the body's size, by the
+webhook's `Guard` before a byte of the body is read.
+
+Started inside an attempt (an agent's own MCP client), it writes nothing to the store and
+decides nothing: a note goes to the attempt's outbox, as `claw memory add` does there, and
+queueing, approving or rejecting a task is refused (an agent must never approve itself).
 
     claude mcp add claw -- claw mcp
 """
@@ -23,13 +30,11 @@ from .project import Project
 
 
 def _sdk():
-    """The SDK's server class and the error a tool raises on purpose (mcp 2, or mcp 1's names)."""
-    try:
-        from mcp.server.mcpserver import MCPServer
-        from mcp.server.mcpserver.exceptions import ToolError
-    except ImportError:
-        from mcp.server.fastmcp import FastMCP as MCPServer
-        from mcp.server.fastmcp.exceptions import ToolError
+    """The SDK's server class and the error a tool raises on purpose (mcp 2: the first to serve
+    the 2026-07-28 protocol next to 2025-11-25)."""
+    from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver.exceptions import ToolError
+
     return MCPServer, ToolError
 
 
@@ -45,11 +50,17 @@ def _note(note) -> dict[str, Any]:
 
 INSIDE = ("inside an attempt the fleet's tasks and memory are the person's: an agent cannot queue "
           "a task (a note goes to its outbox)")
+INSIDE_REVIEW = ("inside an attempt an agent cannot approve or reject a task: review is the person's")
+TOKEN_ENV = "CLAW_MCP_TOKEN"
+TOKEN_FILE = "mcp.token"
+DEFAULT_PORT = 8766
+MAX_BODY = 1 << 20
 
 
 def build_server(project: Project):
     """The MCP server with the fleet's tools, bound to `project`."""
-    from . import memory
+    from . import git, memory, skills
+    from .channels import commands
 
     server_class, ToolError = _sdk()  # a ToolError's message reaches the client; other errors' do not
     server = server_class(
@@ -109,6 +120,62 @@ def build_server(project: Project):
                     for a in project.store.attempts(task_id=task_id)]
         return {**_task(task), "body": task.body, "feedback": task.feedback, "attempts": attempts}
 
+    def review_call(action):
+        # Inside an attempt the agent would be judging its own work: refused before anything is read.
+        if inside:
+            raise ToolError(INSIDE_REVIEW)
+        try:
+            reply = action()
+        except ClawError as error:
+            raise ToolError(str(error)) from None
+        return {"text": reply.text, **reply.data}
+
+    @server.tool()
+    def show_task(task_id: int) -> dict[str, Any]:
+        """A task with its latest attempt's summary and the files it changed (+/- lines)."""
+        try:
+            reply = commands.show(project, task_id)
+        except ClawError as error:
+            raise ToolError(str(error)) from None
+        return {"text": reply.text, **reply.data}
+
+    @server.tool()
+    def approve(task_id: int) -> dict[str, Any]:
+        """Approve the task's attempt waiting for review: it lands with the next merge."""
+        return review_call(lambda: commands.approve(project, task_id, by="mcp"))
+
+    @server.tool()
+    def reject(task_id: int, feedback: str | None = None) -> dict[str, Any]:
+        """Reject the task's attempt waiting for review. With feedback the task goes back to the
+        queue and a new attempt gets the feedback; without, the task is rejected."""
+        return review_call(lambda: commands.reject(project, task_id, feedback))
+
+    @server.tool()
+    def status() -> dict[str, Any]:
+        """The fleet at a glance: tasks by state, and the open ones."""
+        reply = commands.status(project)
+        return {"text": reply.text, **reply.data}
+
+    @server.tool()
+    def list_skills() -> list[dict[str, str]]:
+        """The project's skills (skills/NAME/SKILL.md): name, description, path."""
+        found, _problems = skills.discover(project.root)
+        return [skill.to_dict() for skill in found]
+
+    @server.resource("claw://task/{task_id}/log", name="agent log", mime_type="text/plain",
+                     description="The agent's log of the task's latest attempt (redacted).")
+    def task_log(task_id: int) -> str:
+        attempt = _latest_attempt(project, task_id)
+        path = project.attempt_dir(attempt.id) / "agent.log"
+        return project.redactor.text(path.read_text(errors="replace")) if path.exists() else ""
+
+    @server.resource("claw://task/{task_id}/diff", name="diff", mime_type="text/x-diff",
+                     description="The changes of the task's latest attempt against its base commit.")
+    def task_diff(task_id: int) -> str:
+        attempt = _latest_attempt(project, task_id)
+        head = attempt.head_commit or git.branch_tip(project.root, attempt.branch) or attempt.base_commit
+        return git.diff(project.root, attempt.base_commit, head)
+
     @server.tool()
     def search_memory(query: str, limit: int = 5) -> list[dict[str, Any]]:
         """The fleet's notes most relevant to some words (BM25), best first, with provenance."""
@@ -140,6 +207,58 @@ def build_server(project: Project):
     return server
 
 
+def _latest_attempt(project: Project, task_id: int):
+    project.store.get_task(task_id)
+    attempt = project.store.latest_attempt(task_id)
+    if attempt is None:
+        raise ClawError(f"task {task_id} has no attempt yet", hint="`claw run` starts queued tasks")
+    return attempt
+
+
 def serve(project: Project) -> None:
     """Run the MCP server on stdin/stdout until the client closes it."""
     build_server(project).run("stdio")
+
+
+def mcp_token(project: Project) -> str:
+    """$CLAW_MCP_TOKEN, else the one kept in .claw/run/mcp.token (made once), as the webhook's."""
+    from .channels.webhook import bearer_token
+
+    return bearer_token(project, TOKEN_ENV, TOKEN_FILE)
+
+
+def http_app(project: Project, token: str, max_body: int = MAX_BODY):
+    """The stateless streamable-HTTP app at /mcp, behind the webhook's `Guard`."""
+    from .channels.webhook import Guard
+
+    app = build_server(project).streamable_http_app(stateless_http=True, json_response=True)
+    return Guard(app, token, max_body, limit_hint="send less")
+
+
+def serve_http(project: Project, port: int = DEFAULT_PORT, announce=lambda line: None) -> None:
+    """Serve MCP over streamable HTTP on 127.0.0.1:`port` (0: any free port) until Ctrl-C."""
+    import errno
+    import socket
+
+    import uvicorn
+
+    token = mcp_token(project)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError as error:
+        sock.close()
+        if error.errno == errno.EADDRINUSE:
+            raise ClawError(f"port {port} on 127.0.0.1 is already in use",
+                            hint="pick another --port, or 0 for any free one") from None
+        raise ClawError(f"cannot listen on 127.0.0.1:{port}: {error.strerror}") from None
+    sock.listen(128)  # connections wait in the backlog from now: the URL announced is usable at once
+    where = "$" + TOKEN_ENV if os.environ.get(TOKEN_ENV) else str(project.run_dir / TOKEN_FILE)
+    announce(f"MCP on http://127.0.0.1:{sock.getsockname()[1]}/mcp (bearer token: {where})")
+    # lifespan on: the SDK's session manager runs in it.
+    config = uvicorn.Config(http_app(project, token), log_level="warning", access_log=False, lifespan="on")
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()

@@ -42,10 +42,15 @@ TaskIdParam = Annotated[int, PathParam(ge=1, le=MAX_ID)]
 
 def webhook_token(project: Project) -> str:
     """The token from the configured variable, else the one kept in .claw/run (made once)."""
-    from_env = os.environ.get(project.config.webhook.token_env)
+    return bearer_token(project, project.config.webhook.token_env, TOKEN_FILE)
+
+
+def bearer_token(project: Project, env: str, file_name: str) -> str:
+    """$`env`, else the token kept in .claw/run/`file_name` (made once, readable only by you)."""
+    from_env = os.environ.get(env)
     if from_env:
         return from_env
-    path = project.run_dir / TOKEN_FILE
+    path = project.run_dir / file_name
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -109,10 +114,12 @@ class Guard:
     sent. The body read is handed to the app as one message.
     """
 
-    def __init__(self, app: Any, token: str, max_body: int) -> None:
+    def __init__(self, app: Any, token: str, max_body: int,
+                 limit_hint: str = "send less, or raise [webhook] max_body in .claw/config.toml") -> None:
         self.app = app
         self.token = token.encode()
         self.max_body = max_body
+        self.limit_hint = limit_hint
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -151,8 +158,7 @@ class Guard:
 
     async def _too_large(self, send: Callable) -> None:
         await _answer(send, 413, f"the request body is over {self.max_body:,} bytes",
-                      "send less, or raise [webhook] max_body in .claw/config.toml",
-                      [(b"connection", b"close")])
+                      self.limit_hint, [(b"connection", b"close")])
 
 
 async def _answer(send: Callable, status: int, error: str, hint: str,
