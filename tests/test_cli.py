@@ -501,3 +501,10 @@ def test_add_with_an_agent_that_cannot_run_warns_and_still_queues(repo):
     assert result.returncode == 0 and result.stdout == "1\n", result.stderr
     assert "warning: agent 'mine' cannot run here yet: program 'no-such-program-here' not found" in result.stderr
     assert [t["state"] for t in tasks(repo)] == ["queued"]
+
+
+def test_agents_with_a_broken_config_names_the_config_not_a_missing_project(repo):
+    write_config(repo, '[agents.builtin]\nmodel = "a"\nmodel = "b"\n')
+    for args in (("agents", "--configured"), ("agents",)):
+        result = claw(repo, *args)
+        assert_clean_error(result, "config.toml", "not valid TOML")

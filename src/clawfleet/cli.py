@@ -743,9 +743,9 @@ def _configured_agents():
     from .agents import readiness
     try:
         project = Project.find()
-        config = project.config
     except ClawError:
         return None
+    config = project.config  # a broken config is its own error, not "not in a project"
     names = sorted({*config.agents, config.fleet.default_agent})
     return [readiness(config, name) for name in names]
 
