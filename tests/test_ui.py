@@ -102,3 +102,36 @@ def test_a_cut_title_or_note_ends_in_an_ellipsis(repo):
     assert len(title) == 60 and title.endswith("…") and len(note) == 80 and note.endswith("…")
     two_lines = FleetApp._cells(TaskRow(2, "short", "builtin", "failed", note="first line\nsecond"))
     assert str(two_lines[1]) == "short" and str(two_lines[-1]) == "first line…"
+
+
+def test_reject_and_cancel_ask_first_and_the_selection_stays_put(repo):
+    project = fleet_with_work(repo)
+    seen: dict = {}
+
+    async def drive() -> None:
+        app = FleetApp(project, refresh_s=30)
+        async with app.run_test(size=(160, 40)) as pilot:
+            table = app.query_one("#tasks")
+            await pilot.press("down", "r")                      # task 3: reject? ...
+            await pilot.pause()
+            await pilot.press("n")                              # ... no
+            await pilot.pause()
+            seen["after_no"] = [t["state"] for t in status_json(repo)]
+            await pilot.press("x")                              # cancel task 3? any other key: no
+            await pilot.pause()
+            await pilot.press("j")
+            await pilot.pause()
+            seen["after_other_key"] = [t["state"] for t in status_json(repo)]
+            await pilot.press("r")
+            await pilot.pause()
+            await pilot.press("y")                              # reject task 3: yes
+            await pilot.pause()
+            seen["rows"] = [table.get_row_at(i)[0] for i in range(table.row_count)]
+            seen["selected"] = app.selected_id()
+            await pilot.press("q")
+
+    asyncio.run(drive())
+    assert seen["after_no"] == ["merged", "review", "review", "queued"]
+    assert seen["after_other_key"] == ["merged", "review", "review", "queued"]
+    assert [t["state"] for t in status_json(repo)] == ["merged", "review", "rejected", "queued"]
+    assert seen["rows"] == ["2", "4"] and seen["selected"] == 4   # the row after it, not the top

@@ -47,6 +47,25 @@ class FeedbackScreen(ModalScreen[str | None]):
         self.dismiss(event.value.strip() or None)
 
 
+class ConfirmScreen(ModalScreen[bool]):
+    """Ask before an action that cannot be taken back: `y` does it, anything else does not."""
+
+    BINDINGS = [Binding("y", "dismiss(True)", "Yes"), Binding("n,escape", "dismiss(False)", "No")]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm"):
+            yield Label(f"{self.question} [y/N]")
+
+    def on_key(self, event) -> None:
+        if event.key not in ("y", "n", "escape"):
+            event.stop()
+            self.dismiss(False)
+
+
 class FleetApp(App):
     """Tasks with their live phase, tokens and cost; the selected task's details; the latest events."""
 
@@ -56,7 +75,8 @@ class FleetApp(App):
     #tasks { height: 1fr; }
     #detail { height: auto; max-height: 14; padding: 0 1; border-top: solid $primary; }
     #events { height: auto; max-height: 8; padding: 0 1; color: $text-muted; border-top: solid $primary; }
-    FeedbackScreen { align: center middle; }
+    FeedbackScreen, ConfirmScreen { align: center middle; }
+    #confirm { width: 60%; height: auto; padding: 1 2; border: round $warning; background: $panel; }
     #feedback { width: 80%; height: auto; padding: 1 2; border: round $primary; background: $panel; }
     """
     BINDINGS = [
@@ -99,12 +119,14 @@ class FleetApp(App):
             f" · {totals.tokens_last_hour:,} tokens in the last hour · ${totals.cost_today:.4f} today"
             + ("" if self.show_closed else " · closed tasks hidden (c)"))
         table = self.query_one("#tasks", DataTable)
-        selected = self.selected_id()
+        selected, at = self.selected_id(), table.cursor_row
         table.clear()
         for row in board.rows:
             table.add_row(*self._cells(row), key=str(row.id))
         if selected is not None and any(r.id == selected for r in board.rows):
             table.move_cursor(row=table.get_row_index(str(selected)))
+        elif table.row_count:  # its row went (rejected, cancelled): stay where it was, not at the top
+            table.move_cursor(row=min(at, table.row_count - 1))
         self.query_one("#events", Static).update("\n".join(
             [f"[yellow]conflict ahead:[/] {escape(line)}" for line in board.conflicts]
             + [escape(line) for line in board.events]))
@@ -177,15 +199,29 @@ class FleetApp(App):
 
         self._act("approve", lambda task_id: approve(self.project.store, task_id))
 
+    def _confirm_then_act(self, what: str, act) -> None:
+        task_id = self.selected_id()
+        if task_id is None:
+            return
+        title = self.project.store.get_task(task_id).title
+
+        def decided(yes: bool | None) -> None:
+            if yes:
+                self._act(what, act)
+            else:
+                self.notify(f"task {task_id}: not {what}ed")
+
+        self.push_screen(ConfirmScreen(f"{what.capitalize()} task {task_id} ({printable(title)[:60]})?"), decided)
+
     def action_reject(self) -> None:
         from .review import reject
 
-        self._act("reject", lambda task_id: reject(self.project, task_id))
+        self._confirm_then_act("reject", lambda task_id: reject(self.project, task_id))
 
     def action_cancel_task(self) -> None:
         from .review import cancel
 
-        self._act("cancel", lambda task_id: cancel(self.project, task_id))
+        self._confirm_then_act("cancel", lambda task_id: cancel(self.project, task_id))
 
     def action_send_back(self) -> None:
         from .review import ai_comments, as_feedback, attempt_to_review, reject
