@@ -135,3 +135,24 @@ def test_reject_and_cancel_ask_first_and_the_selection_stays_put(repo):
     assert seen["after_other_key"] == ["merged", "review", "review", "queued"]
     assert [t["state"] for t in status_json(repo)] == ["merged", "review", "rejected", "queued"]
     assert seen["rows"] == ["2", "4"] and seen["selected"] == 4   # the row after it, not the top
+
+
+def test_d_shows_the_selected_tasks_diff_and_escape_goes_back(repo):
+    project = fleet_with_work(repo)
+    seen: dict = {}
+
+    async def drive() -> None:
+        app = FleetApp(project, refresh_s=30)
+        async with app.run_test(size=(120, 30)) as pilot:
+            await pilot.press("d")                              # task 2's change
+            await pilot.pause()
+            seen["screen"] = type(app.screen).__name__
+            seen["diff"] = app.screen.diff
+            await pilot.press("pagedown", "escape")
+            await pilot.pause()
+            seen["back"] = type(app.screen).__name__
+            await pilot.press("q")
+
+    asyncio.run(drive())
+    assert seen["screen"] == "DiffScreen" and "+2" in seen["diff"] and "t2.txt" in seen["diff"], seen
+    assert seen["back"] != "DiffScreen"

@@ -66,6 +66,30 @@ class ConfirmScreen(ModalScreen[bool]):
             self.dismiss(False)
 
 
+class DiffScreen(ModalScreen[None]):
+    """The selected task's latest change against its base, coloured, scrolled with the arrows
+    and page keys; Escape or q goes back."""
+
+    BINDINGS = [Binding("escape,q", "dismiss(None)", "Back")]
+
+    def __init__(self, title: str, diff: str) -> None:
+        super().__init__()
+        self.title_line, self.diff = title, diff
+
+    def compose(self) -> ComposeResult:
+        from rich.syntax import Syntax
+        from textual.containers import VerticalScroll
+
+        yield Label(self.title_line, id="diff-title")
+        with VerticalScroll(id="diff"):
+            yield Static(Syntax(printable(self.diff) or "(no changes)", "diff", theme="ansi_dark",
+                                word_wrap=False), id="diff-text")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#diff").focus()
+
+
 class FleetApp(App):
     """Tasks with their live phase, tokens and cost; the selected task's details; the latest events."""
 
@@ -76,6 +100,7 @@ class FleetApp(App):
     #detail { height: auto; max-height: 14; padding: 0 1; border-top: solid $primary; }
     #events { height: auto; max-height: 8; padding: 0 1; color: $text-muted; border-top: solid $primary; }
     FeedbackScreen, ConfirmScreen { align: center middle; }
+    #diff { height: 1fr; }
     #confirm { width: 60%; height: auto; padding: 1 2; border: round $warning; background: $panel; }
     #feedback { width: 80%; height: auto; padding: 1 2; border: round $primary; background: $panel; }
     """
@@ -84,6 +109,7 @@ class FleetApp(App):
         Binding("s", "send_back", "Send back"),
         Binding("r", "reject", "Reject"),
         Binding("x", "cancel_task", "Cancel task"),
+        Binding("d", "show_diff", "Diff"),
         Binding("c", "toggle_closed", "Show closed"),
         Binding("q", "quit", "Quit"),
     ]
@@ -240,6 +266,21 @@ class FleetApp(App):
                 self._act("send back", lambda task_id: reject(self.project, task_id, feedback))
 
         self.push_screen(FeedbackScreen(task_id, as_feedback(comments) if comments else ""), send)
+
+    def action_show_diff(self) -> None:
+        from . import git
+
+        task_id = self.selected_id()
+        if task_id is None:
+            return
+        attempt = self.project.store.latest_attempt(task_id)
+        if attempt is None:
+            self.notify(f"task {task_id} has no attempt yet", severity="warning")
+            return
+        root = self.project.root
+        head = attempt.head_commit or git.branch_tip(root, attempt.branch) or attempt.base_commit
+        self.push_screen(DiffScreen(f"task {task_id}, attempt {attempt.number}: {attempt.base_commit[:10]}..{head[:10]}",
+                                    self.project.redactor.text(git.diff(root, attempt.base_commit, head))))
 
     def action_toggle_closed(self) -> None:
         self.show_closed = not self.show_closed
