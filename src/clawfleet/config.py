@@ -403,7 +403,7 @@ class TelegramConfig(_Section):
     enabled: bool = False
     token_env: str = Field("TELEGRAM_BOT_TOKEN", description="variable with the bot's token from @BotFather")
     chat_ids: list[int] = Field(default_factory=list, description="chats allowed to command the fleet; empty = none")
-    base_url: str = Field("https://api.telegram.org/bot", description="Bot API root (a local Bot API server, or a test fake)")
+    base_url: str = Field("https://api.telegram.org/bot", description="Bot API root (a self-hosted Bot API server, or an emulator in tests)")
 
 
 DEFAULT_SETUP_INPUTS = [

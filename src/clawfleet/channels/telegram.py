@@ -3,7 +3,7 @@
 Needs the optional extra: pip install 'clawfleet[telegram]' (python-telegram-bot). It polls the
 Bot API (`getUpdates`), so no public address is needed. Only chats listed in `[telegram]
 chat_ids` may command the fleet; others are told their chat id, so the owner can add it.
-`base_url` points it at another Bot API server (a self-hosted one, or a test's fake).
+`base_url` points it at another Bot API server (a self-hosted one, or an emulator in tests).
 """
 
 from __future__ import annotations
