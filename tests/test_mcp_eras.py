@@ -51,7 +51,7 @@ def review_ready(project: Project) -> int:
     """A task whose attempt waits for review (as an agent's finished attempt does)."""
     store = project.store
     task = store.add_task("Add a health endpoint")
-    attempt = store.start_attempt(task.id, agent="builtin", base_commit="0" * 40,
+    attempt = store.start_attempt(task.id, agent="builtin", base_commit=project.target_tip(),
                                   branch_for=lambda n: f"claw/{task.id}-{n}")
     store.finish_attempt(attempt.id, AttemptState.ready, "attempt.ready", task_state=TaskState.review)
     return task.id
@@ -136,9 +136,18 @@ def test_the_official_client_over_http_in_both_eras(project, era):
     _check(project, era, review_id, outcome)
 
 
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
+
+
 def test_resources_give_a_tasks_log_and_diff(project):
     task_id = review_ready(project)
     attempt = project.store.latest_attempt(task_id)
+    # The agent's change, on its attempt's branch.
+    _git(project.root, "checkout", "-q", "-b", attempt.branch)
+    (project.root / "app.txt").write_text("one\ntwo\n")
+    _git(project.root, "commit", "-qam", "add two")
+    _git(project.root, "checkout", "-q", "-")
     log = project.attempt_dir(attempt.id) / "agent.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("the agent said hello\n")
@@ -147,9 +156,11 @@ def test_resources_give_a_tasks_log_and_diff(project):
         await session.discover()
         templates = {t.uri_template for t in (await session.list_resource_templates()).resource_templates}
         read = await session.read_resource(f"claw://task/{task_id}/log")
-        return templates, read.contents[0].text
+        diff = await session.read_resource(f"claw://task/{task_id}/diff")
+        return templates, read.contents[0].text, diff.contents[0].text
 
-    templates, text = _stdio(project.root, calls)
+    templates, text, diff = _stdio(project.root, calls)
+    assert "+two" in diff and "app.txt" in diff
     assert {"claw://task/{task_id}/log", "claw://task/{task_id}/diff"} <= templates
     assert text == "the agent said hello\n"
 
@@ -228,3 +239,21 @@ def test_http_token_is_made_once_and_kept_private(project):
     assert path.read_text().strip() == token and len(token) >= 32
     assert path.stat().st_mode & 0o777 == 0o600
     assert mcp_token(Project(project.root)) == token
+
+
+def test_reject_with_feedback_sends_the_task_back_and_show_task_says_so(project):
+    task_id = review_ready(project)
+
+    async def calls(session):
+        await session.discover()
+        sent = _data(await session.call_tool("reject", {"task_id": task_id, "feedback": "use the new API"}))
+        again = await session.call_tool("reject", {"task_id": task_id})
+        shown = _data(await session.call_tool("show_task", {"task_id": task_id}))
+        return sent, again, shown
+
+    sent, again, shown = _stdio(project.root, calls)
+    assert sent["sent_back"] is True
+    assert again.is_error and "not waiting for review" in again.content[0].text
+    assert (shown["state"], shown["attempt"]["state"]) == ("queued", "sent_back")
+    task = Project(project.root).store.get_task(task_id)
+    assert (task.state, task.feedback) == (TaskState.queued, "use the new API")
