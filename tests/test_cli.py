@@ -508,3 +508,4 @@ def test_agents_with_a_broken_config_names_the_config_not_a_missing_project(repo
     for args in (("agents", "--configured"), ("agents",)):
         result = claw(repo, *args)
         assert_clean_error(result, "config.toml", "not valid TOML")
+        assert "hint: a key is set twice in one table there" in result.stderr

@@ -549,8 +549,10 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"{path}: cannot be read as UTF-8 text: {error}",
                           hint="save it as UTF-8, or move it away and run `claw init`") from None
     except tomllib.TOMLDecodeError as error:
+        twice = "Cannot overwrite a value" in str(error)  # tomllib's words for a key set twice
         raise ConfigError(f"{path}: not valid TOML: {error}",
-                          hint="fix the syntax, or move the file away and run `claw init`") from error
+                          hint="a key is set twice in one table there (uncommenting a second one?): keep one"
+                          if twice else "fix the syntax, or move the file away and run `claw init`") from error
     except RecursionError:
         raise ConfigError(f"{path}: nested too deeply to read", hint=_TOO_DEEP) from None
     try:
