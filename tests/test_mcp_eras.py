@@ -257,3 +257,14 @@ def test_reject_with_feedback_sends_the_task_back_and_show_task_says_so(project)
     assert (shown["state"], shown["attempt"]["state"]) == ("queued", "sent_back")
     task = Project(project.root).store.get_task(task_id)
     assert (task.state, task.feedback) == (TaskState.queued, "use the new API")
+
+
+def test_http_on_a_port_in_use_is_one_line(project):
+    with http_server(project.root) as url:
+        port = url.rsplit(":", 1)[1].split("/")[0]
+        second = subprocess.run([sys.executable, "-m", "clawfleet", "mcp", "--http", "--port", port],
+                                cwd=project.root, env=_env({"CLAW_MCP_TOKEN": TOKEN}),
+                                capture_output=True, text=True, timeout=60)
+    assert second.returncode != 0
+    assert f"port {port} on 127.0.0.1 is already in use" in second.stderr
+    assert "Traceback" not in second.stderr
