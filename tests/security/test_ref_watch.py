@@ -93,7 +93,7 @@ def test_an_agent_moving_main_and_planting_a_hook_and_config_is_reported_and_the
     # clawfleet undid nothing (the person judges), and ran none of what was planted. Main moved
     # under the person's checkout, so the merge waits for them rather than touch it.
     assert "backdoor.txt" in git.tracked_paths(repo, "main")
-    assert "checked out" in result.stdout and "uncommitted" in result.stdout, result.stdout
+    assert "your checkout of 'main'" in result.stdout and "uncommitted" in result.stdout, result.stdout
     tasks = json.loads(claw(repo, "status", "--all", "--json").stdout)
     assert tasks[1]["state"] == "approved"
     # The person puts main back; the fleet goes on and lands the unrelated task.
