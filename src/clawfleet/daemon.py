@@ -27,6 +27,7 @@ from pathlib import Path
 from .errors import ClawError
 from .procs import PidLock, cmdline, pid_alive
 from .project import Project
+from .timefmt import ago
 
 INFO_FILE = "daemon.json"
 LOCK_FILE = "daemon.lock"
@@ -61,8 +62,6 @@ def running_daemon(run_dir: Path) -> DaemonInfo | None:
 def DaemonLock(run_dir: Path) -> PidLock:
     """One daemon per repository; a second one is told which pid holds it."""
     def refuse(holder: str) -> ClawError:
-        from .commands._common import ago
-
         info = running_daemon(run_dir)
         up = f", up {ago(info.uptime)}" if info else ""
         return ClawError(f"a claw daemon (pid {holder}{up}) already runs in this repository",

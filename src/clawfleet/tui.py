@@ -17,10 +17,10 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Input, Label, Static
 
 from .board import Board, TaskRow, snapshot
-from .commands._common import ago
 from .errors import ClawError
 from .printable import escape, printable
 from .project import Project
+from .timefmt import ago
 
 STATE_STYLE = {"running": "cyan", "review": "yellow", "approved": "green", "merged": "green",
                "failed": "red", "rejected": "red", "cancelled": "dim", "queued": "", "blocked": "magenta"}

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from ..project import Project
+from ..timefmt import ago  # noqa: F401  (the commands show durations with it)
 
 
 
@@ -41,13 +42,3 @@ def open_project() -> Project:
 
 def print_json(data: object) -> None:
     print(json.dumps(data, indent=2, default=str))
-
-
-def ago(seconds: float) -> str:
-    """A short duration: 42s, 3m05s, 2h10m."""
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
