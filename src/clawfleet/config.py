@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal, Union
@@ -371,6 +372,17 @@ class WatcherConfig(_Section):
         return self
 
 
+def parse_quiet_hours(text: str) -> tuple[int, int]:
+    """'22:00-07:00' as minutes after midnight (start, end); the window may wrap past midnight."""
+    match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", text)
+    if not match or int(match[1]) > 23 or int(match[3]) > 23 or int(match[2]) > 59 or int(match[4]) > 59:
+        raise ValueError(f"quiet_hours must look like '22:00-07:00', not {text!r}")
+    start, end = int(match[1]) * 60 + int(match[2]), int(match[3]) * 60 + int(match[4])
+    if start == end:
+        raise ValueError(f"quiet_hours {text!r} starts and ends at the same time")
+    return start, end
+
+
 class NotifyConfig(_Section):
     urls: list[str] = Field(default_factory=list, description="apprise URLs: tgram://, slack://, ntfy://, mailto://, json://...")
     events: list[str] = Field(
@@ -385,8 +397,6 @@ class NotifyConfig(_Section):
     @classmethod
     def _valid_hours(cls, value: str | None) -> str | None:
         if value is not None:
-            from .notify import parse_quiet_hours
-
             parse_quiet_hours(value)
         return value
 

@@ -14,13 +14,12 @@ end; low-importance ones can be batched into a digest every N minutes.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from . import redact
-from .config import NotifyConfig
+from .config import NotifyConfig, parse_quiet_hours
 from .errors import ClawError
 from .models import AttemptState, Importance, Notification
 from .store import Store
@@ -32,17 +31,6 @@ SUMMARY_CHARS = 300
 
 Sender = Callable[[str, str], bool]
 """Deliver (title, body) to every URL; True when it went through."""
-
-
-def parse_quiet_hours(text: str) -> tuple[int, int]:
-    """'22:00-07:00' as minutes after midnight (start, end); the window may wrap past midnight."""
-    match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", text)
-    if not match or int(match[1]) > 23 or int(match[3]) > 23 or int(match[2]) > 59 or int(match[4]) > 59:
-        raise ValueError(f"quiet_hours must look like '22:00-07:00', not {text!r}")
-    start, end = int(match[1]) * 60 + int(match[2]), int(match[3]) * 60 + int(match[4])
-    if start == end:
-        raise ValueError(f"quiet_hours {text!r} starts and ends at the same time")
-    return start, end
 
 
 def in_quiet_hours(at: float, window: tuple[int, int] | None) -> bool:
