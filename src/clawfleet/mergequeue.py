@@ -24,9 +24,8 @@ from .models import Attempt, AttemptState, Task, TaskState
 from .procs import ChildGroups
 from .project import Project
 from .review import approved_by_a_person, changes_policy, policy_files_of
-from .workspace import WorkspacePool, prepare_integration
+from .workspace import INTEGRATION, WorkspacePool, prepare_integration
 
-INTEGRATION = "integration"
 RESOLVE_BODY = """\
 Task {task.id} ("{task.title}") was approved, but its changes no longer apply to the target
 branch: they conflict with what landed meanwhile in

@@ -797,8 +797,6 @@ class WorkspacePool:
             act(path, "remove", reason, lambda w=workspace: self._remove(w, teardown=w.state != "making"))
         known = {r["path"] for r in rows}
         if self.dir.exists():
-            from .mergequeue import INTEGRATION
-
             for folder in sorted(self.dir.iterdir()):
                 path = str(folder)
                 if path in known or folder.name == INTEGRATION:
@@ -869,7 +867,7 @@ def disk_usage(path: Path) -> int:
 
 
 
-INTEGRATION_ID = "integration"
+INTEGRATION = "integration"  # the merge queue's worktree: its folder in worktrees/ and its workspace id
 SET_UP_HERE = "claw-set-up"   # in the merge worktree's git dir: gone when git made it again
 
 
@@ -881,23 +879,23 @@ def prepare_integration(project: Project, worktree: Path, commit: str, children:
     and, when the setup failed, why."""
     config = project.config.workspace
     pool = WorkspacePool(project, sandbox=policy)
-    row = pool.store.workspace(INTEGRATION_ID)
+    row = pool.store.workspace(INTEGRATION)
     if row is not None and row["path"] != str(worktree):
-        pool.store.remove_workspace(INTEGRATION_ID)
+        pool.store.remove_workspace(INTEGRATION)
         row = None
     if row is None:
-        row = pool.store.add_workspace(INTEGRATION_ID, str(worktree), state="integration", attempt_id=None,
+        row = pool.store.add_workspace(INTEGRATION, str(worktree), state="integration", attempt_id=None,
                                        port_range=config.port_range, ports=config.ports_per_workspace,
                                        port_free=port_block_free)
     workspace = Workspace.from_row(row)
     sync_includes(project, config, worktree)
     # The merge queue makes its worktree again when git lost it: then its installs are gone too.
     if git.read_admin_file(worktree, SET_UP_HERE, project.root) is None:
-        (meta_dir(project, INTEGRATION_ID) / "setup.json").unlink(missing_ok=True)
+        (meta_dir(project, INTEGRATION) / "setup.json").unlink(missing_ok=True)
     plan = pool._plan(workspace, commit)
     env = pool._env(workspace, plan)
     if plan:
-        meta = meta_dir(project, INTEGRATION_ID)
+        meta = meta_dir(project, INTEGRATION)
         result = run_setup(plan, worktree, env, children, meta / "setup.log",
                            contained=pool.contained(workspace, env, plan.network))
         if not result.ok:
