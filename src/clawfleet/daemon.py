@@ -21,42 +21,18 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from .errors import ClawError
-from .procs import PidLock, cmdline, pid_alive
+from .daemoninfo import INFO_FILE, DaemonInfo, running_daemon
+from .procs import PidLock, pid_alive
 from .project import Project
 from .timefmt import ago
 
-INFO_FILE = "daemon.json"
 LOCK_FILE = "daemon.lock"
 LOG_FILE = "daemon.log"
 DUTY_INTERVAL_S = 1.0
-
-
-@dataclass
-class DaemonInfo:
-    pid: int
-    started_at: float
-    log: str | None = None
-    webhook: str | None = None
-
-    @property
-    def uptime(self) -> float:
-        return max(0.0, time.time() - self.started_at)
-
-
-def running_daemon(run_dir: Path) -> DaemonInfo | None:
-    """The daemon running for this repository, or None (a stale daemon.json is ignored)."""
-    try:
-        info = DaemonInfo(**json.loads((run_dir / INFO_FILE).read_text()))
-    except (OSError, ValueError, TypeError):
-        return None
-    args = cmdline(info.pid)
-    if not pid_alive(info.pid) or not any("clawfleet" in a or a.endswith("claw") for a in args):
-        return None  # it died without cleaning up, and the pid may belong to someone else now
-    return info
 
 
 def DaemonLock(run_dir: Path) -> PidLock:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import faults, git, memory, private, radar, refwatch, reviewer, sandbox, skills
+from .daemoninfo import running_daemon
 from .errors import ClawError
 from .executors.local import LocalExecutor, Running, runner_began
 from .mergequeue import LandResult, MergeQueue
@@ -41,8 +42,6 @@ BEST_OF_ORDER = {AttemptState.ready: 0, AttemptState.checks_failed: 1, AttemptSt
 def OrchestratorLock(run_dir: Path) -> PidLock:
     """Only one orchestrator drives a repository; a second one is told who holds it."""
     def refuse(holder: str) -> ClawError:
-        from .daemon import running_daemon
-
         daemon = running_daemon(run_dir)
         if daemon and str(daemon.pid) == holder:
             return ClawError(f"the claw daemon (pid {holder}) drives this repository",
