@@ -88,7 +88,7 @@ class Project:
 
         included: list[Path] = []
         if self.config.workspace.include or self.config.workspace.link:
-            from .workspace import include_paths
+            from .includes import include_paths
 
             included = redact.files_under(self.root / path for path, _ in include_paths(self, self.config.workspace))
         return {"env": redact.config_secret_names(self.config), "files": [str(path) for path in included]}

@@ -327,7 +327,7 @@ def for_project(project: Any) -> Redactor:
     learn_env(config_secret_names(config))
     if not (config.workspace.include or config.workspace.link):
         return current()
-    from .workspace import include_paths  # the same expansion of the globs as the copying
+    from .includes import include_paths  # the same expansion of the globs as the copying
 
     try:
         included = [project.root / path for path, _ in include_paths(project, config.workspace)]

@@ -42,6 +42,7 @@ from .config import WorkspaceConfig
 from .containment import contain, workspace_reach
 from .errors import GitError
 from .footprint import glob_regex
+from .includes import include_paths
 from .models import AttemptState, TaskState
 from .procs import ChildGroups, pid_alive
 from .project import Project
@@ -199,24 +200,6 @@ def port_block_free(base: int, count: int) -> bool:
 
 
 # -- included files -----------------------------------------------------------------------
-
-def include_paths(project: Project, config: WorkspaceConfig) -> list[tuple[str, bool]]:
-    """(path relative to the checkout, hard-link?) for every existing path `include`/`link` names."""
-    found: dict[str, bool] = {}
-    for patterns, link in ((config.include, False), (config.link, True)):
-        for pattern in patterns:
-            pattern = pattern.strip().removeprefix("./").rstrip("/")
-            if not pattern:
-                continue
-            hits = sorted(project.root.glob(pattern)) if any(c in pattern for c in "*?[") \
-                else [project.root / pattern]
-            for hit in hits:
-                relative = hit.relative_to(project.root).as_posix()
-                if (hit.exists() or hit.is_symlink()) and not relative.startswith((".git/", ".claw/run")) \
-                        and relative != ".git":
-                    found[relative] = link
-    return sorted(found.items())
-
 
 def sync_includes(project: Project, config: WorkspaceConfig, worktree: Path) -> list[str]:
     """Copy (or hard-link) the person's untracked files into the workspace; keep them out of
