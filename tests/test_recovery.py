@@ -197,14 +197,17 @@ def test_an_approved_attempt_whose_head_commit_is_lost_fails_alone_and_the_rest_
               slots=2)
     claw(repo, "add", "one")
     claw(repo, "add", "two")
-    # Killed right after task 1 was approved: it waits to land, task 2 is still running.
+    # Killed right after the first decision: that task waits to land, the other still runs
+    # (which of the two finished first is the machine's to say).
     assert claw(repo, "run", env={"CLAW_FAULT": "decided"}).returncode == -signal.SIGKILL
+    [approved] = [t["id"] for t in status_json(repo) if t["state"] == "approved"]
+    other = 3 - approved
     lost = "0123456789abcdef0123456789abcdef01234567"
     with closing(sqlite3.connect(repo / ".claw" / "run" / "claw.db")) as db, db:
-        db.execute("UPDATE attempts SET head_commit = ? WHERE task_id = 1", (lost,))  # gone from git
+        db.execute("UPDATE attempts SET head_commit = ? WHERE task_id = ?", (lost, approved))  # gone from git
     for _ in range(2):  # this run, and the one after it, go on
         result = claw(repo, "run")
         assert result.returncode == 0, result.stderr
     tasks = {t["id"]: t for t in status_json(repo)}
-    assert tasks[2]["state"] == "merged"
-    assert tasks[1]["state"] == "failed" and lost in tasks[1]["reason"]
+    assert tasks[other]["state"] == "merged"
+    assert tasks[approved]["state"] == "failed" and lost in tasks[approved]["reason"]
