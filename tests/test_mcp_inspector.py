@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+import clawfleet
 from clawfleet.project import Project
 
 from test_mcp_eras import TOKEN, TOOLS, _env, http_server
@@ -49,8 +50,10 @@ def test_the_inspector_lists_the_tools_and_queues_a_task(project, tmp_path, tran
 
     if transport == "stdio":
         # The Inspector hands its server only a few variables of its own: the source under test is passed.
-        listed, called = run(["-e", f"PYTHONPATH={os.environ.get('PYTHONPATH', '')}",
-                              sys.executable, "-m", "clawfleet", "mcp"])
+        # (the folder clawfleet is imported from here: with an editable install PYTHONPATH is unset,
+        # and the Inspector refuses an empty `-e NAME=`).
+        source = Path(clawfleet.__file__).resolve().parents[1]
+        listed, called = run(["-e", f"PYTHONPATH={source}", sys.executable, "-m", "clawfleet", "mcp"])
     else:
         with http_server(project.root) as url:
             listed, called = run([url, "--transport", "http", "--header", f"Authorization: Bearer {TOKEN}"])
