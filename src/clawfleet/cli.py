@@ -385,14 +385,6 @@ def show(task_id: TaskId, as_json: JsonOption = False) -> None:
         console.print(f"  logs: {project.attempt_dir(attempt.id)}")
 
 
-def _latest_attempt(project: Project, task_id: int):
-    project.store.get_task(task_id)
-    attempt = project.store.latest_attempt(task_id)
-    if attempt is None:
-        raise ClawError(f"task {task_id} has no attempt yet", hint="`claw run` starts queued tasks")
-    return attempt
-
-
 @app.command()
 def log(
     task_id: TaskId,
@@ -401,7 +393,7 @@ def log(
 ) -> None:
     """Print the agent's log of the task's latest attempt (or of attempt N)."""
     project = open_project()
-    attempt = _latest_attempt(project, task_id)
+    attempt = project.latest_attempt(task_id)
     if number is not None:
         attempts = project.store.attempts(task_id=task_id)
         attempt = next((a for a in attempts if a.number == number), None)
@@ -435,7 +427,7 @@ def diff(
 ) -> None:
     """Show the changes of the task's latest attempt against its base commit."""
     project = open_project()
-    attempt = _latest_attempt(project, task_id)
+    attempt = project.latest_attempt(task_id)
     head = attempt.head_commit or git.branch_tip(project.root, attempt.branch) or attempt.base_commit
     stats = git.diff_stats(project.root, attempt.base_commit, head)
     if as_json:

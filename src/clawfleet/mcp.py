@@ -165,14 +165,14 @@ def build_server(project: Project):
     @server.resource("claw://task/{task_id}/log", name="agent log", mime_type="text/plain",
                      description="The agent's log of the task's latest attempt (redacted).")
     def task_log(task_id: int) -> str:
-        attempt = _latest_attempt(project, task_id)
+        attempt = project.latest_attempt(task_id)
         path = project.attempt_dir(attempt.id) / "agent.log"
         return project.redactor.text(path.read_text(errors="replace")) if path.exists() else ""
 
     @server.resource("claw://task/{task_id}/diff", name="diff", mime_type="text/x-diff",
                      description="The changes of the task's latest attempt against its base commit.")
     def task_diff(task_id: int) -> str:
-        attempt = _latest_attempt(project, task_id)
+        attempt = project.latest_attempt(task_id)
         head = attempt.head_commit or git.branch_tip(project.root, attempt.branch) or attempt.base_commit
         return git.diff(project.root, attempt.base_commit, head)
 
@@ -207,14 +207,6 @@ def build_server(project: Project):
     return server
 
 
-def _latest_attempt(project: Project, task_id: int):
-    project.store.get_task(task_id)
-    attempt = project.store.latest_attempt(task_id)
-    if attempt is None:
-        raise ClawError(f"task {task_id} has no attempt yet", hint="`claw run` starts queued tasks")
-    return attempt
-
-
 def serve(project: Project) -> None:
     """Run the MCP server on stdin/stdout until the client closes it."""
     build_server(project).run("stdio")
@@ -237,22 +229,12 @@ def http_app(project: Project, token: str, max_body: int = MAX_BODY):
 
 def serve_http(project: Project, port: int = DEFAULT_PORT, announce=lambda line: None) -> None:
     """Serve MCP over streamable HTTP on 127.0.0.1:`port` (0: any free port) until Ctrl-C."""
-    import errno
-    import socket
-
     import uvicorn
 
+    from .llm.serve import bound_socket
+
     token = mcp_token(project)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind(("127.0.0.1", port))
-    except OSError as error:
-        sock.close()
-        if error.errno == errno.EADDRINUSE:
-            raise ClawError(f"port {port} on 127.0.0.1 is already in use",
-                            hint="pick another --port, or 0 for any free one") from None
-        raise ClawError(f"cannot listen on 127.0.0.1:{port}: {error.strerror}") from None
+    sock = bound_socket("127.0.0.1", port)
     sock.listen(128)  # connections wait in the backlog from now: the URL announced is usable at once
     where = "$" + TOKEN_ENV if os.environ.get(TOKEN_ENV) else str(project.run_dir / TOKEN_FILE)
     announce(f"MCP on http://127.0.0.1:{sock.getsockname()[1]}/mcp (bearer token: {where})")

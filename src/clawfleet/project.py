@@ -81,6 +81,14 @@ class Project:
         except ConfigError:
             return redact.current()
 
+    def latest_attempt(self, task_id: int):
+        """The task's latest attempt; a ClawError when the task has none yet (or does not exist)."""
+        self.store.get_task(task_id)
+        attempt = self.store.latest_attempt(task_id)
+        if attempt is None:
+            raise ClawError(f"task {task_id} has no attempt yet", hint="`claw run` starts queued tasks")
+        return attempt
+
     def secret_sources(self) -> dict[str, list[str]]:
         """What an attempt's runner must know to redact and scan for this project's secrets: the
         names of the variables that hold them and the included files (never their values)."""

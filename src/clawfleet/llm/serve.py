@@ -17,6 +17,23 @@ import uvicorn
 from ..errors import ClawError
 
 
+def bound_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to host:port (0: any free port), a clash being one clear error."""
+    # proto=IPPROTO_TCP: asyncio then sets TCP_NODELAY on each accepted connection; without
+    # it, a reply written as headers then body waits ~40 ms on Nagle and delayed ACKs.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        if error.errno == errno.EADDRINUSE:
+            raise ClawError(f"port {port} on {host} is already in use",
+                            hint="pick another --port, or 0 for any free one") from None
+        raise ClawError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+    return sock
+
+
 class BackgroundServer:
     """`port=0` picks a free port; the real one is known as soon as `start()` returns."""
 
@@ -35,18 +52,7 @@ class BackgroundServer:
 
     def start(self) -> "BackgroundServer":
         # Bind first, so the port is ours before uvicorn runs and a clash is a clear error.
-        # proto=IPPROTO_TCP: asyncio then sets TCP_NODELAY on each accepted connection; without
-        # it, a reply written as headers then body waits ~40 ms on Nagle and delayed ACKs.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self.host, self.port))
-        except OSError as error:
-            sock.close()
-            if error.errno == errno.EADDRINUSE:
-                raise ClawError(f"port {self.port} on {self.host} is already in use",
-                                hint="pick another --port, or 0 for any free one") from None
-            raise ClawError(f"cannot listen on {self.host}:{self.port}: {error.strerror}") from None
+        sock = bound_socket(self.host, self.port)
         self.port = sock.getsockname()[1]
         self._socket = sock
         config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off",
